@@ -1,0 +1,17 @@
+"""AI gateway tasks: the root Invoke namespace (``stack``, ``keys``, ``env``) and its defaults.
+
+Importing this package is cheap: httpx and the docker SDK are imported only by the tasks that
+use them.
+"""
+
+from invoke.collection import Collection
+
+from . import env, keys
+from .settings import DEFAULTS
+
+ns = Collection()
+ns.add_collection(Collection.from_module(keys, name="keys"))
+ns.add_collection(Collection.from_module(env, name="env"))
+ns.configure(DEFAULTS)
+
+__all__ = ["ns"]

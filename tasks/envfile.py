@@ -1,0 +1,374 @@
+"""The .env store: strict reading, byte-preserving updates, atomic 0600 writes, a lock.
+
+Reading parses with python-dotenv's own parser and refuses what Compose or python-dotenv
+would read differently from what a person sees: unparseable lines, a name without ``=``,
+the same name twice, NUL bytes, text that is not UTF-8, an empty file. Errors name the line
+and the problem, never the line's text (it may hold a secret).
+
+Updating changes only the value of the named variables. Every other byte - comments, blank
+lines, order, quoting, ``export`` prefixes, CRLF endings, a UTF-8 BOM, inline comments - stays
+as it was; a name that is absent is appended. The new text is parsed again before it is
+written and must read back exactly as intended, or nothing is written.
+
+Writing goes to a temporary file created 0600 in the same folder (``mkstemp``), which is
+flushed, synced and then moved over the target with ``os.replace`` (or hard-linked into place
+when the target must not exist yet). So the file is 0600 from the instant it exists, and a
+reader sees either the old or the new file, never a mix. Writers hold ``<name>.lock`` beside
+the file, so two tasks at once never lose an update.
+
+Symlinks: a ``.env`` that is a symlink is followed; the file it points to is updated in place
+(in its own folder) and the link stays a link. A dangling link is an error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv.parser import Binding, parse_stream
+
+from . import perms
+from .errors import EnvFileError, LockBusyError
+
+BOM = b"\xef\xbb\xbf"
+MAX_SIZE = 1024 * 1024
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_LINE_RE = re.compile(
+    r"(?P<lead>\s*)(?P<export>export[^\S\r\n]+)?(?P<key>'[^']+'|[^=#\s]+)"
+    r"(?P<sep>[^\S\r\n]*=[^\S\r\n]*)(?P<rest>.*)\Z",
+    re.S,
+)
+_QUOTED = {
+    "'": re.compile(r"'((?:\\.|[^'\\])*)'", re.S),
+    '"': re.compile(r'"((?:\\.|[^"\\])*)"', re.S),
+}
+_SAFE_UNQUOTED = re.compile(r"[A-Za-z0-9_\-.:/+=@,%~^]*\Z")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ``NAME=value`` binding as it stands in the file."""
+
+    name: str
+    value: str
+    line: int
+    quote: str  # "", "'" or '"'
+
+
+@dataclass
+class EnvDoc:
+    """A parsed .env: its bindings in order plus what is needed to write it back unchanged."""
+
+    path: Path
+    bindings: list[Binding]
+    bom: bool = False
+    newline: str = "\n"
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    @property
+    def values(self) -> dict[str, str]:
+        return {name: entry.value for name, entry in self.entries.items()}
+
+    def get(self, name: str, default: str = "") -> str:
+        entry = self.entries.get(name)
+        return entry.value if entry else default
+
+    def text(self) -> str:
+        return "".join(b.original.string for b in self.bindings)
+
+    def render(self, changes: Mapping[str, str]) -> bytes:
+        """The file's bytes with ``changes`` applied; raises if it would not read back."""
+        for name in changes:
+            if not NAME_RE.match(name):
+                raise EnvFileError(f"{name!r} is not a valid variable name")
+        pieces: list[str] = []
+        for binding in self.bindings:
+            if binding.key is not None and binding.key in changes:
+                pieces.append(_replace_value(binding.original.string, changes[binding.key]))
+            else:
+                pieces.append(binding.original.string)
+        text = "".join(pieces)
+        for name, value in changes.items():
+            if name in self.entries:
+                continue
+            if text and not text.endswith(("\n", "\r")):
+                text += self.newline
+            text += f"{name}={_format_value(value, '')}{self.newline}"
+        data = (BOM if self.bom else b"") + text.encode("utf-8")
+        expected = self.values | dict(changes)
+        try:
+            check = parse_bytes(data, self.path)
+        except EnvFileError as exc:
+            raise EnvFileError(f"refusing to write {self.path}: {exc.message}") from None
+        if check.values != expected:
+            raise EnvFileError(
+                f"refusing to write {self.path}: the new text would not read back as intended"
+            )
+        return data
+
+
+def _line_of(binding: Binding) -> int:
+    original = binding.original.string
+    lead = len(original) - len(original.lstrip())
+    return binding.original.line + original[:lead].count("\n")
+
+
+def parse_bytes(data: bytes, path: Path) -> EnvDoc:
+    """Parse .env bytes strictly. Errors name the line, never its text."""
+    bom = data.startswith(BOM)
+    if bom:
+        data = data[len(BOM) :]
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise EnvFileError(f"{path}: line {line} holds a NUL byte; this is not a text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EnvFileError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
+    if not text.strip():
+        raise EnvFileError(f"{path} is empty; run `invoke env.init --force` to write a new one")
+    newline = "\r\n" if "\r\n" in text.split("\n", 1)[0] + "\n" else "\n"
+    bindings = list(parse_stream(io.StringIO(text, newline="")))
+    if "".join(b.original.string for b in bindings) != text:  # pragma: no cover - parser bug
+        raise EnvFileError(f"{path}: python-dotenv could not read the whole file")
+    doc = EnvDoc(path=path, bindings=bindings, bom=bom, newline=newline)
+    for binding in bindings:
+        line = _line_of(binding)
+        if binding.error:
+            raise EnvFileError(f"{path}: line {line} cannot be parsed; expected NAME=value")
+        if binding.key is None:
+            continue
+        if binding.value is None:
+            raise EnvFileError(f"{path}: line {line}: {binding.key!r} has no '=' and no value")
+        if not NAME_RE.match(binding.key):
+            raise EnvFileError(f"{path}: line {line}: {binding.key!r} is not a valid variable name")
+        if binding.key in doc.entries:
+            first = doc.entries[binding.key].line
+            raise EnvFileError(
+                f"{path}: {binding.key} is set twice (lines {first} and {line}); keep one"
+            )
+        match = _LINE_RE.match(binding.original.string)
+        rest = match.group("rest") if match else ""
+        quote = rest[0] if rest[:1] in ("'", '"') else ""
+        doc.entries[binding.key] = Entry(binding.key, binding.value, line, quote)
+    return doc
+
+
+def _format_value(value: str, quote: str) -> str:
+    if quote == "" and _SAFE_UNQUOTED.match(value):
+        return value
+    if quote == "'" or (quote == "" and "$" in value):
+        # single quotes: Compose does not interpolate ${...} inside them
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _replace_value(original: str, value: str) -> str:
+    match = _LINE_RE.match(original)
+    if match is None:  # pragma: no cover - parse_bytes accepted this binding
+        raise EnvFileError("internal: cannot locate the value to replace")
+    rest = match.group("rest")
+    quote = rest[:1] if rest[:1] in _QUOTED else ""
+    if quote:
+        quoted = _QUOTED[quote].match(rest)
+        tail = rest[quoted.end() :] if quoted else ""
+    elif rest.startswith("#") and match.group("sep").strip() != "=":
+        tail = rest  # `NAME= # comment`: empty value, then a comment
+    else:
+        body = re.match(r"[^\r\n]*", rest)
+        part = body.group(0) if body else ""
+        comment = re.search(r"[^\S\r\n]+#", part)
+        cut = comment.start() if comment else len(part.rstrip())
+        tail = part[cut:] + rest[len(part) :]
+    head = original[: match.start("rest")]
+    return head + _format_value(value, quote) + tail
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def resolve(path: Path) -> Path:
+    """The file to read and write: ``path``, or the file a symlink at ``path`` points to."""
+    path = Path(path)
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.exists():
+            raise EnvFileError(f"{path} is a symlink to {target}, which does not exist")
+        return target
+    return path
+
+
+def read_bytes(path: Path) -> bytes:
+    target = resolve(path)
+    try:
+        if target.is_dir():
+            raise EnvFileError(f"{path} is a directory, not a file")
+        size = target.stat().st_size
+        if size > MAX_SIZE:
+            raise EnvFileError(f"{path} is {size} bytes; an env file is expected to be small")
+        return target.read_bytes()
+    except FileNotFoundError:
+        raise EnvFileError(
+            f"{path} not found; run `invoke env.init` to create it from .env.example"
+        ) from None
+    except PermissionError:
+        raise EnvFileError(f"cannot read {path}: permission denied") from None
+    except IsADirectoryError:  # pragma: no cover - raced with is_dir()
+        raise EnvFileError(f"{path} is a directory, not a file") from None
+    except OSError as exc:
+        raise EnvFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def load(path: Path) -> EnvDoc:
+    return parse_bytes(read_bytes(path), Path(path))
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _fsync_dir(directory: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover - no directory fsync on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+def clean_stale_temps(target: Path) -> list[Path]:
+    """Remove temporary files a killed writer left beside ``target``. Call under the lock."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for leftover in target.parent.glob(f"{_temp_prefix(target)}*.tmp"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed.append(leftover)
+    return removed
+
+
+def write_secure(path: Path, data: bytes, *, exclusive: bool = False) -> Path:
+    """Write ``data`` atomically to ``path`` (followed if a symlink), mode 0600 throughout.
+
+    ``exclusive``: fail if the file exists (checked atomically, by hard-linking into place).
+    Returns the path actually written.
+    """
+    target = Path(path) if exclusive else resolve(Path(path))
+    directory = target.parent
+    if not directory.is_dir():
+        raise EnvFileError(f"cannot write {path}: folder {directory} does not exist")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=".tmp")
+    except PermissionError:
+        raise EnvFileError(f"cannot write {path}: no permission to create files in {directory}") from None
+    except OSError as exc:
+        raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    tmp = Path(tmp_name)
+    try:
+        perms.restrict_new_file(tmp)  # mkstemp already made it 0600; Windows needs an ACL
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if exclusive:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise EnvFileError(f"{path} already exists") from None
+            tmp.unlink()
+        else:
+            os.replace(tmp, target)
+        _fsync_dir(directory)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, EnvFileError):
+            raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    return target
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: Path, timeout: float, what: str = "the .env file") -> Iterator[None]:
+    """An exclusive advisory lock on ``lock_path`` (created 0600), waiting up to ``timeout``."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise EnvFileError(f"cannot create lock file {lock_path}: {exc.strerror or exc}") from None
+    deadline = time.monotonic() + timeout
+    try:
+        while not _try_lock(fd):
+            if time.monotonic() >= deadline:
+                raise LockBusyError(
+                    f"another task has held {what} for over {timeout:g}s ({lock_path}); "
+                    "wait for it to finish, or stop it"
+                )
+            time.sleep(0.02)
+        try:
+            yield
+        finally:
+            _unlock(fd)
+    finally:
+        os.close(fd)
+
+
+if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+    import msvcrt
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, 0, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def lock_path_for(path: Path) -> Path:
+    target = resolve(Path(path)) if Path(path).is_symlink() else Path(path)
+    return target.with_name(target.name + ".lock")
+
+
+def update(path: Path, changes: Mapping[str, str], *, lock_timeout: float = 30.0) -> EnvDoc:
+    """Set ``changes`` in the .env at ``path`` under the lock; return the document as written."""
+    path = Path(path)
+    with file_lock(lock_path_for(path), lock_timeout):
+        doc = load(path)
+        clean_stale_temps(resolve(path))
+        if all(doc.entries.get(k) and doc.get(k) == v for k, v in changes.items()):
+            return doc  # nothing to change: do not touch the file
+        data = doc.render(changes)
+        write_secure(path, data)
+        return parse_bytes(data, path)

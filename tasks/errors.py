@@ -1,0 +1,99 @@
+"""The project's error types.
+
+Every failure a user can cause or meet is one of these. Each carries a one-line message that
+says what is wrong and what to do, and an exit code that scripts can branch on. The tasks turn
+them into ``invoke.Exit``; nothing here prints.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every expected failure. ``str(err)`` is the one-line message."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))  # always one line
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class UsageError(GatewayError):
+    """A flag or its value is wrong (bad duration, unknown key name, conflicting flags)."""
+
+    exit_code = 2
+
+
+class EnvFileError(GatewayError):
+    """The .env file is missing, malformed, unreadable or cannot be written safely."""
+
+    exit_code = 3
+
+
+class LockBusyError(EnvFileError):
+    """Another task holds the lock on the .env file for too long."""
+
+
+class ProxyUnreachableError(GatewayError):
+    """LiteLLM cannot be reached: connection refused, reset, or no answer in time."""
+
+    exit_code = 4
+
+
+class AuthError(GatewayError):
+    """LiteLLM refused the master key."""
+
+    exit_code = 5
+
+
+class NoDatabaseError(GatewayError):
+    """LiteLLM runs without a connected database, so it cannot manage keys."""
+
+    exit_code = 6
+
+
+class ApiError(GatewayError):
+    """LiteLLM (or whatever answers on its port) answered with an unexpected error."""
+
+    exit_code = 7
+
+    def __init__(self, message: str, status: int | None = None, kind: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+class KeyStateError(GatewayError):
+    """The keys are not in a state that allows the operation (e.g. no plaintext in .env)."""
+
+    exit_code = 8
+
+
+class IncompleteError(GatewayError):
+    """An operation changed something and could not finish; the message says what remains."""
+
+    exit_code = 9
+
+
+class Interrupted(GatewayError):
+    """Ctrl-C or SIGTERM; the message says what state things were left in."""
+
+    exit_code = 130
+
+
+EXIT_CODES = {
+    0: "success (including 'nothing to do')",
+    1: "unexpected failure",
+    2: "bad flag or value",
+    3: ".env missing, malformed, unsafe or locked",
+    4: "LiteLLM unreachable or too slow",
+    5: "LiteLLM refused the master key",
+    6: "LiteLLM has no database, so it cannot manage keys",
+    7: "LiteLLM answered with an unexpected error",
+    8: "keys not in a state that allows this (see the message)",
+    9: "partly done: the message says what remains",
+    130: "interrupted (Ctrl-C / SIGTERM)",
+}

@@ -1,0 +1,212 @@
+"""keys.*: LiteLLM virtual keys - create, rotate, revoke, list. Thin: the work is in keyops."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from invoke.tasks import task
+
+from ._cli import confirm, emit, emit_json, exactly_one, guarded, progress, settings_from
+from .errors import GatewayError, UsageError
+from .settings import Settings, parse_duration
+
+if TYPE_CHECKING:
+    from .keyops import KeyManager, KeyResult
+
+NAME = "Which configured key (gateway.keys in invoke.yaml); default: open-webui (VIRTUAL_KEY)"
+COMMON = {
+    "env-file": "The .env to use (default: .env beside docker-compose.yml)",
+    "url": "LiteLLM's URL (default: LITELLM_PROXY_URL, else http://localhost:<LITELLM_PORT>)",
+    "json": "Print the result as JSON for scripts",
+}
+
+
+@contextmanager
+def manager(c: Any, env_file: str | None, url: str | None) -> Iterator[tuple[Settings, KeyManager]]:
+    from .keyops import KeyManager
+    from .proxy import LiteLLM
+
+    settings = settings_from(c, env_file=env_file, url=url, with_env=True)
+    with LiteLLM(settings.litellm_url, settings.master_key, timeout=settings.timeout) as client:
+        yield settings, KeyManager(settings, client, progress=progress)
+
+
+def _report(result: KeyResult, settings: Settings, as_json: bool) -> None:
+    if as_json:
+        emit_json(result.public())
+        return
+    for note in result.notes:
+        emit(note)
+    if result.action == "unchanged":
+        emit(f"{result.env_var}: {result.masked} ({result.alias}, team {result.team_id or '-'})")
+        return
+    models = ", ".join(result.models) or "all models"
+    emit(f"{result.action} {result.alias!r} for {result.name}: {result.masked} "
+         f"(team {result.team_id}, {models}, expires {result.expires or 'never'})")
+    emit(f"saved in {result.env_var} in {settings.env_file}")
+
+
+@task(
+    help={
+        **COMMON,
+        "name": NAME,
+        "alias": "The key's alias in LiteLLM (default from config: 'Open WebUI Key')",
+        "team": "The team id the key belongs to (created if missing; default open-webui-team)",
+        "models": "Comma-separated models the key may use (default: all the team may use)",
+        "duration": "Lifetime: 30s, 15m, 2h, 7d, 1w, 1mo (default: never expires)",
+        "max-budget": "Spend limit in USD",
+        "force": "Replace the key .env holds even if it works (done as a safe rotation)",
+    }
+)
+@guarded
+def create(
+    c: Any,
+    name: str | None = None,
+    alias: str | None = None,
+    team: str | None = None,
+    models: str | None = None,
+    duration: str | None = None,
+    max_budget: str | None = None,
+    force: bool = False,
+    env_file: str | None = None,
+    url: str | None = None,
+    json: bool = False,
+) -> None:
+    """Create the virtual key and save it in .env (a no-op when .env holds a working one)."""
+    with manager(c, env_file, url) as (settings, keys):
+        spec = settings.key(name).with_overrides(
+            alias=alias, team=team, models=models, duration=duration, max_budget=max_budget
+        )
+        changed = {n for n, v in (("team_id", team), ("models", models),
+                                  ("max_budget", max_budget)) if v is not None}
+        _report(keys.create(spec, force=force, changed=changed), settings, json)
+
+
+@task(
+    help={
+        **COMMON,
+        "name": NAME,
+        "all": "Rotate every configured key that exists",
+        "grace": "Let the old key work this long (30s, 15m, 2h, 7d...) instead of deleting it now",
+    }
+)
+@guarded
+def rotate(
+    c: Any,
+    name: str | None = None,
+    all: bool = False,
+    grace: str | None = None,
+    env_file: str | None = None,
+    url: str | None = None,
+    json: bool = False,
+) -> None:
+    """Replace a key with a new one; the old one goes only after the new one is proven."""
+    if all and name:
+        raise UsageError("give --name or --all, not both")
+    grace = parse_duration(grace)
+    with manager(c, env_file, url) as (settings, keys):
+        names = list(settings.keys) if all else [settings.key(name).name]
+        results, failures = [], []
+        for key_name in names:
+            try:
+                results.append(keys.rotate(settings.key(key_name), grace=grace))
+            except GatewayError as exc:
+                if not all:
+                    raise
+                failures.append((key_name, exc))
+        if json:
+            emit_json([r.public() for r in results] if all else results[0].public())
+        else:
+            for result in results:
+                _report(result, settings, False)
+                if grace:
+                    emit(f"the old key keeps working for {grace}, then LiteLLM expires it")
+        for key_name, failure in failures:
+            print(f"error: {key_name}: {failure.message}", file=sys.stderr)
+        if failures:
+            raise failures[0][1]
+
+
+@task(
+    help={
+        **COMMON,
+        "name": "Revoke the key .env holds for this configured key (e.g. open-webui)",
+        "alias": "Revoke every key with this alias",
+        "key": "Revoke by hash (or its first 8+ hex digits, see keys.list), or '-' to read the "
+        "key itself from stdin",
+        "block": "Block instead of delete (reversible with LiteLLM's /key/unblock)",
+        "yes": "Do not ask; required when stdin is not a terminal",
+    }
+)
+@guarded
+def revoke(
+    c: Any,
+    name: str | None = None,
+    alias: str | None = None,
+    key: str | None = None,
+    block: bool = False,
+    yes: bool = False,
+    env_file: str | None = None,
+    url: str | None = None,
+    json: bool = False,
+) -> None:
+    """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there."""
+    exactly_one({"name": name, "alias": alias, "key": key})
+    if key == "-":
+        key = sys.stdin.readline().strip()
+        if not key.startswith("sk-"):
+            raise UsageError("the key read from stdin must start with 'sk-'")
+    with manager(c, env_file, url) as (_settings, keys):
+        keys.recover_locked()
+        tokens, described = keys.resolve_tokens(name=name, alias=alias, key=key)
+        verb = "block" if block else "revoke"
+        confirm(f"{verb.capitalize()} {described}?", yes=yes, what=f"keys.revoke ({verb})")
+        result = keys.revoke(tokens, block=block)
+        if json:
+            emit_json({**result.public(), "tokens": tokens})
+            return
+        emit(f"{result.action} {described}")
+        for note in result.notes:
+            emit(note)
+
+
+@task(name="list", help={**COMMON, "team": "Only keys of this team id"})
+@guarded
+def list_(
+    c: Any,
+    team: str | None = None,
+    env_file: str | None = None,
+    url: str | None = None,
+    json: bool = False,
+) -> None:
+    """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
+    from dataclasses import asdict
+
+    with manager(c, env_file, url) as (_settings, keys):
+        rows, notes = keys.list(team_id=team)
+    if json:
+        emit_json({"keys": [asdict(r) for r in rows], "notes": notes})
+        return
+    for note in notes:
+        emit(note)
+    header = ("ALIAS", "TEAM", "MODELS", "EXPIRES", "SPEND", "STATUS", "KEY", "IN .ENV")
+    table = [header] + [
+        (
+            r.alias or "-",
+            r.team_id or "-",
+            ",".join(r.models) or "all",
+            (r.expires or "never")[:19],
+            f"{r.spend:.2f}" + (f"/{r.max_budget:g}" if r.max_budget else ""),
+            r.status,
+            r.masked,
+            r.held_by or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        emit("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    emit(f"{len(rows)} key(s)")

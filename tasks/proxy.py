@@ -1,0 +1,293 @@
+"""A small LiteLLM admin client over httpx: one error type per kind of failure.
+
+Every call has a timeout. Transport failures (refused, reset, timed out) become
+``ProxyUnreachableError``; a refused master key ``AuthError``; a proxy without its database
+``NoDatabaseError``; anything else LiteLLM (or an impostor on its port) says ``ApiError`` with
+the message pulled out of whichever of LiteLLM's three error shapes it used. The master key
+travels only in the ``Authorization`` header.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+
+from .errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
+
+PAGE_SIZE = 100  # LiteLLM's largest page for /key/list
+
+
+def token_of(key: str) -> str:
+    """LiteLLM's id for a key: the sha256 hex of the plaintext (hashes pass through)."""
+    if key.startswith("sk-"):
+        return hashlib.sha256(key.encode()).hexdigest()
+    return key
+
+
+def error_message(body: Any) -> tuple[str, str]:
+    """(message, type) from any of LiteLLM's error shapes; message may be a dict's repr."""
+    kind = ""
+    message: Any = body
+    if isinstance(body, Mapping):
+        if isinstance(body.get("error"), Mapping):  # shape A
+            message = body["error"].get("message", "")
+            kind = str(body["error"].get("type") or "")
+        elif "detail" in body:  # shape B, or a 422 list
+            message = body["detail"]
+            if isinstance(message, list):  # FastAPI validation
+                parts = []
+                for item in message:
+                    if isinstance(item, Mapping):
+                        loc = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                        parts.append(f"{loc}: {item.get('msg', '')}".strip(": "))
+                message = "; ".join(parts) or "request rejected"
+                kind = "validation_error"
+        elif "message" in body:
+            message = body["message"]
+    if isinstance(message, str) and message.startswith("{"):
+        try:
+            inner = ast.literal_eval(message)
+        except (ValueError, SyntaxError):
+            inner = None
+        if isinstance(inner, Mapping):
+            message = inner.get("error") or inner.get("message") or inner
+    if isinstance(message, Mapping):
+        message = message.get("error") or message.get("message") or json.dumps(message)
+    return " ".join(str(message).split())[:300], kind
+
+
+class LiteLLM:
+    """The admin API of one LiteLLM proxy."""
+
+    def __init__(
+        self,
+        base_url: str,
+        master_key: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._master_key = master_key
+        self.timeout = timeout
+        self.requests = 0
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    def __enter__(self) -> LiteLLM:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"LiteLLM({self.base_url!r})"
+
+    # ------------------------------------------------------------------ transport
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> httpx.Response:
+        headers = {"Accept": "application/json"}
+        token = self._master_key if key is None else key
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.requests += 1
+        try:
+            return self._client.request(method, path, params=params, json=body, headers=headers)
+        except httpx.TimeoutException:
+            raise ProxyUnreachableError(
+                f"LiteLLM at {self.base_url} did not answer {path} within {self.timeout:g}s; "
+                "is it still starting? (gateway.timeout sets the limit)"
+            ) from None
+        except httpx.ConnectError:
+            raise ProxyUnreachableError(
+                f"cannot connect to LiteLLM at {self.base_url}; is the stack running "
+                "(`invoke stack.start`) and the port right (LITELLM_PORT, --url)?"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ProxyUnreachableError(
+                f"the connection to LiteLLM at {self.base_url} broke during {path} "
+                f"({type(exc).__name__})"
+            ) from None
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            return None
+
+    def _fail(self, response: httpx.Response, path: str, *, admin: bool = True) -> ApiError:
+        """Turn an error response into the right exception (returned, for ``raise``)."""
+        body = self._json(response)
+        status = response.status_code
+        if body is None:
+            kind = response.headers.get("content-type", "").split(";")[0] or "no content type"
+            return ApiError(
+                f"{self.base_url}{path} answered HTTP {status} with {kind}, not LiteLLM's JSON; "
+                "is something else on that port, or a proxy in front?",
+                status,
+            )
+        message, kind = error_message(body)
+        if kind == "no_db_connection" or "db not connected" in message.lower() or (
+            "no connected db" in message.lower()
+        ):
+            raise NoDatabaseError(
+                f"LiteLLM at {self.base_url} has no database connected, and virtual keys live "
+                "in it; set DATABASE_URL for LiteLLM and check its PostgreSQL"
+            )
+        if admin and status in (401, 403):
+            raise AuthError(
+                f"LiteLLM at {self.base_url} refused the master key ({message}); check "
+                "LITELLM_MASTER_KEY in .env against the one LiteLLM was started with"
+            )
+        return ApiError(f"LiteLLM {path}: HTTP {status}: {message}", status, kind)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        allow_404: bool = False,
+    ) -> Any:
+        response = self._send(method, path, params=params, body=body)
+        if allow_404 and response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise self._fail(response, path)
+        data = self._json(response)
+        if data is None:
+            raise ApiError(
+                f"{self.base_url}{path} answered HTTP {response.status_code} without JSON; "
+                "is something else on that port?",
+                response.status_code,
+            )
+        return data
+
+    # ------------------------------------------------------------------ health
+
+    def readiness(self) -> dict[str, Any]:
+        response = self._send("GET", "/health/readiness", key="")
+        data = self._json(response)
+        if not isinstance(data, dict) or "status" not in data:
+            if response.status_code == 503:
+                raise ProxyUnreachableError(
+                    f"LiteLLM at {self.base_url} is not ready (HTTP 503); wait and try again"
+                )
+            raise ApiError(
+                f"{self.base_url}/health/readiness answered HTTP {response.status_code} but not "
+                "as LiteLLM does; is something else on that port?",
+                response.status_code,
+            )
+        return data
+
+    def require_database(self) -> dict[str, Any]:
+        """Check that LiteLLM is up and has its database; keys live there."""
+        data = self.readiness()
+        db = str(data.get("db", ""))
+        if db != "connected":
+            raise NoDatabaseError(
+                f"LiteLLM at {self.base_url} is up but its database is {db or 'unknown'!r}, and "
+                "virtual keys live in it; set DATABASE_URL for LiteLLM and check its PostgreSQL"
+            )
+        return data
+
+    # ------------------------------------------------------------------ keys
+
+    def key_info(self, key: str) -> dict[str, Any] | None:
+        """``/key/info`` for a plaintext key or its hash; None when LiteLLM does not know it."""
+        data = self._call("GET", "/key/info", params={"key": key}, allow_404=True)
+        if data is None:
+            return None
+        info = data.get("info") if isinstance(data, Mapping) else None
+        return dict(info) if isinstance(info, Mapping) else None
+
+    def generate_key(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        data = self._call("POST", "/key/generate", body=body)
+        if not isinstance(data, dict) or not str(data.get("key", "")).startswith("sk-"):
+            raise ApiError("LiteLLM /key/generate answered without a key")
+        return data
+
+    def update_key(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        data = self._call("POST", "/key/update", body=body)
+        return data if isinstance(data, dict) else {}
+
+    def delete_keys(self, keys: list[str] | None = None, aliases: list[str] | None = None) -> bool:
+        """Delete by key/hash or by alias. False when LiteLLM found nothing to delete."""
+        body: dict[str, Any] = {"keys": keys} if keys else {"key_aliases": aliases or []}
+        response = self._send("POST", "/key/delete", body=body)
+        if response.status_code == 404:
+            return False
+        if response.status_code >= 400:
+            raise self._fail(response, "/key/delete")
+        return True
+
+    def block_key(self, key: str) -> None:
+        self._call("POST", "/key/block", body={"key": key})
+
+    def list_keys(
+        self, *, team_id: str | None = None, key_alias: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every key (full objects), following LiteLLM's pages of at most 100."""
+        page = 1
+        while True:
+            params: dict[str, Any] = {"page": page, "size": PAGE_SIZE, "return_full_object": "true"}
+            if team_id:
+                params["team_id"] = team_id
+            if key_alias:
+                params["key_alias"] = key_alias
+            data = self._call("GET", "/key/list", params=params)
+            keys = data.get("keys", []) if isinstance(data, Mapping) else []
+            for item in keys:
+                if isinstance(item, Mapping):
+                    yield dict(item)
+                else:
+                    yield {"token": str(item)}
+            total_pages = int(data.get("total_pages") or 1) if isinstance(data, Mapping) else 1
+            if page >= total_pages or not keys:
+                return
+            page += 1
+
+    # ------------------------------------------------------------------ teams
+
+    def team_info(self, team_id: str) -> dict[str, Any] | None:
+        data = self._call("GET", "/team/info", params={"team_id": team_id}, allow_404=True)
+        return dict(data) if isinstance(data, Mapping) else None
+
+    def new_team(self, team_id: str, team_alias: str) -> dict[str, Any]:
+        data = self._call("POST", "/team/new", body={"team_id": team_id, "team_alias": team_alias})
+        return data if isinstance(data, dict) else {}
+
+    # ------------------------------------------------------------------ using a key
+
+    def models_for(self, key: str) -> list[str]:
+        """The models ``key`` reaches (``/v1/models``); raises ApiError when it is refused."""
+        response = self._send("GET", "/v1/models", key=key)
+        if response.status_code >= 400:
+            raise self._fail(response, "/v1/models", admin=False)
+        data = self._json(response)
+        if not isinstance(data, Mapping) or not isinstance(data.get("data"), list):
+            raise ApiError(f"{self.base_url}/v1/models did not answer with a model list")
+        return [str(m.get("id")) for m in data["data"] if isinstance(m, Mapping)]

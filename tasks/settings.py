@@ -1,0 +1,295 @@
+"""One immutable ``Settings``, resolved once from Invoke config, the .env file and the environment.
+
+Precedence, highest first:
+
+- the .env path: ``--env-file`` > ``gateway.env_file`` (invoke.yaml, ``INVOKE_GATEWAY_ENV_FILE``)
+  > ``.env`` beside ``docker-compose.yml``;
+- the LiteLLM URL: ``--url`` > ``gateway.litellm_url`` > ``LITELLM_PROXY_URL`` (as LiteLLM's own
+  CLI reads it) > ``http://localhost:<LITELLM_PORT from .env>`` > ``http://localhost:4000``;
+- the master key: ``LITELLM_MASTER_KEY`` in .env > ``LITELLM_MASTER_KEY`` in the environment
+  > ``LITELLM_PROXY_API_KEY`` in the environment (LiteLLM's CLI name).
+
+Keys are declared by name under ``gateway.keys`` (see ``DEFAULTS``). Invoke's ``INVOKE_*``
+variables only reach settings that exist in the defaults and cannot set lists: declare extra
+keys and model lists in ``invoke.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import EnvFileError, UsageError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+DEFAULT_KEY = "open-webui"
+GATE_VAR = "FIRST_RUN"
+TRUTHY = ("yes", "true", "1", "on")
+
+DEFAULTS: dict[str, Any] = {
+    "gateway": {
+        "project_dir": "",
+        "env_file": "",
+        "example_file": "",
+        "litellm_url": "",
+        "timeout": 10.0,
+        "lock_timeout": 30.0,
+        "default_key": DEFAULT_KEY,
+        "keys": {
+            DEFAULT_KEY: {
+                "env_var": "VIRTUAL_KEY",
+                "alias": "Open WebUI Key",
+                "team_id": "open-webui-team",
+                "team_alias": "Open WebUI Team",
+                "models": [],
+                "duration": "",
+                "max_budget": 0,
+                "gate": True,
+            },
+        },
+    },
+}
+
+DURATION_RE = re.compile(r"[1-9][0-9]*(s|m|h|d|w|mo)\Z")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def parse_duration(value: str | None) -> str | None:
+    """LiteLLM's duration syntax: 30s, 15m, 2h, 7d, 1w, 1mo. Empty means never expires."""
+    if value is None or value == "":
+        return None
+    value = value.strip()
+    if not DURATION_RE.match(value):
+        raise UsageError(
+            f"bad duration {value!r}: use a whole number and a unit, e.g. 30s, 15m, 2h, 7d, 1w, 1mo"
+        )
+    return value
+
+
+def parse_models(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A comma-separated list (or a list from config). Empty means all models."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    if isinstance(value, str) and value.strip() == "":
+        return ()
+    models = tuple(str(m).strip() for m in items)
+    if any(not m for m in models):
+        raise UsageError(f"bad model list {value!r}: an empty name between commas")
+    if any(re.search(r"\s", m) for m in models):
+        raise UsageError(f"bad model list {value!r}: model names have no spaces")
+    return models
+
+
+def parse_budget(value: float | str | None) -> float | None:
+    if value is None or value == "" or value == 0:
+        return None
+    try:
+        budget = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"bad budget {value!r}: give an amount in USD, e.g. 25 or 7.5") from None
+    if not budget > 0 or budget != budget or budget == float("inf"):
+        raise UsageError(f"bad budget {value!r}: it must be a positive amount in USD")
+    return budget
+
+
+def parse_url(value: str, source: str) -> str:
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad LiteLLM URL {value!r} (from {source}): expected http://host:port")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise UsageError(f"bad LiteLLM URL {value!r} (from {source}): bad port") from None
+    return value.strip().rstrip("/")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """A consumer's virtual key: where it is stored and what LiteLLM should restrict it to."""
+
+    name: str
+    env_var: str
+    alias: str
+    team_id: str
+    team_alias: str
+    models: tuple[str, ...] = ()
+    duration: str | None = None
+    max_budget: float | None = None
+    gate: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, name: str, raw: Mapping[str, Any]) -> KeySpec:
+        env_var = str(raw.get("env_var") or "")
+        if not _NAME_RE.match(env_var):
+            raise UsageError(f"key {name!r}: env_var {env_var!r} is not a valid variable name")
+        alias = str(raw.get("alias") or f"{name} key")
+        team_id = str(raw.get("team_id") or f"{name}-team")
+        return cls(
+            name=name,
+            env_var=env_var,
+            alias=alias,
+            team_id=team_id,
+            team_alias=str(raw.get("team_alias") or team_id),
+            models=parse_models(raw.get("models")),
+            duration=parse_duration(str(raw.get("duration") or "")),
+            max_budget=parse_budget(raw.get("max_budget")),
+            gate=bool(raw.get("gate", False)),
+            metadata=dict(raw.get("metadata") or {}),
+        )
+
+    def with_overrides(
+        self,
+        *,
+        alias: str | None = None,
+        team: str | None = None,
+        models: str | None = None,
+        duration: str | None = None,
+        max_budget: float | str | None = None,
+    ) -> KeySpec:
+        changes: dict[str, Any] = {}
+        if alias is not None:
+            if not alias.strip():
+                raise UsageError("--alias must not be empty")
+            changes["alias"] = alias.strip()
+        if team is not None:
+            if not team.strip():
+                raise UsageError("--team must not be empty")
+            changes["team_id"] = team.strip()
+            changes["team_alias"] = team.strip()
+        if models is not None:
+            changes["models"] = parse_models(models)
+        if duration is not None:
+            changes["duration"] = parse_duration(duration)
+        if max_budget is not None:
+            changes["max_budget"] = parse_budget(max_budget)
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Settings:
+    project_dir: Path
+    env_file: Path
+    example_file: Path
+    litellm_url: str
+    url_source: str
+    master_key: str = field(repr=False)
+    master_key_source: str
+    timeout: float
+    lock_timeout: float
+    keys: Mapping[str, KeySpec]
+    default_key: str
+
+    def key(self, name: str | None) -> KeySpec:
+        name = name or self.default_key
+        if name not in self.keys:
+            known = ", ".join(sorted(self.keys))
+            raise UsageError(f"unknown key name {name!r}; configured: {known} (see gateway.keys)")
+        return self.keys[name]
+
+    @property
+    def gate_key(self) -> KeySpec | None:
+        return next((k for k in self.keys.values() if k.gate), None)
+
+    @property
+    def journal_file(self) -> Path:
+        return self.env_file.with_name(self.env_file.name + ".keys-journal.json")
+
+    @property
+    def keys_lock_file(self) -> Path:
+        return self.env_file.with_name(self.env_file.name + ".keys.lock")
+
+
+def _gateway_config(config: Any) -> Mapping[str, Any]:
+    defaults: Mapping[str, Any] = DEFAULTS["gateway"]
+    if config is None:
+        return defaults
+    try:
+        raw = config["gateway"]
+    except (KeyError, TypeError):
+        return defaults
+    return raw if isinstance(raw, Mapping) else defaults
+
+
+def _float(raw: Mapping[str, Any], name: str) -> float:
+    value = raw.get(name, DEFAULTS["gateway"][name])
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"gateway.{name} must be a number of seconds, not {value!r}") from None
+    if not number > 0:
+        raise UsageError(f"gateway.{name} must be positive, not {value!r}")
+    return number
+
+
+def load_settings(
+    config: Any = None,
+    *,
+    env_file: str | None = None,
+    url: str | None = None,
+    env_values: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Resolve every setting once. ``env_values``: the parsed .env, when the task needs it."""
+    raw = _gateway_config(config)
+    environ = os.environ if environ is None else environ
+    values = env_values or {}
+
+    project_dir = Path(raw.get("project_dir") or PROJECT_DIR).expanduser()
+    env_path = Path(env_file or raw.get("env_file") or project_dir / ".env").expanduser()
+    example = Path(raw.get("example_file") or project_dir / ".env.example").expanduser()
+
+    if url:
+        litellm_url, url_source = parse_url(url, "--url"), "--url"
+    elif raw.get("litellm_url"):
+        litellm_url = parse_url(str(raw["litellm_url"]), "gateway.litellm_url")
+        url_source = "gateway.litellm_url"
+    elif environ.get("LITELLM_PROXY_URL"):
+        litellm_url = parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL")
+        url_source = "LITELLM_PROXY_URL"
+    else:
+        port = values.get("LITELLM_PORT", "").strip() or "4000"
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise EnvFileError(f"LITELLM_PORT in {env_path} must be a port number, not {port!r}")
+        litellm_url = f"http://localhost:{int(port)}"
+        url_source = "LITELLM_PORT in .env" if "LITELLM_PORT" in values else "default"
+
+    if values.get("LITELLM_MASTER_KEY"):
+        master_key, master_source = values["LITELLM_MASTER_KEY"], f"LITELLM_MASTER_KEY in {env_path}"
+    elif environ.get("LITELLM_MASTER_KEY"):
+        master_key, master_source = environ["LITELLM_MASTER_KEY"], "LITELLM_MASTER_KEY (environment)"
+    elif environ.get("LITELLM_PROXY_API_KEY"):
+        master_key, master_source = environ["LITELLM_PROXY_API_KEY"], "LITELLM_PROXY_API_KEY"
+    else:
+        master_key, master_source = "", ""
+
+    keys_raw = raw.get("keys") or {}
+    if not isinstance(keys_raw, Mapping) or not keys_raw:
+        raise UsageError("gateway.keys must map key names to their settings")
+    keys = {str(n): KeySpec.from_config(str(n), spec or {}) for n, spec in keys_raw.items()}
+    env_vars = [k.env_var for k in keys.values()]
+    if len(set(env_vars)) != len(env_vars):
+        raise UsageError("gateway.keys: two keys are stored in the same env_var")
+    if sum(k.gate for k in keys.values()) > 1:
+        raise UsageError("gateway.keys: only one key can be the first-run gate key")
+
+    return Settings(
+        project_dir=project_dir,
+        env_file=env_path,
+        example_file=example,
+        litellm_url=litellm_url,
+        url_source=url_source,
+        master_key=master_key,
+        master_key_source=master_source,
+        timeout=_float(raw, "timeout"),
+        lock_timeout=_float(raw, "lock_timeout"),
+        keys=keys,
+        default_key=str(raw.get("default_key") or DEFAULT_KEY),
+    )

@@ -1,0 +1,143 @@
+"""Shared fixtures: the LiteLLM stand-in on 127.0.0.1, a project folder with a .env, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.litellm_standin import StandinServer, serve_in_thread
+
+REPO = Path(__file__).resolve().parent.parent
+MASTER = "sk-test-master-" + "m" * 24
+MODELS = ["gpt-4o-mini", "claude-haiku", "llama-3"]
+
+
+@dataclass
+class Standin:
+    """Test-side handle on the stand-in: its URL, its state and its fault switches."""
+
+    server: StandinServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def state(self) -> Any:
+        return self.server.state
+
+    def fault(self, path: str, **spec: Any) -> None:
+        with self.state.lock:
+            self.state.faults.append({"path": path, **spec})
+
+    def keys(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [
+                {**r, "status": self.state.status(r)}
+                for t, r in self.state.keys.items()
+                if include_deleted or t not in self.state.deleted
+            ]
+
+    def active(self, alias: str | None = None) -> list[dict[str, Any]]:
+        return [k for k in self.keys() if k["status"] == "active"
+                and (alias is None or k["key_alias"] == alias)]
+
+    def accepts(self, key: str) -> bool:
+        request = urllib.request.Request(f"{self.url}/v1/models",
+                                         headers={"Authorization": f"Bearer {key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return bool(response.status == 200)
+        except urllib.error.HTTPError:
+            return False
+
+    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
+        with self.state.lock:
+            return [r for r in self.state.log if path is None or r["path"] == path]
+
+
+@pytest.fixture(scope="session")
+def _standin_server() -> Iterator[StandinServer]:
+    server = serve_in_thread(MASTER, MODELS)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def litellm(_standin_server: StandinServer) -> Standin:
+    _standin_server.state.reset()
+    return Standin(_standin_server)
+
+
+def write_env(path: Path, **values: str) -> Path:
+    """A valid .env like env.init writes, with the stand-in's master key."""
+    base = {
+        "COMPOSE_PROJECT_NAME": "ai-gateway-test",
+        "LITELLM_MASTER_KEY": MASTER,
+        "LITELLM_PORT": "4000",
+        "UI_USERNAME": "admin",
+        "UI_PASSWORD": "ui-password-123",
+        "POSTGRES_USER": "litellm",
+        "POSTGRES_PASSWORD": "pg-password-12345",
+        "POSTGRES_DB": "litellm",
+        "WEBUI_PORT": "3000",
+        "WEBUI_SECRET_KEY": "webui-secret-key-123456",
+        "WEBUI_ADMIN_EMAIL": "admin@example.com",
+        "WEBUI_ADMIN_PASSWORD": "admin-password-123",
+        "FIRST_RUN": "yes",
+        "VIRTUAL_KEY": "",
+    }
+    base.update(values)
+    path.write_text("".join(f"{k}={v}\n" for k, v in base.items()))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Project:
+    dir: Path
+    env: Path
+    url: str
+
+    def read(self) -> str:
+        return self.env.read_text()
+
+    def value(self, name: str) -> str:
+        from tasks import envfile
+
+        return envfile.load(self.env).get(name)
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal."""
+        environ = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("INVOKE_", "LITELLM_"))}
+        environ.update({"INVOKE_GATEWAY_ENV_FILE": str(self.env), "LITELLM_PROXY_URL": self.url,
+                        "PYTHONDONTWRITEBYTECODE": "1"})
+        environ.update(env or {})
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "-r", str(REPO), *args],
+            cwd=self.dir, env=environ, text=True, capture_output=True, timeout=timeout,
+            input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    def json(self, *args: str) -> Any:
+        done = self.run(*args, "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+
+@pytest.fixture
+def project(tmp_path: Path, litellm: Standin) -> Project:
+    env = write_env(tmp_path / ".env")
+    return Project(tmp_path, env, litellm.url)
