@@ -181,8 +181,8 @@ def _replace_value(original: str, value: str) -> str:
     if quote:
         quoted = _QUOTED[quote].match(rest)
         tail = rest[quoted.end() :] if quoted else ""
-    elif rest.startswith("#") and match.group("sep").strip() != "=":
-        tail = rest  # `NAME= # comment`: empty value, then a comment
+    elif rest.startswith("#") and match.group("sep") != match.group("sep").rstrip():
+        tail = " " + rest  # `NAME= # comment`: an empty value, then a comment
     else:
         body = re.match(r"[^\r\n]*", rest)
         part = body.group(0) if body else ""
@@ -246,7 +246,9 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def _temp_prefix(target: Path) -> str:
-    return f".{target.name}."
+    """``.env`` -> ``.env.`` (hidden, and matched by a ``.env.*`` ignore rule)."""
+    name = target.name
+    return f"{name}." if name.startswith(".") else f".{name}."
 
 
 def clean_stale_temps(target: Path) -> list[Path]:

@@ -185,6 +185,7 @@ KEY_FIELDS: dict[str, tuple[type, ...]] = {
 class Handler(BaseHTTPRequestHandler):
     server: StandinServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass

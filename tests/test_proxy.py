@@ -1,0 +1,153 @@
+"""The LiteLLM client: one clear error per kind of failure, all three error shapes, paging."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tasks.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
+from tasks.proxy import LiteLLM, error_message, token_of
+from tests.conftest import MASTER, Standin
+
+
+@pytest.mark.parametrize(
+    ("body", "message", "kind"),
+    [
+        ({"error": {"message": "Key not found.", "type": "not_found", "param": "key", "code": "404"}},
+         "Key not found.", "not_found"),
+        ({"error": {"message": "{'error': 'No keys found'}", "type": "x"}}, "No keys found", "x"),
+        ({"detail": "Team not found"}, "Team not found", ""),
+        ({"detail": {"error": "Team id = t already exists."}}, "Team id = t already exists.", ""),
+        ({"detail": [{"loc": ["body", "models"], "msg": "Input should be a valid list"}]},
+         "models: Input should be a valid list", "validation_error"),
+        ({"error": {"message": "Internal server error", "type": "internal_server_error"}},
+         "Internal server error", "internal_server_error"),
+    ],
+)
+def test_error_shapes(body: object, message: str, kind: str) -> None:
+    assert error_message(body) == (message, kind)
+
+
+def test_token_of() -> None:
+    assert token_of("sk-abc") == hashlib.sha256(b"sk-abc").hexdigest()
+    assert token_of("f" * 64) == "f" * 64
+
+
+@pytest.fixture
+def client(litellm: Standin) -> Iterator[LiteLLM]:
+    with LiteLLM(litellm.url, MASTER, timeout=2) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_nothing_listening() -> None:
+    with LiteLLM(f"http://127.0.0.1:{free_port()}", MASTER, timeout=2) as c, pytest.raises(
+        ProxyUnreachableError, match="cannot connect to LiteLLM"
+    ):
+        c.readiness()
+
+
+def test_hang_ends_within_the_timeout(litellm: Standin) -> None:
+    litellm.fault("/health/readiness", mode="hang", delay=5)
+    started = time.monotonic()
+    with LiteLLM(litellm.url, MASTER, timeout=0.5) as c, pytest.raises(
+        ProxyUnreachableError, match="did not answer /health/readiness within 0.5s"
+    ):
+        c.readiness()
+    assert time.monotonic() - started < 3
+
+
+def test_connection_reset(client: LiteLLM, litellm: Standin) -> None:
+    litellm.fault("/key/list", mode="reset")
+    with pytest.raises(ProxyUnreachableError, match="broke during /key/list"):
+        list(client.list_keys())
+
+
+def test_garbage_json(client: LiteLLM, litellm: Standin) -> None:
+    litellm.fault("/key/list", mode="garbage")
+    with pytest.raises(ApiError, match="without JSON"):
+        list(client.list_keys())
+
+
+@pytest.mark.parametrize("status", [502, 503])
+def test_html_error_page_from_a_proxy_in_front(client: LiteLLM, litellm: Standin, status: int) -> None:
+    litellm.fault("/key/generate", mode="html", status=status)
+    with pytest.raises(ApiError, match=f"HTTP {status} with text/html, not LiteLLM's JSON"):
+        client.generate_key({"key_alias": "x"})
+
+
+def test_slow_answer_beyond_timeout(litellm: Standin) -> None:
+    litellm.fault("/key/info", mode="slow", delay=2)
+    with LiteLLM(litellm.url, MASTER, timeout=0.5) as c, pytest.raises(ProxyUnreachableError):
+        c.key_info("sk-whatever")
+
+
+def test_wrong_master_key(litellm: Standin) -> None:
+    with LiteLLM(litellm.url, "sk-wrong-master-key-xxxxxxxx", timeout=2) as c, pytest.raises(
+        AuthError, match="refused the master key"
+    ) as err:
+        c.team_info("t")
+    assert "sk-wrong" not in err.value.message
+
+
+def test_no_database(client: LiteLLM, litellm: Standin) -> None:
+    litellm.state.db = False
+    with pytest.raises(NoDatabaseError, match="database is 'Not connected'"):
+        client.require_database()
+    with pytest.raises(NoDatabaseError, match="no database connected"):
+        client.generate_key({"key_alias": "x"})
+
+
+def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
+    for i in range(250):
+        client.generate_key({"key_alias": f"k{i}"})
+    before = client.requests
+    aliases = {k["key_alias"] for k in client.list_keys()}
+    assert aliases == {f"k{i}" for i in range(250)}
+    assert client.requests - before == 3
+    assert all(r["query"]["size"] == "100" for r in litellm.requests("/key/list"))
+
+
+class _NotLiteLLM(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>welcome to my web server</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_port_that_answers_but_is_not_litellm() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotLiteLLM)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with LiteLLM(url, MASTER, timeout=2) as c, pytest.raises(
+            ApiError, match="not as LiteLLM does; is something else on that port"
+        ):
+            c.require_database()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_master_key_travels_only_in_the_header(client: LiteLLM, litellm: Standin) -> None:
+    client.require_database()
+    client.team_info("x")
+    for request in litellm.requests():
+        assert MASTER not in str(request)
