@@ -69,16 +69,17 @@ def lock_down_windows(path: Path, run: Runner = _run, user: str | None = None) -
     """Remove inherited and foreign access; grant only ``user`` read and write."""
     user = user or windows_user()
     before = _icacls_grants(path, run)
-    steps: list[list[str]] = [
-        ["icacls", str(path), "/inheritance:r", "/grant:r", f"{user}:(R,W,D)"],
-    ]
-    for principal in before:
-        if principal.lower() != user.lower():
-            steps.append(["icacls", str(path), "/remove:g", principal])
-    for args in steps:
-        done = run(args)
+
+    def icacls(*args: str) -> None:
+        done = run(["icacls", str(path), *args])
         if done.returncode != 0:
-            raise EnvFileError(f"icacls failed on {path}: {done.stderr.strip() or done.stdout.strip()}")
+            message = done.stderr.strip() or done.stdout.strip()
+            raise EnvFileError(f"icacls failed on {path}: {message}")
+
+    icacls("/inheritance:r", "/grant:r", f"{user}:(R,W,D)")
+    for principal in _icacls_grants(path, run):  # explicit grants left after inheritance
+        if principal.lower() != user.lower():
+            icacls("/remove:g", principal)
     after = _icacls_grants(path, run)
     if [p.lower() for p in after] != [user.lower()]:
         raise EnvFileError(f"{path} is still open to {', '.join(after)} after icacls; fix it by hand")

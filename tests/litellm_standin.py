@@ -31,7 +31,8 @@ Assumptions beyond the reference (kept small): a blocked key's ``/key/info`` sta
 400.
 
 Test controls under ``/_standin/`` (no auth; loopback only): ``faults`` (inject a status, a
-hang, a reset, garbage JSON, an HTML page or a slow answer at any path), ``db``, ``state``,
+hang before or after the work is done, a reset, garbage JSON, an HTML page or a slow
+answer at any path), ``db``, ``state``,
 ``reset``. Every request is logged (method, path, query, JSON body) for contract checks.
 
 Run alone (standard library only, so it also runs in a bare container):
@@ -248,6 +249,8 @@ class Handler(BaseHTTPRequestHandler):
             fault = state.take_fault(method, path)
             if fault and self._fault(fault):
                 return
+        else:
+            fault = None
         try:
             status, answer = self._route(method, path, query, body)
         except Reply as reply:
@@ -256,6 +259,10 @@ class Handler(BaseHTTPRequestHandler):
             status, answer = 500, {"error": {"message": "Internal server error",
                                              "type": "internal_server_error",
                                              "detail": type(exc).__name__}}
+        if fault and fault.get("mode") == "hang_after":  # done, but the answer never comes
+            time.sleep(float(fault.get("delay") or 30))
+            self._reset_connection()
+            return
         self._send(status, answer)
 
     def _fault(self, fault: dict[str, Any]) -> bool:
@@ -268,9 +275,9 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "reset":
             self._reset_connection()
             return True
-        if mode == "slow":
-            time.sleep(delay)
-            return False  # then answer normally
+        if mode in ("slow", "hang_after"):
+            time.sleep(delay if mode == "slow" else 0)
+            return False  # then handle the request (and answer late, or never)
         if mode == "garbage":
             self._send(int(fault.get("status", 200)), b'{"keys": [tru', "application/json")
             return True

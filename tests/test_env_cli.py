@@ -1,0 +1,227 @@
+"""env.* through the real command line, and the Windows ACL branch by simulation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tasks import envfile, perms
+from tests.conftest import REPO, Project
+
+
+def example_values() -> dict[str, str]:
+    return envfile.load(REPO / ".env.example").values
+
+
+def test_init_writes_a_private_env_with_strong_secrets(project: Project) -> None:
+    project.env.unlink()
+    done = project.run("env.init")
+    assert done.returncode == 0, done.stderr
+    assert project.env.stat().st_mode & 0o777 == 0o600
+    values = envfile.load(project.env).values
+    assert values["LITELLM_MASTER_KEY"].startswith("sk-")
+    assert len(values["LITELLM_MASTER_KEY"]) >= 3 + 43  # 32 random bytes, url-safe
+    for name in ("POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD"):
+        assert len(values[name]) >= 16, name
+        assert values[name] not in done.stdout + done.stderr
+    assert values["FIRST_RUN"] == "yes" and values["VIRTUAL_KEY"] == ""
+    assert values["WEBUI_ADMIN_EMAIL"] == example_values()["WEBUI_ADMIN_EMAIL"]
+    # every comment of the template survives
+    template = (REPO / ".env.example").read_text().splitlines()
+    assert [line for line in template if line.startswith("#")] == [
+        line for line in project.read().splitlines() if line.startswith("#")
+    ]
+    assert "LITELLM_MASTER_KEY" in done.stdout  # names only
+    assert values["LITELLM_MASTER_KEY"] not in done.stdout
+
+
+def test_init_twice_gives_different_secrets(project: Project, tmp_path: Path) -> None:
+    other = tmp_path / "second.env"
+    project.env.unlink()
+    assert project.run("env.init").returncode == 0
+    assert project.run("env.init", "--env-file", str(other)).returncode == 0
+    a, b = envfile.load(project.env).values, envfile.load(other).values
+    assert a["LITELLM_MASTER_KEY"] != b["LITELLM_MASTER_KEY"]
+
+
+def test_init_refuses_to_replace(project: Project) -> None:
+    before = project.env.read_bytes()
+    done = project.run("env.init")
+    assert done.returncode == 3
+    assert "already exists" in done.stderr and "--force" in done.stderr
+    assert project.env.read_bytes() == before
+
+
+def test_init_force_keeps_a_private_backup(project: Project) -> None:
+    before = project.env.read_bytes()
+    done = project.run("env.init", "--force")
+    assert done.returncode == 0, done.stderr
+    [backup] = project.dir.glob(".env.backup.*")
+    assert backup.read_bytes() == before
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert project.env.read_bytes() != before
+
+
+def test_init_and_check_agree(project: Project) -> None:
+    project.env.unlink()
+    assert project.run("env.init").returncode == 0
+    report = project.json("env.check")
+    assert report["ok"] is True, report
+    assert report["errors"] == 0
+
+
+def run_check(project: Project) -> tuple[int, dict[str, object]]:
+    done = project.run("env.check", "--json")
+    return done.returncode, json.loads(done.stdout)
+
+
+def messages(report: dict[str, object], level: str = "error") -> str:
+    findings = report["findings"]
+    assert isinstance(findings, list)
+    return " | ".join(f["message"] for f in findings if f["level"] == level)
+
+
+def test_check_passes_a_good_file(project: Project) -> None:
+    code, report = run_check(project)
+    assert code == 0 and report["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"LITELLM_MASTER_KEY": "no-prefix-key-1234567890"}, "must start with 'sk-'"),
+        ({"LITELLM_MASTER_KEY": "sk-1234"}, "known default"),
+        ({"POSTGRES_PASSWORD": ""}, "POSTGRES_PASSWORD is missing or empty"),
+        ({"UI_PASSWORD": "changeme"}, "UI_PASSWORD still holds a placeholder"),
+        ({"WEBUI_SECRET_KEY": "<your secret>"}, "WEBUI_SECRET_KEY still holds a placeholder"),
+        ({"UI_PASSWORD": "short"}, "shorter than 8"),
+        ({"WEBUI_PORT": "4000"}, "must differ"),
+        ({"LITELLM_PORT": "99999"}, "port number"),
+        ({"WEBUI_ADMIN_EMAIL": "admin"}, "not an e-mail"),
+        ({"FIRST_RUN": "no"}, "VIRTUAL_KEY is empty and FIRST_RUN is not yes"),
+        ({"VIRTUAL_KEY": "not-a-key"}, "VIRTUAL_KEY must start with 'sk-'"),
+    ],
+)
+def test_check_finds_problems(project: Project, changes: dict[str, str], expected: str) -> None:
+    envfile.update(project.env, changes)
+    code, report = run_check(project)
+    assert code == 3
+    assert expected in messages(report)
+
+
+def test_check_mode(project: Project) -> None:
+    project.env.chmod(0o644)
+    code, report = run_check(project)
+    assert code == 3 and "mode 0644: others can read it" in messages(report)
+
+
+def test_check_malformed(project: Project) -> None:
+    project.env.write_text("A=1\nA=2\n")
+    done = project.run("env.check")
+    assert done.returncode == 3
+    assert "A is set twice" in done.stdout
+
+
+def git(cwd: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_check_git(project: Project) -> None:
+    git(project.dir, "init", "-q")
+    code, report = run_check(project)
+    assert code == 3 and "not ignored by git" in messages(report)
+    (project.dir / ".gitignore").write_text(".env\n")
+    code, report = run_check(project)
+    assert code == 0, report
+    git(project.dir, "add", "-f", ".env")
+    code, report = run_check(project)
+    assert code == 3 and "git tracks .env" in messages(report)
+
+
+def test_check_human_output(project: Project) -> None:
+    envfile.update(project.env, {"FIRST_RUN": "maybe"})
+    done = project.run("env.check")
+    assert "warn   gate" in done.stdout and "counts as no" in done.stdout
+    assert done.stdout.strip().splitlines()[-1].endswith("warning(s)")
+
+
+def test_lock_permissions(project: Project) -> None:
+    project.env.chmod(0o644)
+    done = project.run("env.lock-permissions")
+    assert done.returncode == 0
+    assert "was 0644, now 0600" in done.stdout
+    assert project.env.stat().st_mode & 0o777 == 0o600
+    again = project.run("env.lock-permissions")
+    assert again.returncode == 0 and "already 0600; nothing to do" in again.stdout
+
+
+def test_lock_permissions_without_a_file(project: Project) -> None:
+    project.env.unlink()
+    done = project.run("env.lock-permissions")
+    assert done.returncode == 3 and "env.init" in done.stderr
+
+
+# --------------------------------------------------------------------------- Windows, simulated
+
+
+class FakeIcacls:
+    """Plays icacls: keeps an access list per file and records every argument list."""
+
+    def __init__(self, path: Path, grants: list[str]) -> None:
+        self.path = path
+        self.grants = grants
+        self.inherited = True
+        self.calls: list[list[str]] = []
+
+    def __call__(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        args = list(args)
+        self.calls.append(args)
+        assert args[0] == "icacls" and args[1] == str(self.path)
+        if len(args) == 2:
+            lines = [f"{self.path} {self.grants[0]}:(F)"] if self.grants else []
+            lines += [f"{' ' * len(str(self.path))} {g}:(RX)" for g in self.grants[1:]]
+            lines.append("Successfully processed 1 files; Failed processing 0 files")
+            return subprocess.CompletedProcess(args, 0, "\n".join(lines), "")
+        if "/inheritance:r" in args:
+            self.inherited = False
+            self.grants = [g for g in self.grants if not g.startswith("BUILTIN")]
+            user = args[args.index("/grant:r") + 1].split(":")[0]
+            if user not in self.grants:
+                self.grants.insert(0, user)
+        if "/remove:g" in args:
+            self.grants.remove(args[args.index("/remove:g") + 1])
+        return subprocess.CompletedProcess(args, 0, "processed", "")
+
+
+def test_windows_lock_down_by_simulation(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("A=1\n")
+    fake = FakeIcacls(path, ["BUILTIN\\Users", "NT AUTHORITY\\Authenticated Users", "PC\\me"])
+    result = perms.lock_down_windows(path, fake, user="PC\\me")
+    assert fake.grants == ["PC\\me"]
+    assert ["icacls", str(path), "/inheritance:r", "/grant:r", "PC\\me:(R,W,D)"] in fake.calls
+    assert ["icacls", str(path), "/remove:g", "NT AUTHORITY\\Authenticated Users"] in fake.calls
+    assert result.after == "PC\\me" and "Users" in result.before
+    assert all(isinstance(c, list) for c in fake.calls)
+
+
+def test_windows_branch_is_chosen_by_platform(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("A=1\n")
+    fake = FakeIcacls(path, ["PC\\other", "PC\\me"])
+    perms.restrict_new_file(path, platform="win32", run=lambda a: fake(list(a)))
+    assert fake.calls, "on win32 the new file's ACL is set with icacls"
+
+
+def test_windows_icacls_failure_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    path.write_text("A=1\n")
+
+    def failing(args: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(args, 5, "", "Access is denied.")
+
+    with pytest.raises(Exception, match="Access is denied"):
+        perms.lock_down(path, platform="win32", run=failing)

@@ -1,0 +1,255 @@
+"""Rotation under failure: each step failing in turn, SIGKILL and Ctrl-C between steps.
+
+The invariant after every case, once the next keys task has run: .env holds a key the stand-in
+accepts, exactly one active key carries the alias, no pending key is left, the journal is gone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tasks import envfile, keyops
+from tasks.errors import EnvFileError, GatewayError, IncompleteError
+from tasks.proxy import LiteLLM
+from tasks.settings import load_settings
+from tests.conftest import MASTER, REPO, Project, Standin
+
+ALIAS = "Open WebUI Key"
+
+
+def journal(project: Project) -> Path:
+    return project.dir / ".env.keys-journal.json"
+
+
+def assert_healthy(project: Project, litellm: Standin) -> str:
+    key = project.value("VIRTUAL_KEY")
+    assert litellm.accepts(key), "the key in .env must work"
+    active = litellm.active()
+    assert [k["key_alias"] for k in active] == [ALIAS], active
+    assert active[0]["token"] == hashlib.sha256(key.encode()).hexdigest()
+    assert not journal(project).exists()
+    return key
+
+
+@pytest.fixture
+def created(project: Project, litellm: Standin) -> str:
+    done = project.run("keys.create")
+    assert done.returncode == 0, done.stderr
+    return project.value("VIRTUAL_KEY")
+
+
+# --------------------------------------------------------------------------- HTTP failures
+
+
+@pytest.mark.parametrize(
+    ("path", "skip"),
+    [("/key/info", 0), ("/team/info", 0), ("/key/generate", 0), ("/v1/models", 0)],
+)
+def test_failure_before_the_switch_changes_nothing(
+    project: Project, litellm: Standin, created: str, path: str, skip: int
+) -> None:
+    before = project.env.read_bytes()
+    litellm.fault(path, status=500, message="injected", skip=skip)
+    done = project.run("keys.rotate")
+    assert done.returncode == 7, done.stderr
+    assert done.stderr.count("\n") == 1 and "injected" in done.stderr
+    assert project.env.read_bytes() == before
+    assert assert_healthy(project, litellm) == created
+
+
+def test_new_key_that_does_not_work_is_deleted(project: Project, litellm: Standin, created: str) -> None:
+    litellm.fault("/v1/models", status=401, message="Authentication Error, Invalid API key provided.")
+    done = project.run("keys.rotate")
+    assert done.returncode == 7
+    assert "the new key does not work" in done.stderr and "the new key was deleted" in done.stderr
+    assert assert_healthy(project, litellm) == created
+    assert len(litellm.keys(include_deleted=True)) == 2  # made, proven broken, deleted
+
+
+@pytest.mark.parametrize("path", ["/key/delete", "/key/update"])
+def test_failure_after_the_switch_is_finished_by_the_next_task(
+    project: Project, litellm: Standin, created: str, path: str
+) -> None:
+    litellm.fault(path, status=500, message="injected")
+    done = project.run("keys.rotate")
+    assert done.returncode == 9, done.stderr
+    assert "holds the new working key" in done.stderr and "to finish" in done.stderr
+    new = project.value("VIRTUAL_KEY")
+    assert new != created and litellm.accepts(new)
+    assert journal(project).exists()
+    follow = project.run("keys.list")
+    assert follow.returncode == 0, follow.stderr
+    assert "finished an interrupted rotated of 'open-webui'" in follow.stdout
+    assert assert_healthy(project, litellm) == new
+    assert not litellm.accepts(created)
+
+
+def manager(project: Project, litellm: Standin) -> keyops.KeyManager:
+    settings = load_settings(None, env_file=str(project.env), url=litellm.url,
+                             env_values=envfile.load(project.env).values)
+    return keyops.KeyManager(settings, LiteLLM(litellm.url, MASTER, timeout=5))
+
+
+def test_env_write_failure_rolls_back(
+    project: Project, litellm: Standin, created: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = manager(project, litellm)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise EnvFileError("cannot write .env: No space left on device")
+
+    monkeypatch.setattr(envfile, "update", full_disk)
+    with pytest.raises(EnvFileError, match="No space left.*the new key was deleted"):
+        keys.rotate(keys.settings.key(None))
+    monkeypatch.undo()
+    assert assert_healthy(project, litellm) == created
+
+
+def test_consumer_failure_keeps_the_old_key(project: Project, litellm: Standin, created: str) -> None:
+    calls: list[str] = []
+
+    def consumer(spec: object, key: str) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise GatewayError("Open WebUI did not take the key")
+
+    keys = manager(project, litellm)
+    keys.consumer = consumer
+    with pytest.raises(IncompleteError, match="Open WebUI did not take the key"):
+        keys.rotate(keys.settings.key(None))
+    assert litellm.accepts(created), "the consumer still uses the old key: it must keep working"
+    notes = keys.recover_locked()
+    assert notes and "finished" in notes[0]
+    assert calls[0] == calls[1] == project.value("VIRTUAL_KEY")
+    assert assert_healthy(project, litellm) != created
+
+
+def test_journal_write_failure_creates_nothing(
+    project: Project, litellm: Standin, created: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = manager(project, litellm)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise EnvFileError("cannot write the journal")
+
+    monkeypatch.setattr(keyops.Journal, "put", refuse)
+    with pytest.raises(EnvFileError, match="nothing was created"):
+        keys.rotate(keys.settings.key(None))
+    monkeypatch.undo()
+    assert litellm.requests("/key/generate")[-1:] and len(litellm.keys(include_deleted=True)) == 1
+    assert assert_healthy(project, litellm) == created
+
+
+# --------------------------------------------------------------------------- kills and Ctrl-C
+
+# (path to freeze at, fault mode, whether .env has the new key by then)
+STEPS = [
+    ("/key/info", "hang", False),
+    ("/team/info", "hang", False),
+    ("/key/generate", "hang", False),  # request sent, key not made
+    ("/key/generate", "hang_after", False),  # key made, answer lost
+    ("/v1/models", "hang", False),  # key made and journaled, not proven
+    ("/key/delete", "hang", True),  # switched, old key not yet deleted
+    ("/key/update", "hang", True),  # old key deleted, new one not yet renamed
+]
+
+
+def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> subprocess.Popen[str]:
+    seen = len(litellm.requests(path))
+    litellm.fault(path, mode=mode, delay=20)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
+    environ.update({"INVOKE_GATEWAY_ENV_FILE": str(project.env), "LITELLM_PROXY_URL": litellm.url})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "-r", str(REPO), "keys.rotate"], cwd=project.dir,
+        env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while len(litellm.requests(path)) == seen:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the rotation never reached the step"
+        time.sleep(0.02)
+    if mode == "hang_after":
+        time.sleep(0.2)  # let the stand-in finish the work it will never answer
+    return proc
+
+
+@pytest.mark.parametrize(("path", "mode", "switched"), STEPS)
+def test_sigkill_at_each_step_is_repaired_by_the_next_task(
+    project: Project, litellm: Standin, created: str, path: str, mode: str, switched: bool
+) -> None:
+    proc = start_rotation(project, litellm, path, mode)
+    proc.kill()
+    proc.communicate(timeout=10)
+    held = project.value("VIRTUAL_KEY")
+    assert (held != created) == switched
+    assert litellm.accepts(held), "even right after a kill, .env holds a working key"
+    follow = project.run("keys.list")
+    assert follow.returncode == 0, follow.stderr
+    key = assert_healthy(project, litellm)
+    assert (key != created) == switched
+    assert not [k for k in litellm.keys() if "[pending" in str(k["key_alias"])]
+
+
+@pytest.mark.parametrize(("path", "mode", "switched"), STEPS)
+def test_ctrl_c_at_each_step(
+    project: Project, litellm: Standin, created: str, path: str, mode: str, switched: bool
+) -> None:
+    proc = start_rotation(project, litellm, path, mode)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    if switched:
+        assert "the next keys task finishes the job" in err
+    elif path in ("/key/info", "/team/info"):
+        assert err.strip() == "interrupted"
+    else:
+        assert ".env and the old key are unchanged" in err
+    follow = project.run("keys.list")
+    assert follow.returncode == 0, follow.stderr
+    key = assert_healthy(project, litellm)
+    assert (key != created) == switched
+
+
+def test_a_create_killed_midway_is_rolled_back(project: Project, litellm: Standin) -> None:
+    seen = len(litellm.requests("/v1/models"))
+    litellm.fault("/v1/models", mode="hang", delay=20)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
+    environ.update({"INVOKE_GATEWAY_ENV_FILE": str(project.env), "LITELLM_PROXY_URL": litellm.url})
+    proc = subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), "keys.create"],
+                            cwd=project.dir, env=environ, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(litellm.requests("/v1/models")) == seen:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    assert project.value("FIRST_RUN") == "yes" and project.value("VIRTUAL_KEY") == ""
+    done = project.run("keys.create")
+    assert done.returncode == 0, done.stderr
+    assert "rolled back an interrupted created" in done.stdout
+    assert_healthy(project, litellm)
+    assert project.value("FIRST_RUN") == "no"
+
+
+def test_concurrent_rotations_end_with_one_working_key(
+    project: Project, litellm: Standin, created: str
+) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
+    environ.update({"INVOKE_GATEWAY_ENV_FILE": str(project.env), "LITELLM_PROXY_URL": litellm.url})
+    procs = [subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), "keys.rotate"],
+                              cwd=project.dir, env=environ, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(8)]
+    codes = [p.wait(timeout=120) for p in procs]
+    assert codes == [0] * 8, [p.communicate() for p in procs]
+    assert_healthy(project, litellm)
+    assert len(litellm.keys(include_deleted=True)) == 9
