@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,14 +26,32 @@ def guarded(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = _term_as_interrupt()
         try:
             return func(*args, **kwargs)
         except GatewayError as exc:
             raise Exit(f"error: {exc.message}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", 130) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _term_as_interrupt() -> Any:
+    """SIGTERM (systemd stop, docker stop, kill) unwinds like Ctrl-C, so rollbacks run."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except (ValueError, OSError):  # pragma: no cover - not in the main thread, or no SIGTERM
+        return None
 
 
 def plain(obj: Any) -> Any:

@@ -427,6 +427,9 @@ class KeyManager:
                 info = self.client.key_info(current)
                 status = key_status(info)
                 if status == "active" and not force:
+                    if spec.gate and self._doc().get(GATE_VAR).lower() != "no":
+                        self._update_env({GATE_VAR: "no"})
+                        notes.append(f"set {GATE_VAR}=no: {spec.env_var} holds a working key")
                     return KeyResult(
                         name=spec.name, env_var=spec.env_var, action="unchanged", key=current,
                         alias=str((info or {}).get("key_alias") or spec.alias),

@@ -420,3 +420,13 @@ def test_list_many_keys(project: Project, litellm: Standin) -> None:
     rows = project.json("keys.list")["keys"]
     assert len(rows) == 230
     assert len(litellm.requests("/key/list")) == 3
+
+
+def test_create_with_a_working_key_settles_first_run(project: Project, litellm: Standin) -> None:
+    project.run("keys.create")
+    from tasks import envfile
+    envfile.update(project.env, {"FIRST_RUN": "yes"})
+    done = project.run("keys.create")
+    assert done.returncode == 0
+    assert "set FIRST_RUN=no" in done.stdout
+    assert project.value("FIRST_RUN") == "no"

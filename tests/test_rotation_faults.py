@@ -253,3 +253,13 @@ def test_concurrent_rotations_end_with_one_working_key(
     assert codes == [0] * 8, [p.communicate() for p in procs]
     assert_healthy(project, litellm)
     assert len(litellm.keys(include_deleted=True)) == 9
+
+
+def test_sigterm_unwinds_like_ctrl_c(project: Project, litellm: Standin, created: str) -> None:
+    proc = start_rotation(project, litellm, "/v1/models", "hang")
+    proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "the new key was deleted" in err
+    assert not journal(project).exists()
+    assert assert_healthy(project, litellm) == created
