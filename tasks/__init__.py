@@ -6,10 +6,11 @@ use them.
 
 from invoke.collection import Collection
 
-from . import env, keys
+from . import env, keys, stack
 from .settings import DEFAULTS
 
 ns = Collection()
+ns.add_collection(Collection.from_module(stack, name="stack"))
 ns.add_collection(Collection.from_module(keys, name="keys"))
 ns.add_collection(Collection.from_module(env, name="env"))
 ns.configure(DEFAULTS)

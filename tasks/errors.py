@@ -78,6 +78,34 @@ class IncompleteError(GatewayError):
     exit_code = 9
 
 
+class DockerUnavailableError(GatewayError):
+    """No docker CLI, no daemon at its endpoint, or no Docker Compose."""
+
+    exit_code = 10
+
+
+class StackError(GatewayError):
+    """A service did not come up; ``details`` holds its state and last log lines."""
+
+    exit_code = 11
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
+
+
+class PortInUseError(GatewayError):
+    """A host port the stack publishes is held by another program."""
+
+    exit_code = 12
+
+
+class OpenWebUIError(GatewayError):
+    """Open WebUI refused the admin credentials, or did not take or use the key."""
+
+    exit_code = 13
+
+
 class Interrupted(GatewayError):
     """Ctrl-C or SIGTERM; the message says what state things were left in."""
 
@@ -95,5 +123,9 @@ EXIT_CODES = {
     7: "LiteLLM answered with an unexpected error",
     8: "keys not in a state that allows this (see the message)",
     9: "partly done: the message says what remains",
+    10: "Docker or Docker Compose missing, or the daemon unreachable",
+    11: "a service of the stack failed to start or become healthy",
+    12: "a port the stack publishes is taken by another program",
+    13: "Open WebUI refused the admin login, or did not take or use the key",
     130: "interrupted (Ctrl-C / SIGTERM)",
 }

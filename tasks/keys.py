@@ -20,18 +20,29 @@ NAME = "Which configured key (gateway.keys in invoke.yaml); default: open-webui 
 COMMON = {
     "env-file": "The .env to use (default: .env beside docker-compose.yml)",
     "url": "LiteLLM's URL (default: LITELLM_PROXY_URL, else http://localhost:<LITELLM_PORT>)",
+    "via": "How to reach LiteLLM: host (its published port), container (docker exec in the "
+           "litellm container), or auto (host, then container; default)",
     "json": "Print the result as JSON for scripts",
 }
 
 
 @contextmanager
-def manager(c: Any, env_file: str | None, url: str | None) -> Iterator[tuple[Settings, KeyManager]]:
-    from .keyops import KeyManager
-    from .proxy import LiteLLM
+def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
+            as_json: bool = False) -> Iterator[tuple[Settings, KeyManager]]:
+    from .settings import VIA
+    from .stackops import Gateway
 
+    if via is not None and via not in VIA:
+        raise UsageError(f"--via must be one of {', '.join(VIA)}, not {via!r}")
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
-    with LiteLLM(settings.litellm_url, settings.master_key, timeout=settings.timeout) as client:
-        yield settings, KeyManager(settings, client, progress=progress)
+    gateway = Gateway(settings, progress=progress)
+    try:
+        with gateway.keys(via) as keys:
+            yield settings, keys
+    finally:
+        for note in gateway.notes:  # JSON output stays parseable: notes go to stderr there
+            print(note, file=sys.stderr if as_json else sys.stdout, flush=True)
+        gateway.close()
 
 
 def _report(result: KeyResult, settings: Settings, as_json: bool) -> None:
@@ -73,10 +84,11 @@ def create(
     force: bool = False,
     env_file: str | None = None,
     url: str | None = None,
+    via: str | None = None,
     json: bool = False,
 ) -> None:
     """Create the virtual key and save it in .env (a no-op when .env holds a working one)."""
-    with manager(c, env_file, url) as (settings, keys):
+    with manager(c, env_file, url, via, json) as (settings, keys):
         spec = settings.key(name).with_overrides(
             alias=alias, team=team, models=models, duration=duration, max_budget=max_budget
         )
@@ -101,13 +113,14 @@ def rotate(
     grace: str | None = None,
     env_file: str | None = None,
     url: str | None = None,
+    via: str | None = None,
     json: bool = False,
 ) -> None:
     """Replace a key with a new one; the old one goes only after the new one is proven."""
     if all and name:
         raise UsageError("give --name or --all, not both")
     grace = parse_duration(grace)
-    with manager(c, env_file, url) as (settings, keys):
+    with manager(c, env_file, url, via, json) as (settings, keys):
         names = list(settings.keys) if all else [settings.key(name).name]
         results, failures = [], []
         for key_name in names:
@@ -151,6 +164,7 @@ def revoke(
     yes: bool = False,
     env_file: str | None = None,
     url: str | None = None,
+    via: str | None = None,
     json: bool = False,
 ) -> None:
     """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there."""
@@ -159,7 +173,7 @@ def revoke(
         key = sys.stdin.readline().strip()
         if not key.startswith("sk-"):
             raise UsageError("the key read from stdin must start with 'sk-'")
-    with manager(c, env_file, url) as (_settings, keys):
+    with manager(c, env_file, url, via, json) as (_settings, keys):
         keys.recover_locked()
         tokens, described = keys.resolve_tokens(name=name, alias=alias, key=key)
         verb = "block" if block else "revoke"
@@ -180,12 +194,13 @@ def list_(
     team: str | None = None,
     env_file: str | None = None,
     url: str | None = None,
+    via: str | None = None,
     json: bool = False,
 ) -> None:
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
     from dataclasses import asdict
 
-    with manager(c, env_file, url) as (_settings, keys):
+    with manager(c, env_file, url, via, json) as (_settings, keys):
         rows, notes = keys.list(team_id=team)
     if json:
         emit_json({"keys": [asdict(r) for r in rows], "notes": notes})

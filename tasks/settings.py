@@ -7,7 +7,12 @@ Precedence, highest first:
 - the LiteLLM URL: ``--url`` > ``gateway.litellm_url`` > ``LITELLM_PROXY_URL`` (as LiteLLM's own
   CLI reads it) > ``http://localhost:<LITELLM_PORT from .env>`` > ``http://localhost:4000``;
 - the master key: ``LITELLM_MASTER_KEY`` in .env > ``LITELLM_MASTER_KEY`` in the environment
-  > ``LITELLM_PROXY_API_KEY`` in the environment (LiteLLM's CLI name).
+  > ``LITELLM_PROXY_API_KEY`` in the environment (LiteLLM's CLI name);
+- the compose project name: ``gateway.project_name`` > ``COMPOSE_PROJECT_NAME`` in .env
+  > ``ai-gateway`` (never the folder's name);
+- the compose files: ``gateway.compose_files`` > ``COMPOSE_FILE`` (Compose's own variable)
+  > ``docker-compose.yml`` in the project folder;
+- Open WebUI's URL: ``gateway.webui_url`` > ``http://localhost:<WEBUI_PORT from .env>``.
 
 Keys are declared by name under ``gateway.keys`` (see ``DEFAULTS``). Invoke's ``INVOKE_*``
 variables only reach settings that exist in the defaults and cannot set lists: declare extra
@@ -40,6 +45,11 @@ DEFAULTS: dict[str, Any] = {
         "litellm_url": "",
         "timeout": 10.0,
         "lock_timeout": 30.0,
+        "start_timeout": 300.0,
+        "project_name": "",
+        "compose_files": "",
+        "webui_url": "",
+        "via": "auto",
         "default_key": DEFAULT_KEY,
         "keys": {
             DEFAULT_KEY: {
@@ -58,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
 
 DURATION_RE = re.compile(r"[1-9][0-9]*(s|m|h|d|w|mo)\Z")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+VIA = ("auto", "host", "container")
 
 
 def parse_duration(value: str | None) -> str | None:
@@ -186,6 +198,11 @@ class Settings:
     lock_timeout: float
     keys: Mapping[str, KeySpec]
     default_key: str
+    project_name: str = "ai-gateway"
+    compose_files: tuple[Path, ...] = ()
+    webui_url: str = "http://localhost:3000"
+    start_timeout: float = 300.0
+    via: str = "auto"
 
     def key(self, name: str | None) -> KeySpec:
         name = name or self.default_key
@@ -280,6 +297,28 @@ def load_settings(
     if sum(k.gate for k in keys.values()) > 1:
         raise UsageError("gateway.keys: only one key can be the first-run gate key")
 
+    project_name = str(raw.get("project_name") or values.get("COMPOSE_PROJECT_NAME")
+                       or "ai-gateway").strip()
+    if not _PROJECT_RE.match(project_name):
+        raise UsageError(f"bad compose project name {project_name!r}: use lowercase letters, "
+                         "digits, '-' and '_', starting with a letter or digit")
+    files_raw = str(raw.get("compose_files") or environ.get("COMPOSE_FILE") or "")
+    separator = environ.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+    compose_files = tuple(
+        (Path(f).expanduser() if Path(f).is_absolute() else project_dir / f)
+        for f in files_raw.replace(",", separator).split(separator) if f.strip()
+    ) or (project_dir / "docker-compose.yml",)
+    if raw.get("webui_url"):
+        webui_url = parse_url(str(raw["webui_url"]), "gateway.webui_url")
+    else:
+        webui_port = values.get("WEBUI_PORT", "").strip() or "3000"
+        if not webui_port.isdigit() or not 0 < int(webui_port) < 65536:
+            raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number, not {webui_port!r}")
+        webui_url = f"http://localhost:{int(webui_port)}"
+    via = str(raw.get("via") or "auto")
+    if via not in VIA:
+        raise UsageError(f"gateway.via must be one of {', '.join(VIA)}, not {via!r}")
+
     return Settings(
         project_dir=project_dir,
         env_file=env_path,
@@ -292,4 +331,9 @@ def load_settings(
         lock_timeout=_float(raw, "lock_timeout"),
         keys=keys,
         default_key=str(raw.get("default_key") or DEFAULT_KEY),
+        project_name=project_name,
+        compose_files=compose_files,
+        webui_url=webui_url,
+        start_timeout=_float(raw, "start_timeout"),
+        via=via,
     )

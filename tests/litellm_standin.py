@@ -37,7 +37,8 @@ answer at any path), ``db``, ``state``,
 
 Run alone (standard library only, so it also runs in a bare container):
 ``LITELLM_MASTER_KEY=sk-... python3 litellm_standin.py`` with ``STANDIN_HOST`` (127.0.0.1),
-``STANDIN_PORT`` (4000), ``STANDIN_DB`` (``connected``/``none``), ``STANDIN_MODELS``.
+``STANDIN_PORT`` (4000), ``STANDIN_DB`` (``connected``/``none``), ``STANDIN_MODELS``, and
+``STANDIN_CRASH`` (exit 3 at once, for tests of a crashing service).
 """
 
 from __future__ import annotations
@@ -244,8 +245,10 @@ class Handler(BaseHTTPRequestHandler):
             self._send(reply.status, reply.body)
             return
         if not path.startswith("/_standin/"):
+            key = self._api_key()
             with state.lock:
-                state.log.append({"method": method, "path": path, "query": query, "body": body})
+                state.log.append({"method": method, "path": path, "query": query, "body": body,
+                                  "auth": sha256(key)[:16] if key else ""})
             fault = state.take_fault(method, path)
             if fault and self._fault(fault):
                 return
@@ -618,6 +621,10 @@ def serve_in_thread(master_key: str, models: list[str], host: str = "127.0.0.1",
 
 
 def main() -> None:
+    crash = os.environ.get("STANDIN_CRASH", "")
+    if crash:  # for tests of a service that dies on start
+        print(f"stand-in: crashing on purpose: {crash}", flush=True)
+        raise SystemExit(3)
     master = os.environ.get("LITELLM_MASTER_KEY", "")
     if not master or master == "sk-1234":
         raise SystemExit("LITELLM_MASTER_KEY must be set (and not sk-1234), as for LiteLLM")

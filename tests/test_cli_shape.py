@@ -12,7 +12,8 @@ import tasks
 from tests.conftest import REPO
 
 TASKS = ["env.check", "env.init", "env.lock-permissions",
-         "keys.create", "keys.list", "keys.revoke", "keys.rotate"]
+         "keys.create", "keys.list", "keys.revoke", "keys.rotate",
+         "stack.logs", "stack.restart", "stack.start", "stack.status", "stack.stop"]
 
 
 def run(*args: str, module: str = "invoke") -> subprocess.CompletedProcess[str]:
@@ -38,7 +39,7 @@ def test_python_m_tasks_sees_the_same_collections() -> None:
 
 def test_plain_import_finds_the_package() -> None:
     assert hasattr(tasks, "ns")
-    assert sorted(tasks.ns.collections) == ["env", "keys"]
+    assert sorted(tasks.ns.collections) == ["env", "keys", "stack"]
 
 
 @pytest.mark.parametrize("name", TASKS)
@@ -51,7 +52,8 @@ def test_every_flag_is_documented(name: str) -> None:
     done = run("--help", name)
     assert done.returncode == 0
     for param in params:
-        assert f"--{param.replace('_', '-')}" in done.stdout
+        flag = param.replace("_", "-")
+        assert f"--{flag}" in done.stdout or f"--[no-]{flag}" in done.stdout
 
 
 def test_importing_the_tasks_is_cheap() -> None:

@@ -1,0 +1,388 @@
+"""Docker and Docker Compose: the ``docker compose`` CLI driven with argument lists, and the
+Docker SDK (imported lazily) for state, health, logs and exec.
+
+The SDK talks to the same daemon the CLI uses: ``DOCKER_HOST`` when set, otherwise the
+endpoint of the current ``docker context`` (rootless Docker, Docker Desktop, Colima...).
+Compose is run with an explicit project name, project folder, ``--env-file`` and ``-f`` files,
+and with the variables that .env defines removed from its environment, so that .env - not
+whatever a shell happens to export - decides what the containers get.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DockerUnavailableError, PortInUseError, StackError
+from .masking import mask
+from .settings import Settings
+
+POSTGRES, LITELLM, OPENWEBUI = "postgres", "litellm", "open-webui"
+SERVICES = (POSTGRES, LITELLM, OPENWEBUI)
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+SECRET_VARS = ("LITELLM_MASTER_KEY", "POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY",
+               "WEBUI_ADMIN_PASSWORD")
+
+DAEMON_HELP = (
+    "start it: Linux `sudo systemctl start docker` (rootless: `systemctl --user start docker`), "
+    "macOS/Windows: start Docker Desktop (or `colima start`)"
+)
+
+
+def _run(args: Sequence[str], *, timeout: float = 30, env: Mapping[str, str] | None = None,
+         capture: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(list(args), capture_output=capture, text=True, timeout=timeout,
+                              env=dict(env) if env is not None else None, check=False,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise DockerUnavailableError(f"{args[0]} is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise DockerUnavailableError(
+            f"`{' '.join(args[:3])}` did not finish within {timeout:g}s; is the Docker daemon hung?"
+        ) from None
+
+
+def find_docker() -> str:
+    docker = shutil.which("docker")
+    if docker is None:
+        raise DockerUnavailableError(
+            "the docker command is not installed or not on PATH; install Docker Engine "
+            "(Linux) or Docker Desktop (macOS, Windows)"
+        )
+    return docker
+
+
+def docker_endpoint(docker: str, environ: Mapping[str, str] | None = None) -> str:
+    """The daemon the docker CLI would talk to."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DOCKER_HOST"):
+        return environ["DOCKER_HOST"]
+    done = _run([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15)
+    endpoint = done.stdout.strip() if done.returncode == 0 else ""
+    if endpoint:
+        return endpoint
+    return "npipe:////./pipe/docker_engine" if sys.platform == "win32" else "unix:///var/run/docker.sock"
+
+
+def connect(endpoint: str, timeout: float = 30) -> Any:
+    """A Docker SDK client for ``endpoint``, checked with a ping."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.DockerClient(base_url=endpoint, timeout=int(max(timeout, 1)))
+        client.ping()
+        return client
+    except DockerException as exc:
+        reason = str(exc).split("(")[0].strip().rstrip(":") or type(exc).__name__
+        raise DockerUnavailableError(
+            f"cannot reach the Docker daemon at {endpoint} ({reason}); {DAEMON_HELP}"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - requests/urllib3 errors under the SDK
+        raise DockerUnavailableError(
+            f"cannot reach the Docker daemon at {endpoint} ({type(exc).__name__}); {DAEMON_HELP}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ComposeCLI:
+    argv: tuple[str, ...]
+    version: str
+    legacy: bool  # docker-compose v1
+
+    @property
+    def warning(self) -> str:
+        if not self.legacy:
+            return ""
+        return (f"warning: using the old docker-compose {self.version}; install Compose v2 "
+                "(`docker compose`), v1 is unmaintained")
+
+
+def find_compose(docker: str) -> ComposeCLI:
+    done = _run([docker, "compose", "version", "--short"], timeout=30)
+    if done.returncode == 0 and done.stdout.strip():
+        return ComposeCLI((docker, "compose"), done.stdout.strip().lstrip("v"), legacy=False)
+    legacy = shutil.which("docker-compose")
+    if legacy:
+        done = _run([legacy, "version", "--short"], timeout=30)
+        if done.returncode == 0:
+            version = done.stdout.strip().lstrip("v")
+            return ComposeCLI((legacy,), version, legacy=version.startswith("1."))
+    raise DockerUnavailableError(
+        "Docker Compose is missing: `docker compose` does not work and there is no docker-compose; "
+        "install the Compose v2 plugin (Debian/Ubuntu: docker-compose-plugin)"
+    )
+
+
+@dataclass
+class ServiceState:
+    service: str
+    container: str
+    status: str  # created / running / restarting / exited / dead / paused / missing
+    health: str | None  # healthy / unhealthy / starting / None (no healthcheck)
+    exit_code: int
+    restarts: int
+    ports: list[str] = field(default_factory=list)
+    started_at: str = ""
+    id: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "running" and self.health in (None, "healthy")
+
+    @property
+    def failed(self) -> bool:
+        return (self.status in ("exited", "dead") or self.health == "unhealthy"
+                or (self.status == "restarting" and self.restarts > 0))
+
+    def describe(self) -> str:
+        if self.status == "missing":
+            return "not created"
+        text = self.status
+        if self.health:
+            text += f" ({self.health})"
+        if self.status in ("exited", "dead", "restarting"):
+            text += f", exit code {self.exit_code}"
+        return text
+
+
+def _state_of(container: Any) -> ServiceState:
+    attrs = container.attrs
+    state = attrs.get("State", {})
+    health = (state.get("Health") or {}).get("Status")
+    ports = []
+    for inner, bindings in sorted((attrs.get("NetworkSettings", {}).get("Ports") or {}).items()):
+        for binding in bindings or []:
+            ports.append(f"{binding.get('HostIp') or '0.0.0.0'}:{binding.get('HostPort')}->{inner}")  # noqa: S104
+    return ServiceState(
+        service=container.labels.get(SERVICE_LABEL, "?"),
+        container=container.name,
+        status=str(state.get("Status", "unknown")),
+        health=health,
+        exit_code=int(state.get("ExitCode") or 0),
+        restarts=int(attrs.get("RestartCount") or 0),
+        ports=ports,
+        started_at=str(state.get("StartedAt", "")),
+        id=container.id,
+    )
+
+
+class Stack:
+    """One compose project: the CLI for changes, the SDK for state."""
+
+    def __init__(self, settings: Settings, env_values: Mapping[str, str],
+                 *, docker: str | None = None, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self.env_values = dict(env_values)
+        self.environ = dict(os.environ if environ is None else environ)
+        self.docker = docker or find_docker()
+        self._cli: ComposeCLI | None = None
+        self._client: Any = None
+
+    # -- connections ---------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            endpoint = docker_endpoint(self.docker, self.environ)
+            self._client = connect(endpoint, timeout=self.settings.timeout * 3)
+        return self._client
+
+    @property
+    def cli(self) -> ComposeCLI:
+        if self._cli is None:
+            self._cli = find_compose(self.docker)
+        return self._cli
+
+    def close(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    # -- compose CLI ---------------------------------------------------------
+
+    def compose_args(self, *args: str) -> list[str]:
+        s = self.settings
+        base = [*self.cli.argv, "--project-name", s.project_name,
+                "--project-directory", str(s.project_dir), "--env-file", str(s.env_file)]
+        for file in s.compose_files:
+            base += ["-f", str(file)]
+        return [*base, *args]
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for compose: .env's own variables removed, so .env decides."""
+        env = {k: v for k, v in self.environ.items() if k not in self.env_values}
+        env.pop("COMPOSE_FILE", None)
+        env.pop("COMPOSE_PROJECT_NAME", None)
+        return env
+
+    def compose(self, *args: str, timeout: float | None = None, capture: bool = True
+                ) -> subprocess.CompletedProcess[str]:
+        for file in self.settings.compose_files:
+            if not file.is_file():
+                raise StackError(f"compose file {file} not found")
+        return _run(self.compose_args(*args), timeout=timeout or self.settings.start_timeout,
+                    env=self.child_env(), capture=capture)
+
+    def compose_ok(self, *args: str, what: str, timeout: float | None = None
+                   ) -> subprocess.CompletedProcess[str]:
+        done = self.compose(*args, timeout=timeout)
+        if done.returncode != 0:
+            lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
+            reason = self.scrub(lines[-1]) if lines else f"exit code {done.returncode}"
+            port = _port_conflict(reason)
+            if port:
+                raise PortInUseError(f"{what} failed: host port {port} is already in use; free it "
+                                     "or change LITELLM_PORT / WEBUI_PORT in .env")
+            raise StackError(f"{what} failed: {reason}",
+                             [self.scrub(ln) for ln in lines[-20:]])
+        return done
+
+    def up(self, services: Iterable[str] = (), *, recreate: bool = False,
+           no_deps: bool = False) -> None:
+        args = ["up", "-d", "--remove-orphans"]
+        if recreate:
+            args.append("--force-recreate")
+        if no_deps:
+            args.append("--no-deps")
+        self.compose_ok(*args, *services, what="docker compose up")
+
+    def down(self, *, volumes: bool = False) -> None:
+        args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
+        self.compose_ok(*args, what="docker compose down")
+
+    # -- state (SDK) ---------------------------------------------------------
+
+    def containers(self) -> list[Any]:
+        return list(self.client.containers.list(
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"}))
+
+    def states(self) -> dict[str, ServiceState]:
+        result = {}
+        for container in self.containers():
+            state = _state_of(container)
+            result[state.service] = state
+        return result
+
+    def container_of(self, service: str) -> Any | None:
+        for container in self.containers():
+            if container.labels.get(SERVICE_LABEL) == service:
+                return container
+        return None
+
+    def running(self, service: str) -> bool:
+        state = self.states().get(service)
+        return bool(state and state.status == "running")
+
+    def logs(self, service: str, tail: int = 20) -> list[str]:
+        container = self.container_of(service)
+        if container is None:
+            return []
+        try:
+            raw = container.logs(tail=tail, stdout=True, stderr=True)
+        except Exception:  # noqa: BLE001 - best effort while reporting another failure
+            return []
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        return [self.scrub(line) for line in text.splitlines()]
+
+    def scrub(self, text: str) -> str:
+        """Replace every secret .env holds with its masked form."""
+        for name, value in self.env_values.items():
+            if value and len(value) >= 8 and (name in SECRET_VARS or value.startswith("sk-")):
+                text = text.replace(value, mask(value))
+        return text
+
+    def wait(self, services: Sequence[str], *, timeout: float,
+             on_change: Callable[[str, str], None] | None = None) -> dict[str, ServiceState]:
+        """Until every service is running and healthy; StackError with details otherwise."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, str] = {}
+        while True:
+            states = self.states()
+            for service in services:
+                text = states[service].describe() if service in states else "not created"
+                if seen.get(service) != text:
+                    seen[service] = text
+                    if on_change:
+                        on_change(service, text)
+            failed = [states[s] for s in services if s in states and states[s].failed]
+            if failed:
+                raise self._failure(failed, "failed to start")
+            if all(s in states and states[s].ready for s in services):
+                return states
+            if time.monotonic() >= deadline:
+                late = [states.get(s) or ServiceState(s, "", "missing", None, 0, 0)
+                        for s in services if not (s in states and states[s].ready)]
+                raise self._failure(late, f"not healthy after {timeout:g}s (--timeout)")
+            time.sleep(0.5)
+
+    def _failure(self, failed: Sequence[ServiceState], what: str) -> StackError:
+        details = []
+        for state in failed:
+            details.append(f"{state.service}: {state.describe()}")
+            details += [f"  | {line}" for line in self.logs(state.service)]
+        names = ", ".join(f"{s.service} ({s.describe()})" for s in failed)
+        return StackError(f"{names} {what}; see the log lines above, and "
+                          "`invoke stack.logs --service <name>`", details)
+
+    # -- ports ---------------------------------------------------------------
+
+    def check_ports(self, ports: Mapping[str, int]) -> None:
+        """Each host port is free, or held by this project's own containers."""
+        ours = set()
+        with contextlib.suppress(DockerUnavailableError):
+            for state in self.states().values():
+                for mapping in state.ports:
+                    ours.add(int(mapping.split("->")[0].rsplit(":", 1)[1]))
+        for name, port in ports.items():
+            if port in ours:
+                continue
+            if not port_is_free(port):
+                raise PortInUseError(
+                    f"port {port} ({name}) is already in use by another program; stop it or "
+                    f"set another {name} in .env"
+                )
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_conflict(message: str) -> str | None:
+    lowered = message.lower()
+    if "address already in use" in lowered or "port is already allocated" in lowered:
+        for token in message.replace(":", " ").split():
+            if token.isdigit() and 0 < int(token) < 65536 and len(token) >= 2:
+                return token
+        return "?"
+    return None
+
+
+def exec_python(container: Any, program: str, environment: Mapping[str, str]) -> tuple[int, str]:
+    """Run ``python3 -c program`` in ``container``. Values travel in the exec's environment
+    (sent to the daemon in the API request body), never in an argument list."""
+    done = container.exec_run(["python3", "-c", program], environment=dict(environment),
+                              stdout=True, stderr=True, demux=True)
+    out, err = done.output if isinstance(done.output, tuple) else (done.output, b"")
+    return int(done.exit_code or 0), (out or b"").decode("utf-8", "replace") + (
+        (err or b"").decode("utf-8", "replace") if done.exit_code else "")
+
+
+def compose_file_path(settings: Settings) -> Path:
+    return settings.compose_files[0]

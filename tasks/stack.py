@@ -1,0 +1,208 @@
+"""stack.*: run the Docker Compose stack. Thin: the work is in stackops and compose."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from invoke.tasks import task
+
+from ._cli import confirm, emit, emit_json, guarded, plain, progress
+from .errors import GatewayError, StackError, UsageError
+
+ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
+TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.start_timeout, 300)"
+
+
+def _gateway(c: Any, env_file: str | None) -> Any:
+    from .stackops import Gateway
+
+    return Gateway.load(plain(c.config), env_file=env_file, progress=progress)
+
+
+def _print_failure(exc: GatewayError) -> None:
+    if isinstance(exc, StackError):
+        for line in exc.details:
+            print(line, file=sys.stderr)
+
+
+def _report(outcome: Any, as_json: bool, done: str) -> None:
+    if as_json:
+        emit_json({
+            "changed": outcome.changed,
+            "services": {n: {"state": s.describe(), "ports": s.ports}
+                         for n, s in outcome.services.items()},
+            "urls": outcome.urls,
+            "virtual_key": outcome.masked,
+            "key_status": outcome.key_status,
+            "openwebui_key": outcome.openwebui_key,
+            "notes": outcome.notes,
+        })
+        return
+    for note in outcome.notes:
+        emit(note)
+    emit(done if outcome.changed else "already up; nothing to do")
+    for name, url in outcome.urls.items():
+        emit(f"  {name + ':':<18} {url}")
+    if outcome.key:
+        emit(f"  {'virtual key:':<18} {outcome.masked}"
+             + (f" ({outcome.key_status})" if outcome.key_status else ""))
+
+
+def _offer_init(c: Any, env_file: str | None) -> None:
+    """No .env: offer env.init at a terminal; elsewhere say what to run."""
+    from . import envops
+    from ._cli import settings_from
+
+    settings = settings_from(c, env_file=env_file)
+    if settings.env_file.exists() or settings.env_file.is_symlink():
+        return
+    if not sys.stdin.isatty():
+        from .errors import EnvFileError
+
+        raise EnvFileError(f"{settings.env_file} not found; run `invoke env.init` first "
+                           "(or `invoke env.init stack.start`)")
+    confirm(f"{settings.env_file} does not exist. Create it now with generated secrets?",
+            yes=False, what="stack.start")
+    result = envops.init(settings)
+    emit(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}")
+
+
+@task(help={
+    "env-file": ENV_FILE,
+    "timeout": TIMEOUT,
+    "create-key": "On the first run, create the virtual key before Open WebUI starts (default); "
+                  "--no-create-key starts up to LiteLLM and leaves Open WebUI stopped",
+    "json": "Print the result as JSON for scripts",
+})
+@guarded
+def start(c: Any, env_file: str | None = None, timeout: float = 0.0, create_key: bool = True,
+          json: bool = False) -> None:
+    """Start the stack and wait until it is healthy (first run: create the virtual key)."""
+    _offer_init(c, env_file)
+    gateway = _gateway(c, env_file)
+    try:
+        outcome = gateway.start(create_key=create_key, timeout=timeout or None)
+    except GatewayError as exc:
+        _print_failure(exc)
+        raise
+    finally:
+        gateway.close()
+    _report(outcome, json, "the stack is up")
+
+
+@task(help={
+    "env-file": ENV_FILE,
+    "volumes": "Also delete the volumes: the database with every key, and Open WebUI's data",
+    "yes": "Do not ask before deleting volumes; required when stdin is not a terminal",
+})
+@guarded
+def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool = False) -> None:
+    """Stop and remove the stack's containers; volumes are kept unless --volumes."""
+    gateway = _gateway(c, env_file)
+    try:
+        if volumes:
+            confirm("Delete the stack's volumes (every key, user and chat)?", yes=yes,
+                    what="stack.stop --volumes")
+        outcome = gateway.stop(volumes=volumes)
+    finally:
+        gateway.close()
+    for note in outcome.notes:
+        emit(note)
+
+
+@task(help={
+    "env-file": ENV_FILE,
+    "timeout": TIMEOUT,
+    "service": "Restart only this service (postgres, litellm or open-webui)",
+    "json": "Print the result as JSON for scripts",
+})
+@guarded
+def restart(c: Any, env_file: str | None = None, service: str | None = None, timeout: float = 0.0,
+            json: bool = False) -> None:
+    """Recreate the services so they run with the current .env, then wait until healthy."""
+    gateway = _gateway(c, env_file)
+    try:
+        outcome = gateway.restart(service=service, timeout=timeout or None)
+    except GatewayError as exc:
+        _print_failure(exc)
+        raise
+    finally:
+        gateway.close()
+    outcome.changed = True
+    _report(outcome, json, f"restarted {service or 'the stack'}")
+
+
+@task(help={"env-file": ENV_FILE, "json": "Print the status as JSON for scripts"})
+@guarded
+def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
+    """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
+    from .compose import SERVICES
+
+    gateway = _gateway(c, env_file)
+    try:
+        outcome = gateway.status()
+    finally:
+        gateway.close()
+    if json:
+        emit_json({
+            "project": gateway.settings.project_name,
+            "services": {name: {"state": st.describe(), "status": st.status, "health": st.health,
+                                "ports": st.ports} for name, st in outcome.services.items()},
+            "virtual_key": outcome.masked,
+            "key_status": outcome.key_status,
+            "openwebui_key": outcome.openwebui_key,
+            "notes": outcome.notes,
+        })
+        return
+    emit(f"project {gateway.settings.project_name}")
+    for name in SERVICES:
+        st = outcome.services.get(name)
+        emit(f"  {name:<11} {st.describe() if st else 'not created':<24} "
+             f"{', '.join(st.ports) if st else ''}".rstrip())
+    emit(f"  {'virtual key':<11} {outcome.masked or '(none)'} ({outcome.key_status})")
+    if outcome.openwebui_key:
+        emit(f"  {'open-webui':<11} key {outcome.openwebui_key}")
+    for note in outcome.notes:
+        emit(note)
+
+
+@task(
+    iterable=["service"],
+    help={
+        "env-file": ENV_FILE,
+        "follow": "Keep printing new lines until Ctrl-C",
+        "tail": "Lines from the end of each log (default: all)",
+        "service": "Only this service; repeat for several",
+    },
+)
+@guarded
+def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: int = -1,
+         service: list[str] | None = None) -> None:
+    """The services' logs, with every secret from .env masked."""
+    from .compose import SERVICES
+
+    for name in service or []:
+        if name not in SERVICES:
+            raise UsageError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    gateway = _gateway(c, env_file)
+    stack = gateway.stack
+    args = ["logs", "--no-color"] + (["--follow"] if follow else [])
+    if tail >= 0:
+        args += ["--tail", str(tail)]
+    command = stack.compose_args(*args, *(service or []))
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=stack.child_env(), stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(stack.scrub(line))
+            sys.stdout.flush()
+        code = proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait(10)
+        return  # Ctrl-C is how --follow ends
+    if code != 0:
+        raise StackError(f"docker compose logs exited {code}")

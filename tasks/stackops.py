@@ -1,0 +1,365 @@
+"""The stack and its keys together: start / stop / restart / status, the LiteLLM transport
+(host or container), and Open WebUI as the consumer of the virtual key. Plain functions over
+``compose.Stack``, ``proxy.LiteLLM``, ``openwebui.OpenWebUI`` and ``keyops.KeyManager``; no
+Invoke, no printing (progress goes through a callback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import envfile, envops
+from .compose import LITELLM, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
+from .errors import (
+    DockerUnavailableError,
+    EnvFileError,
+    GatewayError,
+    KeyStateError,
+    OpenWebUIError,
+    ProxyUnreachableError,
+)
+from .keyops import KeyManager, key_status
+from .masking import mask
+from .openwebui import OpenWebUI
+from .proxy import LiteLLM
+from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
+
+Progress = Callable[[str], None]
+MANUAL = ("create it by hand in LiteLLM's admin UI (README: 'Creating a key by hand') and put "
+          "it in VIRTUAL_KEY in .env")
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+@dataclass
+class Outcome:
+    """What a stack task did, for the task to print."""
+
+    notes: list[str] = field(default_factory=list)
+    services: dict[str, ServiceState] = field(default_factory=dict)
+    changed: bool = True
+    urls: dict[str, str] = field(default_factory=dict)
+    key: str = field(default="", repr=False)
+    key_status: str = ""
+    openwebui_key: str = ""  # in sync / differs / not running / unknown
+
+    @property
+    def masked(self) -> str:
+        return mask(self.key) if self.key else ""
+
+
+class Gateway:
+    """Settings + .env + Docker + LiteLLM + Open WebUI, for one task run."""
+
+    def __init__(self, settings: Settings, *, progress: Progress | None = None,
+                 stack: Stack | None = None) -> None:
+        self.settings = settings
+        self.progress = progress or _quiet
+        self._stack = stack
+        self.notes: list[str] = []
+
+    @classmethod
+    def load(cls, config: Any, *, env_file: str | None = None, url: str | None = None,
+             progress: Progress | None = None) -> Gateway:
+        base = load_settings(config, env_file=env_file, url=url)
+        values = envfile.load(base.env_file).values
+        return cls(load_settings(config, env_file=env_file, url=url, env_values=values),
+                   progress=progress)
+
+    # -- pieces --------------------------------------------------------------
+
+    @property
+    def values(self) -> dict[str, str]:
+        return envfile.load(self.settings.env_file).values
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            self._stack = Stack(self.settings, self.values)
+        return self._stack
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+
+    def _running_container(self, service: str) -> Any | None:
+        try:
+            container = self.stack.container_of(service)
+        except DockerUnavailableError:
+            return None
+        if container is None or container.status != "running":
+            return None
+        return container
+
+    def litellm(self, via: str | None = None) -> LiteLLM:
+        """A LiteLLM client over the host port, or from inside its container (``via``)."""
+        via = via or self.settings.via
+        s = self.settings
+        if not s.master_key:
+            raise EnvFileError(f"no LITELLM_MASTER_KEY in {s.env_file} or the environment; "
+                               "run `invoke env.init` or set it")
+        if via in ("host", "auto"):
+            client = LiteLLM(s.litellm_url, s.master_key, timeout=s.timeout)
+            if via == "host":
+                return client
+            try:
+                client.readiness()
+                return client
+            except ProxyUnreachableError as exc:
+                client.close()
+                host_error = exc
+        container = self._running_container(LITELLM)
+        if container is None:
+            if via == "container":
+                raise ProxyUnreachableError(
+                    f"no running {LITELLM} container in compose project {s.project_name!r}; "
+                    "start the stack (`invoke stack.start`)")
+            raise ProxyUnreachableError(
+                f"{host_error.message}; nor is a {LITELLM} container of project "
+                f"{s.project_name!r} running to reach it from inside; start the stack, or {MANUAL}")
+        from .transport import ContainerTransport
+
+        self.progress(f"reaching LiteLLM from inside the {container.name} container")
+        return LiteLLM("http://litellm:4000", s.master_key, timeout=s.timeout,
+                       transport=ContainerTransport(container, 4000, s.timeout))
+
+    def openwebui(self) -> OpenWebUI | None:
+        """An admin client for Open WebUI, or None when its container is not running."""
+        container = self._running_container(OPENWEBUI)
+        if container is None:
+            return None
+        values = self.values
+        client = OpenWebUI(self.settings.webui_url, values.get("WEBUI_ADMIN_EMAIL", ""),
+                           values.get("WEBUI_ADMIN_PASSWORD", ""), timeout=self.settings.timeout)
+        if client.health():
+            return client
+        from .transport import ContainerTransport
+
+        return OpenWebUI("http://open-webui:8080", values.get("WEBUI_ADMIN_EMAIL", ""),
+                         values.get("WEBUI_ADMIN_PASSWORD", ""), timeout=self.settings.timeout,
+                         transport=ContainerTransport(container, 8080, self.settings.timeout))
+
+    @contextlib.contextmanager
+    def keys(self, via: str | None = None, *, starting: bool = False) -> Iterator[KeyManager]:
+        """A KeyManager whose consumer hands the gate key to a running Open WebUI.
+        ``starting``: stack.start itself starts Open WebUI with the key afterwards."""
+        with self.litellm(via) as client:
+            manager = KeyManager(self.settings, client, progress=self.progress)
+            manager.consumer = self._consumer(client, starting)
+            yield manager
+
+    def _consumer(self, client: LiteLLM, starting: bool = False) -> Callable[[KeySpec, str], None]:
+        webui = self.openwebui()
+        if webui is not None:
+            # fail before anything changes when the admin login is missing or wrong
+            _ = webui.token
+
+        def hand_over(spec: KeySpec, key: str) -> None:
+            if not spec.gate:
+                return
+            if webui is None:
+                if not starting:
+                    self.notes.append("Open WebUI is not running; `invoke stack.start` hands it "
+                                      "the new key when it starts")
+                return
+            self.progress("handing the new key to Open WebUI")
+            if webui.set_key(key):
+                self.notes.append("Open WebUI had no LiteLLM connection; added it")
+            self.progress("checking that Open WebUI reaches LiteLLM's models with it")
+            webui.prove(client.models_for(key))
+            self.notes.append("Open WebUI now uses the new key (checked: /api/models)")
+
+        return hand_over
+
+    # -- checks --------------------------------------------------------------
+
+    def check_env(self) -> list[str]:
+        """Block on every env.check error except git's (reported as warnings)."""
+        warnings = []
+        for finding in envops.check(self.settings):
+            if finding.level != "error":
+                continue
+            if finding.check == "git":
+                warnings.append(f"warning: {finding.message}")
+            elif finding.check != "gate":
+                raise EnvFileError(f"{finding.message} (see `invoke env.check`)")
+        return warnings
+
+    def gate(self, create_key: bool) -> tuple[KeySpec | None, bool]:
+        """(gate key spec, whether .env holds its key); refuses when the gate says so."""
+        spec = self.settings.gate_key
+        if spec is None:
+            return None, True
+        values = self.values
+        has_key = bool(values.get(spec.env_var))
+        first_run = values.get(GATE_VAR, "").strip().lower() in TRUTHY
+        if not has_key and not first_run and create_key:
+            raise KeyStateError(
+                f"{spec.env_var} is empty and {GATE_VAR} is not yes: Open WebUI will not be "
+                "started without its virtual key (never with the master key); run `invoke "
+                "stack.start --no-create-key keys.create stack.start`, or set FIRST_RUN=yes"
+            )
+        return spec, has_key
+
+    def preflight(self) -> None:
+        s = self.stack
+        _ = s.client  # daemon reachable at the CLI's endpoint
+        if s.cli.warning:
+            self.notes.append(s.cli.warning)
+        values = self.values
+        ports = {name: int(values.get(name) or default)
+                 for name, default in (("LITELLM_PORT", "4000"), ("WEBUI_PORT", "3000"))}
+        s.check_ports(ports)
+
+    def _snapshot(self) -> dict[str, tuple[str, str]]:
+        return {name: (st.id, st.started_at) for name, st in self.stack.states().items()}
+
+    def _announce(self, service: str, state: str) -> None:
+        self.progress(f"{service}: {state}")
+
+    # -- the tasks -----------------------------------------------------------
+
+    def start(self, *, create_key: bool = True, timeout: float | None = None) -> Outcome:
+        timeout = timeout or self.settings.start_timeout
+        outcome = Outcome(notes=self.check_env())
+        spec, has_key = self.gate(create_key)
+        self.preflight()
+        before = self._snapshot()
+        if spec is not None and not has_key:
+            self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
+            self.stack.up([POSTGRES, LITELLM])
+            self.stack.wait([POSTGRES, LITELLM], timeout=timeout, on_change=self._announce)
+            if not create_key:
+                outcome.notes.append(
+                    f"Open WebUI left stopped: {spec.env_var} is empty and --no-create-key was "
+                    "given; run `invoke keys.create`, then `invoke stack.start`")
+                return self._finish(outcome, [POSTGRES, LITELLM], before)
+            with self.keys(starting=True) as manager:
+                result = manager.create(spec)
+            outcome.notes += [*result.notes, f"created the virtual key {result.masked} "
+                              f"({spec.env_var}); Open WebUI starts with it"]
+            self.stack.env_values = self.values
+        self.stack.up()
+        outcome = self._finish(outcome, list(SERVICES), before, timeout=timeout)
+        self.sync_openwebui(outcome)
+        return outcome
+
+    def _finish(self, outcome: Outcome, services: list[str], before: dict[str, tuple[str, str]],
+                timeout: float | None = None) -> Outcome:
+        states = self.stack.wait(services, timeout=timeout or self.settings.start_timeout,
+                                 on_change=self._announce)
+        outcome.services = states
+        outcome.changed = any(before.get(name) != (st.id, st.started_at) for name, st in states.items())
+        outcome.urls = {"LiteLLM": self.settings.litellm_url,
+                        "LiteLLM admin UI": f"{self.settings.litellm_url}/ui"}
+        if OPENWEBUI in states:
+            outcome.urls["Open WebUI"] = self.settings.webui_url
+        spec = self.settings.gate_key
+        if spec is not None:
+            outcome.key = self.values.get(spec.env_var, "")
+        outcome.notes += self.notes
+        self.notes.clear()
+        return outcome
+
+    def sync_openwebui(self, outcome: Outcome) -> None:
+        """Open WebUI keeps the key it stored; hand it .env's when they differ, then prove it."""
+        spec = self.settings.gate_key
+        if spec is None or not outcome.key:
+            return
+        with self.litellm() as client:
+            if _db_ok(client):
+                outcome.key_status = key_status(client.key_info(outcome.key))
+            else:
+                outcome.key_status = "unknown"
+            webui = self.openwebui()
+            if webui is None:
+                outcome.openwebui_key = "not running"
+                return
+            with webui:
+                held = webui.held_key()
+                if held == outcome.key:
+                    outcome.openwebui_key = "in sync"
+                else:
+                    self.progress("Open WebUI holds another key than .env; handing it .env's")
+                    webui.set_key(outcome.key)
+                    outcome.notes.append("Open WebUI held another key than .env; it now has "
+                                         f"{outcome.masked}")
+                    outcome.openwebui_key = "updated"
+                if outcome.key_status in ("active", "unknown"):
+                    webui.prove(client.models_for(outcome.key) if outcome.key_status == "active"
+                                else [])
+                else:
+                    outcome.notes.append(
+                        f"warning: {spec.env_var} is {outcome.key_status} in LiteLLM, so Open "
+                        "WebUI cannot reach models; run `invoke keys.create` to replace it")
+
+    def stop(self, *, volumes: bool = False) -> Outcome:
+        states = self.stack.states()
+        if not states:
+            return Outcome(notes=[f"nothing to stop: no containers of project "
+                                  f"{self.settings.project_name!r}"], changed=False)
+        self.stack.down(volumes=volumes)
+        what = "stopped and removed the containers" + (" and the volumes (data deleted)"
+                                                      if volumes else "; volumes kept")
+        return Outcome(notes=[what], services=states)
+
+    def restart(self, *, service: str | None = None, timeout: float | None = None) -> Outcome:
+        outcome = Outcome(notes=self.check_env())
+        _spec, has_key = self.gate(create_key=True)
+        self.preflight()
+        if service is not None and service not in SERVICES:
+            raise GatewayError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        if service == OPENWEBUI and not has_key:
+            raise KeyStateError("Open WebUI is not started without its virtual key; "
+                                "run `invoke keys.create` first")
+        services = [service] if service else (list(SERVICES) if has_key else [POSTGRES, LITELLM])
+        before = self._snapshot()
+        self.progress(f"recreating {', '.join(services)} with the settings in .env")
+        self.stack.up(services, recreate=True, no_deps=service is not None)
+        outcome = self._finish(outcome, services, before, timeout=timeout)
+        if has_key and (service in (None, OPENWEBUI, LITELLM)):
+            self.sync_openwebui(outcome)
+        return outcome
+
+    def status(self) -> Outcome:
+        outcome = Outcome(changed=False)
+        outcome.services = self.stack.states()
+        spec = self.settings.gate_key
+        values = self.values
+        outcome.key = values.get(spec.env_var, "") if spec else ""
+        outcome.urls = {"LiteLLM": self.settings.litellm_url,
+                        "Open WebUI": self.settings.webui_url}
+        if not outcome.key:
+            outcome.key_status = "missing from .env"
+            return outcome
+        try:
+            with self.litellm() as client:
+                client.require_database()
+                outcome.key_status = key_status(client.key_info(outcome.key))
+        except GatewayError as exc:
+            outcome.key_status = "unknown"
+            outcome.notes.append(f"key status unknown: {exc.message}")
+        try:
+            webui = self.openwebui()
+            if webui is None:
+                outcome.openwebui_key = "not running"
+            else:
+                with webui:
+                    outcome.openwebui_key = ("in sync" if webui.held_key() == outcome.key
+                                             else "differs from .env (stack.restart fixes it)")
+        except (OpenWebUIError, ProxyUnreachableError) as exc:
+            outcome.openwebui_key = "unknown"
+            outcome.notes.append(f"Open WebUI key unknown: {exc.message}")
+        return outcome
+
+
+def _db_ok(client: LiteLLM) -> bool:
+    try:
+        return str(client.readiness().get("db")) == "connected"
+    except GatewayError:
+        return False
