@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -222,7 +223,7 @@ class KeyManager:
             held = doc.get(spec.env_var)
             new_token = entry.get("new_token")
             if new_token and held and token_of(held) == new_token:
-                self._finish(spec, entry, held)
+                notes += self._finish(spec, entry, held)
                 notes.append(
                     f"finished an interrupted {entry.get('op', 'key operation')} of {name!r}: "
                     f".env holds the new key {mask(held)}"
@@ -248,7 +249,7 @@ class KeyManager:
         else:  # killed before the journal got the hash: the pending alias is unique to this run
             self.client.delete_keys(aliases=[str(entry["pending_alias"])])
 
-    def _finish(self, spec: KeySpec, entry: Mapping[str, Any], new_key: str) -> None:
+    def _finish(self, spec: KeySpec, entry: Mapping[str, Any], new_key: str) -> list[str]:
         """Steps after the switch: consumer, retire old, final alias. Safe to repeat."""
         if spec.gate and self._doc().get(GATE_VAR).lower() != "no":
             self._update_env({GATE_VAR: "no"})
@@ -271,8 +272,19 @@ class KeyManager:
             else:
                 self.progress("deleting the old key")
                 self.client.delete_keys(keys=[str(old_token)])
-        self.progress(f"naming the new key {entry['alias']!r}")
-        self.client.update_key({"key": token_of(new_key), "key_alias": entry["alias"]})
+        alias = str(entry["alias"])
+        self.progress(f"naming the new key {alias!r}")
+        try:
+            self.client.update_key({"key": token_of(new_key), "key_alias": alias})
+        except ApiError as exc:
+            if exc.status != 400 or "alias" not in exc.message.lower():
+                raise
+            # another key (not the one replaced) holds the alias: keep ours distinct
+            alias = f"{alias} ({entry['txid']})"
+            self.client.update_key({"key": token_of(new_key), "key_alias": alias})
+            return [f"another key is already named {entry['alias']!r}; the new key is named "
+                    f"{alias!r}"]
+        return []
 
     # -- create / rotate -----------------------------------------------------
 
@@ -329,7 +341,7 @@ class KeyManager:
             self._update_env(self._env_changes(spec, new_key))
             switched = True
             try:
-                self._finish(spec, entry, new_key)
+                finish_notes = self._finish(spec, entry, new_key)
             except GatewayError as exc:
                 raise IncompleteError(
                     f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but the "
@@ -356,6 +368,7 @@ class KeyManager:
             env_var=spec.env_var,
             action=op,
             key=new_key,
+            notes=finish_notes,
             alias=spec.alias,
             team_id=str(created.get("team_id") or spec.team_id),
             models=list(created.get("models") or spec.models),
@@ -404,8 +417,11 @@ class KeyManager:
         return body
 
     def _spec_from_template(self, spec: KeySpec, info: Mapping[str, Any], changed: set[str]) -> KeySpec:
-        """The old key's team, models and budget, unless a flag changed them."""
+        """The old key's alias, team, models and budget, unless a flag changed them."""
         updates: dict[str, Any] = {}
+        alias = re.sub(r"\s\[pending [0-9a-f]+\]\Z", "", str(info.get("key_alias") or ""))
+        if "alias" not in changed and alias and not re.search(r"\(retired [0-9a-f]+\)\Z", alias):
+            updates["alias"] = alias
         if "team_id" not in changed and info.get("team_id"):
             updates["team_id"] = str(info["team_id"])
         if "models" not in changed and isinstance(info.get("models"), list):

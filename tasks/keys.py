@@ -92,7 +92,7 @@ def create(
         spec = settings.key(name).with_overrides(
             alias=alias, team=team, models=models, duration=duration, max_budget=max_budget
         )
-        changed = {n for n, v in (("team_id", team), ("models", models),
+        changed = {n for n, v in (("alias", alias), ("team_id", team), ("models", models),
                                   ("max_budget", max_budget)) if v is not None}
         _report(keys.create(spec, force=force, changed=changed), settings, json)
 

@@ -38,7 +38,8 @@ answer at any path), ``db``, ``state``,
 Run alone (standard library only, so it also runs in a bare container):
 ``LITELLM_MASTER_KEY=sk-... python3 litellm_standin.py`` with ``STANDIN_HOST`` (127.0.0.1),
 ``STANDIN_PORT`` (4000), ``STANDIN_DB`` (``connected``/``none``), ``STANDIN_MODELS``, and
-``STANDIN_CRASH`` (exit 3 at once, for tests of a crashing service).
+``STANDIN_CRASH`` (exit 3 at once, for tests of a crashing service) and ``STANDIN_STATE`` (a
+JSON file where keys and teams persist across restarts, as LiteLLM's database keeps them).
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ def invalid(field: str, msg: str, value: Any) -> Reply:
 
 
 class State:
-    def __init__(self, master_key: str, models: list[str], db: bool = True) -> None:
+    def __init__(self, master_key: str, models: list[str], db: bool = True,
+                 path: str | None = None) -> None:
+        self.path = path  # where keys and teams persist (LiteLLM keeps them in PostgreSQL)
         self.master_key = master_key
         self.models = list(models)
         self.db = db
@@ -103,6 +106,25 @@ class State:
         self.teams: dict[str, dict[str, Any]] = {}
         self.faults: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []
+
+    def load(self) -> None:
+        if not self.path or not os.path.exists(self.path):
+            return
+        with open(self.path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self.keys = data["keys"]
+        self.deleted = {t: self.keys[t] for t in data["deleted"] if t in self.keys}
+        self.plain = data["plain"]
+        self.teams = data["teams"]
+
+    def save(self) -> None:
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"keys": self.keys, "deleted": list(self.deleted), "plain": self.plain,
+                       "teams": self.teams}, handle)
+        os.replace(tmp, self.path)
 
     def reset(self) -> None:
         with self.lock:
@@ -262,6 +284,9 @@ class Handler(BaseHTTPRequestHandler):
             status, answer = 500, {"error": {"message": "Internal server error",
                                              "type": "internal_server_error",
                                              "detail": type(exc).__name__}}
+        if method == "POST" and not path.startswith("/_standin/") and status < 400:
+            with state.lock:
+                state.save()
         if fault and fault.get("mode") == "hang_after":  # done, but the answer never comes
             time.sleep(float(fault.get("delay") or 30))
             self._reset_connection()
@@ -631,8 +656,10 @@ def main() -> None:
     models = [m for m in os.environ.get("STANDIN_MODELS", "gpt-4o-mini,claude-haiku").split(",")
               if m]
     db = os.environ.get("STANDIN_DB", "connected") == "connected"
+    state = State(master, models, db, os.environ.get("STANDIN_STATE") or None)
+    state.load()
     server = StandinServer((os.environ.get("STANDIN_HOST", "127.0.0.1"),
-                            int(os.environ.get("STANDIN_PORT", "4000"))), State(master, models, db))
+                            int(os.environ.get("STANDIN_PORT", "4000"))), state)
     print(f"LiteLLM stand-in listening on {server.url}", flush=True)
     try:
         server.serve_forever()

@@ -430,3 +430,31 @@ def test_create_with_a_working_key_settles_first_run(project: Project, litellm: 
     assert done.returncode == 0
     assert "set FIRST_RUN=no" in done.stdout
     assert project.value("FIRST_RUN") == "no"
+
+
+def test_rotate_keeps_the_alias_of_the_key_it_replaces(project: Project, litellm: Standin) -> None:
+    project.run("keys.create")
+    from tasks import envfile
+    from tasks.proxy import LiteLLM
+    with LiteLLM(litellm.url, MASTER) as c:
+        hand = c.generate_key({"key_alias": "Hand-made", "team_id": "open-webui-team"})
+    envfile.update(project.env, {"VIRTUAL_KEY": hand["key"]})
+    done = project.run("keys.rotate")
+    assert done.returncode == 0, done.stderr
+    assert sorted(k["key_alias"] for k in litellm.active()) == ["Hand-made", ALIAS]
+    assert not litellm.accepts(hand["key"])
+
+
+def test_rotate_when_another_key_holds_the_alias(project: Project, litellm: Standin) -> None:
+    project.run("keys.create")
+    from tasks import envfile
+    from tasks.proxy import LiteLLM
+    with LiteLLM(litellm.url, MASTER) as c:
+        nameless = c.generate_key({"team_id": "open-webui-team"})
+    envfile.update(project.env, {"VIRTUAL_KEY": nameless["key"]})
+    done = project.run("keys.rotate")
+    assert done.returncode == 0, done.stderr
+    assert f"another key is already named '{ALIAS}'" in done.stdout
+    aliases = sorted(k["key_alias"] for k in litellm.active())
+    assert aliases[0] == ALIAS and aliases[1].startswith(f"{ALIAS} (")
+    assert litellm.accepts(project.value("VIRTUAL_KEY"))

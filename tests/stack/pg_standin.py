@@ -12,7 +12,7 @@ if len(sys.argv) > 1 and sys.argv[1] == "--check":
     with socket.create_connection(("127.0.0.1", 5432), timeout=2):
         sys.exit(0)
 
-server = socket.create_server(("0.0.0.0", 5432))  # noqa: S104 - inside its container
+server = socket.create_server(("0.0.0.0", 5432))
 print("postgres stand-in listening on 5432", flush=True)
 while True:
     conn, _ = server.accept()

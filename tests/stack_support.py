@@ -1,0 +1,204 @@
+"""Support for the end-to-end tests on a real Docker engine and Compose v2.
+
+Each test gets its own compose project (unique name, free ports, its own .env written by
+``env.init``), made of docker-compose.yml plus tests/stack/compose.test.yml: stand-ins for
+LiteLLM and PostgreSQL, and the real Open WebUI. Everything is torn down (``down -v``) after.
+Outside CI a missing Docker, image or Open WebUI venv skips these tests with the reason; in CI
+(``CI`` set) it fails them: there they must run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks import envfile
+from tests.conftest import REPO
+
+CACHE = Path(os.environ.get("AI_GATEWAY_CACHE", "/var/cache/ai-gateway-ci"))
+BASE_IMAGE = "ai-gateway-base:bookworm"
+TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", "ai-gateway-test/postgres-standin:latest")
+STACK_DIR = REPO / "tests" / "stack"
+IN_CI = bool(os.environ.get("CI"))
+
+
+def require(ok: bool, reason: str) -> None:
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"in CI this test must run, but {reason} (run `bash .ci/setup` as root)")
+    pytest.skip(f"{reason}; `bash .ci/setup` as root installs it")
+
+
+def _quiet(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+@dataclass(frozen=True)
+class DockerEnv:
+    openwebui_venv: Path
+    openwebui_python: Path
+
+
+def docker_env() -> DockerEnv:
+    require(shutil.which("docker") is not None, "the docker CLI is not installed")
+    require(_quiet(["docker", "info"]).returncode == 0, "no Docker daemon answers")
+    require(_quiet(["docker", "compose", "version"]).returncode == 0, "Compose v2 is missing")
+    for image in (BASE_IMAGE, *TEST_IMAGES):
+        require(_quiet(["docker", "image", "inspect", image]).returncode == 0,
+                f"the image {image} is missing")
+    venv = Path(os.environ.get("OPENWEBUI_VENV") or CACHE / "openwebui")
+    require((venv / "bin" / "open-webui").exists(), f"Open WebUI is not installed in {venv}")
+    home = ""
+    for line in (venv / "pyvenv.cfg").read_text().splitlines():
+        if line.startswith("home"):
+            home = line.split("=", 1)[1].strip()
+    python = Path(os.environ.get("OPENWEBUI_PYTHON") or Path(home).parent)
+    return DockerEnv(venv, python)
+
+
+def free_port() -> int:
+    """A free port below Linux's ephemeral range, so no outgoing connection takes it later."""
+    for _ in range(200):
+        port = secrets.randbelow(10000) + 20000
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 30000")
+
+
+@dataclass
+class StackProject:
+    dir: Path
+    env: Path
+    name: str
+    docker: DockerEnv
+    compose_files: list[Path] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    # -- running things ------------------------------------------------------
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("INVOKE_", "LITELLM_", "COMPOSE_"))}
+        env.update({
+            "INVOKE_GATEWAY_ENV_FILE": str(self.env),
+            "INVOKE_GATEWAY_COMPOSE_FILES": os.pathsep.join(str(f) for f in self.compose_files),
+            "OPENWEBUI_VENV": str(self.docker.openwebui_venv),
+            "OPENWEBUI_PYTHON": str(self.docker.openwebui_python),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        })
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 400,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "invoke", "-r", str(REPO), *args], cwd=self.dir,
+            env=self.environ(**(env or {})), text=True, capture_output=True, timeout=timeout,
+            input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        done = self.run(*args)
+        assert done.returncode == 0, f"{args}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done
+
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        files = [a for f in self.compose_files for a in ("-f", str(f))]
+        return subprocess.run(
+            ["docker", "compose", "-p", self.name, "--project-directory", str(REPO),
+             "--env-file", str(self.env), *files, *args],
+            env=self.environ(), capture_output=True, text=True, timeout=300, check=False,
+            stdin=subprocess.DEVNULL)
+
+    # -- looking at things ---------------------------------------------------
+
+    def value(self, name: str) -> str:
+        return envfile.load(self.env).get(name)
+
+    def port(self, name: str) -> int:
+        return int(self.value(name))
+
+    def containers(self) -> list[str]:
+        done = _quiet(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={self.name}",
+                       "--format", "{{.Names}}"])
+        return sorted(done.stdout.split())
+
+    def volumes(self) -> list[str]:
+        done = _quiet(["docker", "volume", "ls", "--filter",
+                       f"label=com.docker.compose.project={self.name}", "--format", "{{.Name}}"])
+        return sorted(done.stdout.split())
+
+    def container_env(self, service: str) -> dict[str, str]:
+        done = _quiet(["docker", "inspect", f"{self.name}-{service}-1", "--format",
+                       "{{json .Config.Env}}"])
+        pairs = json.loads(done.stdout or "[]")
+        return dict(p.split("=", 1) for p in pairs)
+
+    def litellm_accepts(self, key: str) -> bool:
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port('LITELLM_PORT')}/v1/models",
+                                         headers={"Authorization": f"Bearer {key}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return bool(response.status == 200)
+        except urllib.error.HTTPError:
+            return False
+
+    def standin(self, path: str = "/_standin/state") -> Any:
+        url = f"http://127.0.0.1:{self.port('LITELLM_PORT')}{path}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+
+    def admin_key(self, alias: str) -> dict[str, Any]:
+        """Make a key straight through the LiteLLM stand-in's admin API (as an admin would)."""
+        body = json.dumps({"key_alias": alias, "team_id": "open-webui-team"}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port('LITELLM_PORT')}/key/generate", data=body, method="POST",
+            headers={"Authorization": f"Bearer {self.value('LITELLM_MASTER_KEY')}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.load(response))
+
+    def webui(self) -> Any:
+        from tasks.openwebui import OpenWebUI
+
+        return OpenWebUI(f"http://127.0.0.1:{self.port('WEBUI_PORT')}",
+                         self.value("WEBUI_ADMIN_EMAIL"), self.value("WEBUI_ADMIN_PASSWORD"),
+                         timeout=30)
+
+    def down(self) -> None:
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+
+def make_project(tmp_path: Path, docker: DockerEnv, *extra_files: str) -> StackProject:
+    name = f"aigw-e2e-{secrets.token_hex(3)}"
+    project = StackProject(
+        dir=tmp_path, env=tmp_path / ".env", name=name, docker=docker,
+        compose_files=[REPO / "docker-compose.yml", STACK_DIR / "compose.test.yml",
+                       *(STACK_DIR / f for f in extra_files)],
+    )
+    project.ok("env.init")
+    envfile.update(project.env, {
+        "COMPOSE_PROJECT_NAME": name,
+        "LITELLM_PORT": str(free_port()),
+        "WEBUI_PORT": str(free_port()),
+    })
+    return project

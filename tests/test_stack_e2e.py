@@ -1,0 +1,226 @@
+"""stack.* end to end: real Docker engine, real Compose v2, the real Open WebUI.
+
+LiteLLM and PostgreSQL are stand-ins (tests/stack/compose.test.yml says why); everything else
+- the production docker-compose.yml, healthchecks, depends_on, volumes, Open WebUI's stored
+connection settings - is the real thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tasks import envfile
+from tests.conftest import REPO
+from tests.stack_support import DockerEnv, StackProject, docker_env, make_project
+
+pytestmark = pytest.mark.docker
+
+MODELS = {"gpt-4o-mini", "claude-haiku"}
+
+
+@pytest.fixture(scope="session")
+def docker() -> DockerEnv:
+    return docker_env()
+
+
+@pytest.fixture
+def stack(tmp_path: Path, docker: DockerEnv) -> Iterator[StackProject]:
+    project = make_project(tmp_path, docker)
+    yield project
+    project.down()
+
+
+def sha16(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def no_secrets(done: subprocess.CompletedProcess[str], project: StackProject) -> None:
+    text = done.stdout + done.stderr
+    for name in ("LITELLM_MASTER_KEY", "VIRTUAL_KEY", "WEBUI_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
+                 "UI_PASSWORD", "WEBUI_SECRET_KEY"):
+        value = project.value(name)
+        if value:
+            assert value not in text, f"{name} printed"
+
+
+def test_first_run_rotate_revoke_stop(stack: StackProject) -> None:
+    master = stack.value("LITELLM_MASTER_KEY")
+
+    # first run: the key is created before Open WebUI ever starts
+    done = stack.ok("stack.start")
+    key = stack.value("VIRTUAL_KEY")
+    assert key.startswith("sk-") and stack.value("FIRST_RUN") == "no"
+    assert "the stack is up" in done.stdout and f"sk-...{key[-4:]}" in done.stdout
+    no_secrets(done, stack)
+    assert stack.container_env("open-webui")["OPENAI_API_KEY"] == key
+    with stack.webui() as webui:
+        config = webui.config()
+        assert master not in json.dumps(config)
+        assert webui.held_key() == key
+        assert MODELS <= set(webui.models())
+    log = stack.standin()["log"]
+    assert not [r for r in log if r["path"] in ("/v1/models", "/models") and r["auth"] == sha16(master)]
+
+    # already up: a no-op that says so
+    again = stack.ok("stack.start")
+    assert "already up; nothing to do" in again.stdout
+    status = json.loads(stack.ok("stack.status", "--json").stdout)
+    assert {n: s["state"] for n, s in status["services"].items()} == {
+        "postgres": "running (healthy)", "litellm": "running (healthy)",
+        "open-webui": "running (healthy)"}
+    assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
+
+    # rotate on the running stack: Open WebUI moves to the new key, the old one is refused
+    rotated = stack.ok("keys.rotate")
+    new = stack.value("VIRTUAL_KEY")
+    assert new != key
+    assert "Open WebUI now uses the new key" in rotated.stdout
+    no_secrets(rotated, stack)
+    assert not stack.litellm_accepts(key) and stack.litellm_accepts(new)
+    with stack.webui() as webui:
+        assert webui.held_key() == new
+        assert MODELS <= set(webui.models())
+
+    # revoke: the key goes, and the gate then refuses a plain start
+    revoked = stack.ok("keys.revoke", "--name", "open-webui", "--yes")
+    assert "stack.start will refuse" in revoked.stdout
+    assert stack.value("VIRTUAL_KEY") == "" and not stack.litellm_accepts(new)
+    refused = stack.run("stack.start")
+    assert refused.returncode == 8 and "never with the master key" in refused.stderr
+    # ... and the chain the message suggests repairs it
+    stack.ok("stack.start", "--no-create-key", "keys.create", "stack.start")
+    fixed = stack.value("VIRTUAL_KEY")
+    with stack.webui() as webui:
+        assert webui.held_key() == fixed
+        assert MODELS <= set(webui.models())
+
+    # make targets are thin wrappers: exit codes pass through
+    make = subprocess.run(["make", "-s", "-C", str(REPO), "status",
+                           f"INVOKE={sys.executable} -m invoke -r {REPO}"],
+                          env=stack.environ(), capture_output=True, text=True, timeout=120)
+    assert make.returncode == 0, make.stderr
+    assert "open-webui  running (healthy)" in make.stdout
+
+    # stop keeps the volumes; twice is fine; --volumes needs --yes without a terminal
+    volumes = stack.volumes()
+    assert len(volumes) == 2
+    stack.ok("stack.stop")
+    assert stack.containers() == [] and stack.volumes() == volumes
+    twice = stack.ok("stack.stop")
+    assert "nothing to stop" in twice.stdout
+    # the keys survive in the database volume: start again, same key, in sync
+    stack.ok("stack.stop", "stack.start")
+    assert stack.value("VIRTUAL_KEY") == fixed and stack.litellm_accepts(fixed)
+    no_yes = stack.run("stack.stop", "--volumes")
+    assert no_yes.returncode == 2 and "needs --yes" in no_yes.stderr
+    assert stack.containers() != []
+    stack.ok("stack.stop", "--volumes", "--yes")
+    assert stack.containers() == [] and stack.volumes() == []
+
+
+def test_restart_applies_a_changed_env(stack: StackProject) -> None:
+    stack.ok("stack.start")
+    # a key changed by hand in .env while the stack runs
+    other = stack.admin_key("Hand-made Key")["key"]
+    envfile.update(stack.env, {"VIRTUAL_KEY": other})
+    done = stack.ok("stack.restart")
+    assert stack.container_env("open-webui")["OPENAI_API_KEY"] == other
+    assert "Open WebUI held another key than .env" in done.stdout
+    with stack.webui() as webui:
+        assert webui.held_key() == other
+        assert MODELS <= set(webui.models())
+
+    # a rotation while Open WebUI is down reaches it on the next start
+    stack.compose("stop", "open-webui")
+    rotated = stack.ok("keys.rotate")
+    assert "Open WebUI is not running" in rotated.stdout
+    new = stack.value("VIRTUAL_KEY")
+    start = stack.ok("stack.start")
+    assert "Open WebUI held another key than .env" in start.stdout
+    with stack.webui() as webui:
+        assert webui.held_key() == new
+        assert MODELS <= set(webui.models())
+
+    # chains as users write them
+    stack.ok("stack.restart", "--service", "litellm", "keys.rotate")
+    with stack.webui() as webui:
+        assert webui.held_key() == stack.value("VIRTUAL_KEY")
+
+
+def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, docker: DockerEnv) -> None:
+    stack = make_project(tmp_path, docker, "no-litellm-port.yml")
+    try:
+        done = stack.ok("stack.start")
+        key = stack.value("VIRTUAL_KEY")
+        assert key and f"sk-...{key[-4:]}" in done.stdout
+        listed = json.loads(stack.ok("keys.list", "--json").stdout)
+        assert [r["held_by"] for r in listed["keys"]] == ["VIRTUAL_KEY"]
+        host = stack.run("keys.list", "--via", "host")
+        assert host.returncode == 4 and "cannot connect to LiteLLM" in host.stderr
+        stack.ok("keys.rotate", "--via", "container")
+        with stack.webui() as webui:
+            assert webui.held_key() == stack.value("VIRTUAL_KEY")
+            assert MODELS <= set(webui.models())
+    finally:
+        stack.down()
+
+
+def test_a_crashing_service_fails_the_start_with_its_logs(stack: StackProject) -> None:
+    stack.extra_env["STANDIN_CRASH"] = "bad config on purpose"
+    done = stack.run("stack.start", "--timeout", "60")
+    assert done.returncode == 11, done.stderr
+    assert "litellm" in done.stderr and "crashing on purpose: bad config on purpose" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: litellm (")
+    assert stack.value("FIRST_RUN") == "yes" and stack.value("VIRTUAL_KEY") == ""
+
+
+def test_a_port_already_taken(stack: StackProject) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", stack.port("LITELLM_PORT")))
+        sock.listen()
+        done = stack.run("stack.start")
+    assert done.returncode == 12
+    assert f"port {stack.port('LITELLM_PORT')} (LITELLM_PORT) is already in use" in done.stderr
+    assert stack.containers() == []
+
+
+def test_daemon_unreachable(stack: StackProject, tmp_path: Path) -> None:
+    for task in ("stack.start", "stack.status", "stack.stop"):
+        done = stack.run(task, env={"DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock"})
+        assert done.returncode == 10, (task, done.stderr)
+        assert "cannot reach the Docker daemon" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_compose_missing(stack: StackProject, tmp_path: Path) -> None:
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    done = stack.run("stack.start", env={"DOCKER_CONFIG": str(config), "HOME": str(tmp_path)})
+    assert done.returncode == 10, done.stderr
+    assert "Docker Compose is missing" in done.stderr
+
+
+def test_the_gate_refuses_before_anything_starts(stack: StackProject) -> None:
+    envfile.update(stack.env, {"FIRST_RUN": "no"})
+    done = stack.run("stack.start")
+    assert done.returncode == 8
+    assert "VIRTUAL_KEY is empty and FIRST_RUN is not yes" in done.stderr
+    assert stack.containers() == []
+
+
+def test_no_create_key_leaves_open_webui_stopped(stack: StackProject) -> None:
+    done = stack.ok("stack.start", "--no-create-key")
+    assert "Open WebUI left stopped" in done.stdout
+    assert [c.rsplit("-", 2)[-2] for c in stack.containers()] == ["litellm", "postgres"]
+    assert stack.value("FIRST_RUN") == "yes"
+    logs = stack.ok("stack.logs", "--service", "litellm", "--tail", "5")
+    assert "listening" in logs.stdout
+    assert stack.value("LITELLM_MASTER_KEY") not in logs.stdout
