@@ -4,27 +4,34 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from invoke.tasks import task
 
 from ._cli import confirm, emit, emit_json, guarded, plain, progress
-from .errors import GatewayError, StackError, UsageError
+from .errors import StackError, UsageError
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
 TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.start_timeout, 300)"
 
 
-def _gateway(c: Any, env_file: str | None) -> Any:
+@contextmanager
+def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
+    """The Gateway for one task; a failing service's state and log lines go to stderr
+    before the one-line error."""
     from .stackops import Gateway
 
-    return Gateway.load(plain(c.config), env_file=env_file, progress=progress)
-
-
-def _print_failure(exc: GatewayError) -> None:
-    if isinstance(exc, StackError):
+    gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress)
+    try:
+        yield gateway
+    except StackError as exc:
         for line in exc.details:
             print(line, file=sys.stderr)
+        raise
+    finally:
+        gateway.close()
 
 
 def _report(outcome: Any, as_json: bool, done: str) -> None:
@@ -81,14 +88,8 @@ def start(c: Any, env_file: str | None = None, timeout: float = 0.0, create_key:
           json: bool = False) -> None:
     """Start the stack and wait until it is healthy (first run: create the virtual key)."""
     _offer_init(c, env_file)
-    gateway = _gateway(c, env_file)
-    try:
+    with _gateway(c, env_file) as gateway:
         outcome = gateway.start(create_key=create_key, timeout=timeout or None)
-    except GatewayError as exc:
-        _print_failure(exc)
-        raise
-    finally:
-        gateway.close()
     _report(outcome, json, "the stack is up")
 
 
@@ -100,14 +101,11 @@ def start(c: Any, env_file: str | None = None, timeout: float = 0.0, create_key:
 @guarded
 def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool = False) -> None:
     """Stop and remove the stack's containers; volumes are kept unless --volumes."""
-    gateway = _gateway(c, env_file)
-    try:
+    with _gateway(c, env_file) as gateway:
         if volumes:
             confirm("Delete the stack's volumes (every key, user and chat)?", yes=yes,
                     what="stack.stop --volumes")
         outcome = gateway.stop(volumes=volumes)
-    finally:
-        gateway.close()
     for note in outcome.notes:
         emit(note)
 
@@ -122,14 +120,8 @@ def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool =
 def restart(c: Any, env_file: str | None = None, service: str | None = None, timeout: float = 0.0,
             json: bool = False) -> None:
     """Recreate the services so they run with the current .env, then wait until healthy."""
-    gateway = _gateway(c, env_file)
-    try:
+    with _gateway(c, env_file) as gateway:
         outcome = gateway.restart(service=service, timeout=timeout or None)
-    except GatewayError as exc:
-        _print_failure(exc)
-        raise
-    finally:
-        gateway.close()
     outcome.changed = True
     _report(outcome, json, f"restarted {service or 'the stack'}")
 
@@ -140,11 +132,8 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
     from .compose import SERVICES
 
-    gateway = _gateway(c, env_file)
-    try:
+    with _gateway(c, env_file) as gateway:
         outcome = gateway.status()
-    finally:
-        gateway.close()
     if json:
         emit_json({
             "project": gateway.settings.project_name,
@@ -186,8 +175,8 @@ def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: int = 
     for name in service or []:
         if name not in SERVICES:
             raise UsageError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
-    gateway = _gateway(c, env_file)
-    stack = gateway.stack
+    with _gateway(c, env_file) as gateway:
+        stack = gateway.stack
     args = ["logs", "--no-color"] + (["--follow"] if follow else [])
     if tail >= 0:
         args += ["--tail", str(tail)]

@@ -21,6 +21,17 @@ MASTER = "sk-test-master-" + "m" * 24
 MODELS = ["gpt-4o-mini", "claude-haiku", "llama-3"]
 
 
+def key_accepted(base_url: str, key: str) -> bool:
+    """Does LiteLLM (or its stand-in) at ``base_url`` accept ``key`` on /v1/models?"""
+    request = urllib.request.Request(f"{base_url}/v1/models",
+                                     headers={"Authorization": f"Bearer {key}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bool(response.status == 200)
+    except urllib.error.HTTPError:
+        return False
+
+
 @dataclass
 class Standin:
     """Test-side handle on the stand-in: its URL, its state and its fault switches."""
@@ -52,13 +63,7 @@ class Standin:
                 and (alias is None or k["key_alias"] == alias)]
 
     def accepts(self, key: str) -> bool:
-        request = urllib.request.Request(f"{self.url}/v1/models",
-                                         headers={"Authorization": f"Bearer {key}"})
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return bool(response.status == 200)
-        except urllib.error.HTTPError:
-            return False
+        return key_accepted(self.url, key)
 
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
         with self.state.lock:
@@ -117,18 +122,29 @@ class Project:
 
         return envfile.load(self.env).get(name)
 
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal."""
+    def environ(self, **extra: str) -> dict[str, str]:
         environ = {k: v for k, v in os.environ.items()
                    if not k.startswith(("INVOKE_", "LITELLM_"))}
         environ.update({"INVOKE_GATEWAY_ENV_FILE": str(self.env), "LITELLM_PROXY_URL": self.url,
                         "PYTHONDONTWRITEBYTECODE": "1"})
-        environ.update(env or {})
+        environ.update(extra)
+        return environ
+
+    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal."""
         return subprocess.run(
             [sys.executable, "-m", "invoke", "-r", str(REPO), *args],
-            cwd=self.dir, env=environ, text=True, capture_output=True, timeout=timeout,
-            input=input, stdin=None if input is not None else subprocess.DEVNULL,
+            cwd=self.dir, env=self.environ(**(env or {})), text=True, capture_output=True,
+            timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """``invoke <args>`` in the background (to kill or interrupt it)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "invoke", "-r", str(REPO), *args], cwd=self.dir,
+            env=self.environ(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
         )
 
     def json(self, *args: str) -> Any:

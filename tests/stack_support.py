@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from tasks import envfile
-from tests.conftest import REPO
+from tests.conftest import REPO, key_accepted
 
 CACHE = Path(os.environ.get("AI_GATEWAY_CACHE", "/var/cache/ai-gateway-ci"))
 BASE_IMAGE = "ai-gateway-base:bookworm"
@@ -154,13 +154,7 @@ class StackProject:
         return dict(p.split("=", 1) for p in pairs)
 
     def litellm_accepts(self, key: str) -> bool:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port('LITELLM_PORT')}/v1/models",
-                                         headers={"Authorization": f"Bearer {key}"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return bool(response.status == 200)
-        except urllib.error.HTTPError:
-            return False
+        return key_accepted(f"http://127.0.0.1:{self.port('LITELLM_PORT')}", key)
 
     def standin(self, path: str = "/_standin/state") -> Any:
         url = f"http://127.0.0.1:{self.port('LITELLM_PORT')}{path}"

@@ -7,10 +7,8 @@ accepts, exactly one active key carries the alias, no pending key is left, the j
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from tasks import envfile, keyops
 from tasks.errors import EnvFileError, GatewayError, IncompleteError
 from tasks.proxy import LiteLLM
 from tasks.settings import load_settings
-from tests.conftest import MASTER, REPO, Project, Standin
+from tests.conftest import MASTER, Project, Standin
 
 ALIAS = "Open WebUI Key"
 
@@ -165,13 +163,7 @@ STEPS = [
 def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> subprocess.Popen[str]:
     seen = len(litellm.requests(path))
     litellm.fault(path, mode=mode, delay=20)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
-    environ.update({"INVOKE_GATEWAY_ENV_FILE": str(project.env), "LITELLM_PROXY_URL": litellm.url})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "invoke", "-r", str(REPO), "keys.rotate"], cwd=project.dir,
-        env=environ, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = project.start("keys.rotate")
     deadline = time.monotonic() + 20
     while len(litellm.requests(path)) == seen:
         assert proc.poll() is None, proc.communicate()
@@ -223,15 +215,11 @@ def test_ctrl_c_at_each_step(
 def test_a_create_killed_midway_is_rolled_back(project: Project, litellm: Standin) -> None:
     seen = len(litellm.requests("/v1/models"))
     litellm.fault("/v1/models", mode="hang", delay=20)
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
-    environ.update({"INVOKE_GATEWAY_ENV_FILE": str(project.env), "LITELLM_PROXY_URL": litellm.url})
-    proc = subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), "keys.create"],
-                            cwd=project.dir, env=environ, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = project.start("keys.create")
     while len(litellm.requests("/v1/models")) == seen:
         time.sleep(0.02)
     proc.kill()
-    proc.wait()
+    proc.communicate()
     assert project.value("FIRST_RUN") == "yes" and project.value("VIRTUAL_KEY") == ""
     done = project.run("keys.create")
     assert done.returncode == 0, done.stderr
@@ -243,12 +231,7 @@ def test_a_create_killed_midway_is_rolled_back(project: Project, litellm: Standi
 def test_concurrent_rotations_end_with_one_working_key(
     project: Project, litellm: Standin, created: str
 ) -> None:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
-    environ.update({"INVOKE_GATEWAY_ENV_FILE": str(project.env), "LITELLM_PROXY_URL": litellm.url})
-    procs = [subprocess.Popen([sys.executable, "-m", "invoke", "-r", str(REPO), "keys.rotate"],
-                              cwd=project.dir, env=environ, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(8)]
+    procs = [project.start("keys.rotate") for _ in range(8)]
     codes = [p.wait(timeout=120) for p in procs]
     assert codes == [0] * 8, [p.communicate() for p in procs]
     assert_healthy(project, litellm)
