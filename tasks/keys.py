@@ -28,7 +28,7 @@ COMMON = {
 
 @contextmanager
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
-            as_json: bool = False) -> Iterator[tuple[Settings, KeyManager]]:
+            as_json: bool = False, hand_over: bool = True) -> Iterator[tuple[Settings, KeyManager]]:
     from .settings import VIA
     from .stackops import Gateway
 
@@ -37,7 +37,7 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
     gateway = Gateway(settings, progress=progress)
     try:
-        with gateway.keys(via) as keys:
+        with gateway.keys(via, hand_over=hand_over) as keys:
             yield settings, keys
     finally:
         for note in gateway.notes:  # JSON output stays parseable: notes go to stderr there
@@ -173,7 +173,7 @@ def revoke(
         key = sys.stdin.readline().strip()
         if not key.startswith("sk-"):
             raise UsageError("the key read from stdin must start with 'sk-'")
-    with manager(c, env_file, url, via, json) as (_settings, keys):
+    with manager(c, env_file, url, via, json, hand_over=False) as (_settings, keys):
         keys.recover_locked()
         tokens, described = keys.resolve_tokens(name=name, alias=alias, key=key)
         verb = "block" if block else "revoke"
@@ -200,7 +200,7 @@ def list_(
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
     from dataclasses import asdict
 
-    with manager(c, env_file, url, via, json) as (_settings, keys):
+    with manager(c, env_file, url, via, json, hand_over=False) as (_settings, keys):
         rows, notes = keys.list(team_id=team)
     if json:
         emit_json({"keys": [asdict(r) for r in rows], "notes": notes})

@@ -145,12 +145,15 @@ class Gateway:
                          transport=ContainerTransport(container, 8080, self.settings.timeout))
 
     @contextlib.contextmanager
-    def keys(self, via: str | None = None, *, starting: bool = False) -> Iterator[KeyManager]:
-        """A KeyManager whose consumer hands the gate key to a running Open WebUI.
-        ``starting``: stack.start itself starts Open WebUI with the key afterwards."""
+    def keys(self, via: str | None = None, *, starting: bool = False,
+             hand_over: bool = True) -> Iterator[KeyManager]:
+        """A KeyManager whose consumer hands the gate key to a running Open WebUI
+        (``hand_over``; only tasks that make keys need it). ``starting``: stack.start itself
+        starts Open WebUI with the key afterwards."""
         with self.litellm(via) as client:
             manager = KeyManager(self.settings, client, progress=self.progress)
-            manager.consumer = self._consumer(client, starting)
+            if hand_over:
+                manager.consumer = self._consumer(client, starting)
             yield manager
 
     def _consumer(self, client: LiteLLM, starting: bool = False) -> Callable[[KeySpec, str], None]:
