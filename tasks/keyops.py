@@ -436,8 +436,8 @@ class KeyManager:
     def create(self, spec: KeySpec, *, force: bool = False, changed: Iterable[str] = ()) -> KeyResult:
         """Make sure .env holds an active key for ``spec``; replace it only with ``force``."""
         with self._operation():
-            notes = self.recover()
             self.client.require_database()
+            notes = self.recover()
             current = self._doc().get(spec.env_var)
             if current:
                 info = self.client.key_info(current)
@@ -485,8 +485,8 @@ class KeyManager:
     ) -> KeyResult:
         """Replace the key of ``spec`` with a new one, proven to work before the old one goes."""
         with self._operation():
-            notes = self.recover()
             self.client.require_database()
+            notes = self.recover()
             current = self._doc().get(spec.env_var)
             old_token: str | None = None
             info: Mapping[str, Any] | None = None
@@ -564,8 +564,8 @@ class KeyManager:
 
     def revoke(self, tokens: list[str], *, block: bool = False) -> KeyResult:
         with self._operation():
-            notes = self.recover()
             self.client.require_database()
+            notes = self.recover()
             if block:
                 for token in tokens:
                     self.client.block_key(token)
@@ -596,8 +596,8 @@ class KeyManager:
     # -- list ----------------------------------------------------------------
 
     def list(self, *, team_id: str | None = None) -> tuple[list[KeyRow], list[str]]:
-        notes = self.recover_locked()
         self.client.require_database()
+        notes = self.recover_locked()
         doc = self._doc()
         held = {token_of(doc.get(s.env_var)): (s.env_var, doc.get(s.env_var))
                 for s in self.settings.keys.values() if doc.get(s.env_var)}

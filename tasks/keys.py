@@ -22,13 +22,15 @@ COMMON = {
     "url": "LiteLLM's URL (default: LITELLM_PROXY_URL, else http://localhost:<LITELLM_PORT>)",
     "via": "How to reach LiteLLM: host (its published port), container (docker exec in the "
            "litellm container), or auto (host, then container; default)",
+    "wait": "Give a starting LiteLLM up to this many seconds to become ready (default: 0)",
     "json": "Print the result as JSON for scripts",
 }
 
 
 @contextmanager
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
-            as_json: bool = False, hand_over: bool = True) -> Iterator[tuple[Settings, KeyManager]]:
+            as_json: bool = False, hand_over: bool = True, wait: float = 0
+            ) -> Iterator[tuple[Settings, KeyManager]]:
     from .settings import VIA
     from .stackops import Gateway
 
@@ -37,7 +39,9 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
     gateway = Gateway(settings, progress=progress)
     try:
-        with gateway.keys(via, hand_over=hand_over) as keys:
+        if wait < 0:
+            raise UsageError("--wait takes a number of seconds, 0 or more")
+        with gateway.keys(via, hand_over=hand_over, wait=wait) as keys:
             yield settings, keys
     finally:
         for note in gateway.notes:  # JSON output stays parseable: notes go to stderr there
@@ -85,10 +89,11 @@ def create(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
+    wait: float = 0.0,
     json: bool = False,
 ) -> None:
     """Create the virtual key and save it in .env (a no-op when .env holds a working one)."""
-    with manager(c, env_file, url, via, json) as (settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
         spec = settings.key(name).with_overrides(
             alias=alias, team=team, models=models, duration=duration, max_budget=max_budget
         )
@@ -114,13 +119,14 @@ def rotate(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
+    wait: float = 0.0,
     json: bool = False,
 ) -> None:
     """Replace a key with a new one; the old one goes only after the new one is proven."""
     if all and name:
         raise UsageError("give --name or --all, not both")
     grace = parse_duration(grace)
-    with manager(c, env_file, url, via, json) as (settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
         names = list(settings.keys) if all else [settings.key(name).name]
         results, failures = [], []
         for key_name in names:
@@ -165,6 +171,7 @@ def revoke(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
+    wait: float = 0.0,
     json: bool = False,
 ) -> None:
     """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there."""
@@ -173,7 +180,8 @@ def revoke(
         key = sys.stdin.readline().strip()
         if not key.startswith("sk-"):
             raise UsageError("the key read from stdin must start with 'sk-'")
-    with manager(c, env_file, url, via, json, hand_over=False) as (_settings, keys):
+    with manager(c, env_file, url, via, json, hand_over=False, wait=wait) as (_settings, keys):
+        keys.client.require_database()
         keys.recover_locked()
         tokens, described = keys.resolve_tokens(name=name, alias=alias, key=key)
         verb = "block" if block else "revoke"
@@ -195,12 +203,13 @@ def list_(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
+    wait: float = 0.0,
     json: bool = False,
 ) -> None:
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
     from dataclasses import asdict
 
-    with manager(c, env_file, url, via, json, hand_over=False) as (_settings, keys):
+    with manager(c, env_file, url, via, json, hand_over=False, wait=wait) as (_settings, keys):
         rows, notes = keys.list(team_id=team)
     if json:
         emit_json({"keys": [asdict(r) for r in rows], "notes": notes})

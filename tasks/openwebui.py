@@ -152,7 +152,8 @@ class OpenWebUI:
         deadline = time.monotonic() + timeout
         while True:
             seen = self.models()
-            if not expected or set(seen) & set(expected):
+            # an admin may have set a prefix for the connection: "gw.gpt-4o-mini"
+            if not expected or any(s == m or s.endswith(f".{m}") for s in seen for m in expected):
                 return seen
             if time.monotonic() >= deadline:
                 raise OpenWebUIError(

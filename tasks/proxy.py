@@ -12,7 +12,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import httpx
@@ -141,6 +142,13 @@ class LiteLLM:
         """Turn an error response into the right exception (returned, for ``raise``)."""
         body = self._json(response)
         status = response.status_code
+        if body is None and status == 500 and response.text.strip() == "Internal Server Error":
+            # LiteLLM's bare answer when a handler fails (e.g. with no database, seen on 1.108.7)
+            return ApiError(
+                f"LiteLLM failed on {path} with an internal error (HTTP 500, no details); its "
+                "log says why: `invoke stack.logs --service litellm`",
+                status,
+            )
         if body is None:
             kind = response.headers.get("content-type", "").split(";")[0] or "no content type"
             return ApiError(
@@ -149,8 +157,9 @@ class LiteLLM:
                 status,
             )
         message, kind = error_message(body)
-        if kind == "no_db_connection" or "db not connected" in message.lower() or (
-            "no connected db" in message.lower()
+        lowered = message.lower()
+        if kind == "no_db_connection" or any(
+            text in lowered for text in ("db not connected", "no connected db", "database not connected")
         ):
             raise NoDatabaseError(
                 f"LiteLLM at {self.base_url} has no database connected, and virtual keys live "
@@ -202,6 +211,26 @@ class LiteLLM:
                 response.status_code,
             )
         return data
+
+    def wait_ready(self, timeout: float, *, interval: float = 0.5,
+                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+        """Poll ``/health/readiness`` until LiteLLM answers, for at most ``timeout`` seconds.
+        LiteLLM answers nothing until its startup is done (about 7 s for a bare proxy)."""
+        deadline = time.monotonic() + timeout
+        announced = False
+        while True:
+            try:
+                return self.readiness()
+            except ProxyUnreachableError as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ProxyUnreachableError(
+                        f"LiteLLM at {self.base_url} was not ready within {timeout:g}s "
+                        f"({exc.message})") from None
+            if progress and not announced:
+                progress(f"waiting up to {timeout:g}s for LiteLLM at {self.base_url}")
+                announced = True
+            time.sleep(min(interval, remaining))
 
     def require_database(self) -> dict[str, Any]:
         """Check that LiteLLM is up and has its database; keys live there."""

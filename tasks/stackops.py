@@ -23,7 +23,7 @@ from .errors import (
 )
 from .keyops import KeyManager, key_status
 from .masking import mask
-from .openwebui import OpenWebUI
+from .openwebui import LITELLM_INTERNAL_URL, OpenWebUI
 from .proxy import LiteLLM
 from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
 
@@ -96,26 +96,31 @@ class Gateway:
             return None
         return container
 
-    def litellm(self, via: str | None = None) -> LiteLLM:
-        """A LiteLLM client over the host port, or from inside its container (``via``)."""
+    def litellm(self, via: str | None = None, wait: float = 0) -> LiteLLM:
+        """A LiteLLM client over the host port, or from inside its container (``via``);
+        ``wait``: give a starting LiteLLM that many seconds to become ready."""
         via = via or self.settings.via
         s = self.settings
         if not s.master_key:
             raise EnvFileError(f"no LITELLM_MASTER_KEY in {s.env_file} or the environment; "
                                "run `invoke env.init` or set it")
-        if via in ("host", "auto"):
+        host_error: ProxyUnreachableError | None = None
+        if via != "container":
             client = LiteLLM(s.litellm_url, s.master_key, timeout=s.timeout)
-            if via == "host":
-                return client
             try:
-                client.readiness()
+                if wait:
+                    client.wait_ready(wait, progress=self.progress)
+                elif via == "auto":
+                    client.readiness()
                 return client
             except ProxyUnreachableError as exc:
                 client.close()
+                if via == "host":
+                    raise
                 host_error = exc
         container = self._running_container(LITELLM)
         if container is None:
-            if via == "container":
+            if host_error is None:
                 raise ProxyUnreachableError(
                     f"no running {LITELLM} container in compose project {s.project_name!r}; "
                     "start the stack (`invoke stack.start`)")
@@ -125,8 +130,11 @@ class Gateway:
         from .transport import ContainerTransport
 
         self.progress(f"reaching LiteLLM from inside the {container.name} container")
-        return LiteLLM("http://litellm:4000", s.master_key, timeout=s.timeout,
-                       transport=ContainerTransport(container, 4000, s.timeout))
+        client = LiteLLM("http://litellm:4000", s.master_key, timeout=s.timeout,
+                         transport=ContainerTransport(container, 4000, s.timeout))
+        if wait:
+            client.wait_ready(wait, progress=self.progress)
+        return client
 
     def openwebui(self) -> OpenWebUI | None:
         """An admin client for Open WebUI, or None when its container is not running."""
@@ -146,11 +154,11 @@ class Gateway:
 
     @contextlib.contextmanager
     def keys(self, via: str | None = None, *, starting: bool = False,
-             hand_over: bool = True) -> Iterator[KeyManager]:
+             hand_over: bool = True, wait: float = 0) -> Iterator[KeyManager]:
         """A KeyManager whose consumer hands the gate key to a running Open WebUI
         (``hand_over``; only tasks that make keys need it). ``starting``: stack.start itself
         starts Open WebUI with the key afterwards."""
-        with self.litellm(via) as client:
+        with self.litellm(via, wait) as client:
             manager = KeyManager(self.settings, client, progress=self.progress)
             if hand_over:
                 manager.consumer = self._consumer(client, starting)
@@ -162,7 +170,7 @@ class Gateway:
             # fail before anything changes when the admin login is missing or wrong
             _ = webui.token
 
-        def hand_over(spec: KeySpec, key: str) -> None:
+        def consume(spec: KeySpec, key: str) -> None:
             if not spec.gate:
                 return
             if webui is None:
@@ -170,14 +178,9 @@ class Gateway:
                     self.notes.append("Open WebUI is not running; `invoke stack.start` hands it "
                                       "the new key when it starts")
                 return
-            self.progress("handing the new key to Open WebUI")
-            if webui.set_key(key):
-                self.notes.append("Open WebUI had no LiteLLM connection; added it")
-            self.progress("checking that Open WebUI reaches LiteLLM's models with it")
-            webui.prove(client.models_for(key))
-            self.notes.append("Open WebUI now uses the new key (checked: /api/models)")
+            self.notes += hand_over(webui, client, key, progress=self.progress)
 
-        return hand_over
+        return consume
 
     # -- checks --------------------------------------------------------------
 
@@ -359,6 +362,19 @@ class Gateway:
             outcome.openwebui_key = "unknown"
             outcome.notes.append(f"Open WebUI key unknown: {exc.message}")
         return outcome
+
+
+def hand_over(webui: OpenWebUI, client: LiteLLM, key: str, *,
+              litellm_url: str = LITELLM_INTERNAL_URL, progress: Progress = _quiet) -> list[str]:
+    """Give Open WebUI ``key`` for its LiteLLM connection and prove it works there."""
+    notes = []
+    progress("handing the new key to Open WebUI")
+    if webui.set_key(key, litellm_url):
+        notes.append("Open WebUI had no LiteLLM connection; added it")
+    progress("checking that Open WebUI reaches LiteLLM's models with it")
+    webui.prove(client.models_for(key))
+    notes.append("Open WebUI now uses the new key (checked: /api/models)")
+    return notes
 
 
 def _db_ok(client: LiteLLM) -> bool:

@@ -78,10 +78,22 @@ def _standin_server() -> Iterator[StandinServer]:
     server.server_close()
 
 
+#: Every request the project sent to the stand-in during this run, for the contract check
+#: against the real proxy's OpenAPI document (tests/test_peer_litellm.py, run last).
+CLIENT_REQUESTS: list[dict[str, Any]] = []
+
+
 @pytest.fixture
-def litellm(_standin_server: StandinServer) -> Standin:
+def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
     _standin_server.state.reset()
-    return Standin(_standin_server)
+    yield Standin(_standin_server)
+    with _standin_server.state.lock:
+        CLIENT_REQUESTS.extend(_standin_server.state.log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The contract check reads what every other test sent: it runs last."""
+    items.sort(key=lambda item: item.get_closest_marker("contract") is not None)
 
 
 def write_env(path: Path, **values: str) -> Path:

@@ -24,7 +24,10 @@ What it imitates:
 - ``/v1/models`` (and ``/models``): key models intersected with team models, ``[]``/``*``/
   ``all-proxy-models`` meaning all; blocked, expired and deleted keys refused with 401;
 - readiness with ``"db": "connected"`` or ``"Not connected"``; without a database the key
-  endpoints fail as the real proxy does (500 ``DB not connected`` on generate).
+  endpoints fail as the real proxy 1.108.7 does (checked by the peer suite): most with a bare
+  ``500 Internal Server Error`` in text/plain, ``/key/list`` and ``/key/update`` and the team
+  endpoints with shape-A JSON saying the database is not connected; ``/v1/models`` without a key
+  is a bare 500 too.
 
 Assumptions beyond the reference (kept small): a blocked key's ``/key/info`` status is
 ``revoked`` and it also carries ``"blocked": true``; generating a key for an unknown team is a
@@ -69,6 +72,9 @@ def sha256(text: str) -> str:
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+PLAIN_500 = b"Internal Server Error"  # Starlette's bare answer to an unhandled error
 
 
 class Reply(Exception):
@@ -217,6 +223,8 @@ class Handler(BaseHTTPRequestHandler):
     # -- plumbing ------------------------------------------------------------
 
     def _send(self, status: int, body: Any, content_type: str = "application/json") -> None:
+        if body is PLAIN_500:
+            content_type = "text/plain; charset=utf-8"
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -328,9 +336,11 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/health/liveliness" or path == "/health/liveness":
             return 200, "I'm alive!"
         if path == "/health/readiness":
-            return 200, {"status": "healthy", "db": "connected" if state.db else "Not connected",
-                         "cache": None, "litellm_version": "stand-in",
-                         "success_callbacks": [], "use_aiohttp_transport": True}
+            if not state.db:  # exactly what 1.108.7 answers without a database
+                return 200, {"status": "healthy", "db": "Not connected"}
+            return 200, {"status": "healthy", "db": "connected", "cache": None,
+                         "litellm_version": "stand-in", "success_callbacks": [],
+                         "use_aiohttp_transport": True}
         if path in ("/v1/models", "/models"):
             return self._models()
         if not isinstance(body, dict):
@@ -376,8 +386,8 @@ class Handler(BaseHTTPRequestHandler):
     def _models(self) -> tuple[int, Any]:
         state = self.server.state
         key = self._api_key()
-        if not key:
-            raise shape_a(401, "Authentication Error, No api key passed in.", "auth_error", "None")
+        if not key:  # 1.108.7 fails here rather than answering 401
+            raise Reply(500, PLAIN_500)
         with state.lock:
             if secrets.compare_digest(key, state.master_key):
                 models = state.models
@@ -401,10 +411,20 @@ class Handler(BaseHTTPRequestHandler):
                                "owned_by": "openai"} for m in models], "object": "list"}
 
     def _need_db(self, action: str) -> None:
-        if not self.server.state.db:
-            raise Reply(500, {"error": {"message": f"Internal Server Error, DB not connected. "
-                                        f"{action}", "type": "internal_server_error",
-                                        "param": "None", "code": "500"}})
+        """Without a database the real proxy (1.108.7) fails in three different ways."""
+        if self.server.state.db:
+            return
+        path = urlsplit(self.path).path
+        if path == "/key/list":
+            raise shape_a(500, "Authentication Error, Database not connected",
+                          "internal_server_error", "None")
+        if path == "/key/update":
+            raise shape_a(500, "{'error': 'Database not connected'}", "auth_error", "None")
+        if path in ("/team/info", "/team/list"):
+            raise shape_a(500, "{'error': 'Database not connected. Connect a database to your "
+                          "proxy - https://docs.litellm.ai/docs/simple_proxy#managing-auth---"
+                          "virtual-keys'}", "auth_error", "None")
+        raise Reply(500, PLAIN_500)
 
     def _alias_free(self, alias: Any, except_token: str | None = None) -> None:
         if not alias:
@@ -548,6 +568,7 @@ class Handler(BaseHTTPRequestHandler):
         return 200, self._public(record)
 
     def _regenerate(self, query: dict[str, str], body: Any, path: str) -> tuple[int, Any]:
+        self._need_db("Unable to regenerate key.")
         raise shape_a(500, "Regenerating Virtual Keys is an Enterprise feature, see "
                       "https://docs.litellm.ai/docs/enterprise", "internal_server_error")
 

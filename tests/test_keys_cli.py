@@ -458,3 +458,39 @@ def test_rotate_when_another_key_holds_the_alias(project: Project, litellm: Stan
     aliases = sorted(k["key_alias"] for k in litellm.active())
     assert aliases[0] == ALIAS and aliases[1].startswith(f"{ALIAS} (")
     assert litellm.accepts(project.value("VIRTUAL_KEY"))
+
+
+def test_wait_gives_a_starting_litellm_time(project: Project, litellm: Standin) -> None:
+    import threading
+    import time
+
+    from tests.conftest import MODELS
+    from tests.litellm_standin import serve_in_thread
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    late: list[object] = []
+    timer = threading.Timer(1.5, lambda: late.append(serve_in_thread(MASTER, MODELS, port=port)))
+    timer.start()
+    try:
+        started = time.monotonic()
+        done = project.run("keys.create", "--url", f"http://127.0.0.1:{port}", "--wait", "20")
+        assert done.returncode == 0, done.stderr
+        assert 1.4 < time.monotonic() - started < 15
+    finally:
+        timer.join()
+        for server in late:
+            server.shutdown()  # type: ignore[attr-defined]
+
+
+def test_wait_deadline_is_honoured(project: Project) -> None:
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    done = project.run("keys.list", "--url", f"http://127.0.0.1:{port}", "--wait", "2")
+    elapsed = time.monotonic() - started
+    assert done.returncode == 4
+    assert "was not ready within 2s" in one_line_error(done)
+    assert 2 <= elapsed < 8

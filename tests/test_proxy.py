@@ -106,7 +106,11 @@ def test_no_database(client: LiteLLM, litellm: Standin) -> None:
     with pytest.raises(NoDatabaseError, match="database is 'Not connected'"):
         client.require_database()
     with pytest.raises(NoDatabaseError, match="no database connected"):
-        client.generate_key({"key_alias": "x"})
+        list(client.list_keys())  # 500 JSON "Database not connected", as 1.108.7 answers
+    with pytest.raises(NoDatabaseError):
+        client.team_info("t")  # 500 JSON with the message as a Python repr
+    with pytest.raises(ApiError, match="internal error .HTTP 500, no details"):
+        client.generate_key({"key_alias": "x"})  # a bare text/plain 500
 
 
 def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
