@@ -97,6 +97,12 @@ def progress(message: str) -> None:
         print(f"... {message}", file=sys.stderr, flush=True)
 
 
+def service_change(message: str) -> None:
+    """A service changed state while a task waits: one line on stderr, terminal or not."""
+    prefix = "... " if sys.stderr.isatty() else ""
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+
+
 def confirm(question: str, *, yes: bool, what: str) -> None:
     """Ask at a terminal; without one, demand ``--yes`` instead of blocking."""
     if yes:

@@ -10,7 +10,7 @@ from typing import Any
 
 from invoke.tasks import task
 
-from ._cli import confirm, emit, emit_json, guarded, plain, progress
+from ._cli import confirm, emit, emit_json, guarded, plain, progress, service_change
 from .errors import StackError, UsageError
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
@@ -23,7 +23,8 @@ def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
     before the one-line error."""
     from .stackops import Gateway
 
-    gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress)
+    gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress,
+                           service_change=service_change)
     try:
         yield gateway
     except StackError as exc:

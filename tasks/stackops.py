@@ -57,19 +57,21 @@ class Gateway:
     """Settings + .env + Docker + LiteLLM + Open WebUI, for one task run."""
 
     def __init__(self, settings: Settings, *, progress: Progress | None = None,
-                 stack: Stack | None = None) -> None:
+                 stack: Stack | None = None, service_change: Progress | None = None) -> None:
         self.settings = settings
         self.progress = progress or _quiet
+        #: one line per service state change while waiting (shown even without a terminal)
+        self.service_change = service_change or self.progress
         self._stack = stack
         self.notes: list[str] = []
 
     @classmethod
     def load(cls, config: Any, *, env_file: str | None = None, url: str | None = None,
-             progress: Progress | None = None) -> Gateway:
+             progress: Progress | None = None, service_change: Progress | None = None) -> Gateway:
         base = load_settings(config, env_file=env_file, url=url)
         values = envfile.load(base.env_file).values
         return cls(load_settings(config, env_file=env_file, url=url, env_values=values),
-                   progress=progress)
+                   progress=progress, service_change=service_change)
 
     # -- pieces --------------------------------------------------------------
 
@@ -226,7 +228,7 @@ class Gateway:
         return {name: (st.id, st.started_at) for name, st in self.stack.states().items()}
 
     def _announce(self, service: str, state: str) -> None:
-        self.progress(f"{service}: {state}")
+        self.service_change(f"{service}: {state}")
 
     # -- the tasks -----------------------------------------------------------
 

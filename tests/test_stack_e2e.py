@@ -126,8 +126,14 @@ def test_first_run_rotate_revoke_stop(stack: StackProject) -> None:
     assert stack.containers() == [] and stack.volumes() == []
 
 
+def restart_lines(stack: StackProject) -> list[str]:
+    return stack.ok("stack.restart", "--service", "open-webui").stderr.splitlines()
+
+
 def test_restart_applies_a_changed_env(stack: StackProject) -> None:
     stack.ok("stack.start")
+    # every state change while waiting is one line on stderr, even without a terminal
+    assert "open-webui: running (healthy)" in restart_lines(stack)
     # a key changed by hand in .env while the stack runs
     other = stack.admin_key("Hand-made Key")["key"]
     envfile.update(stack.env, {"VIRTUAL_KEY": other})
@@ -153,6 +159,14 @@ def test_restart_applies_a_changed_env(stack: StackProject) -> None:
     stack.ok("stack.restart", "--service", "litellm", "keys.rotate")
     with stack.webui() as webui:
         assert webui.held_key() == stack.value("VIRTUAL_KEY")
+
+    # without Open WebUI's admin login a rotation fails before it changes anything
+    envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": ""})
+    before = stack.env.read_bytes()
+    keys_before = len(stack.standin()["keys"])
+    done = stack.run("keys.rotate")
+    assert done.returncode == 13 and "WEBUI_ADMIN_PASSWORD must be set" in done.stderr
+    assert stack.env.read_bytes() == before and len(stack.standin()["keys"]) == keys_before
 
 
 def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, docker: DockerEnv) -> None:
