@@ -20,6 +20,7 @@ from .errors import (
     KeyStateError,
     OpenWebUIError,
     ProxyUnreachableError,
+    UsageError,
 )
 from .keyops import KeyManager, key_status
 from .masking import mask
@@ -317,11 +318,11 @@ class Gateway:
         return Outcome(notes=[what], services=states)
 
     def restart(self, *, service: str | None = None, timeout: float | None = None) -> Outcome:
+        if service is not None and service not in SERVICES:
+            raise UsageError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
         outcome = Outcome(notes=self.check_env())
         _spec, has_key = self.gate(create_key=True)
         self.preflight()
-        if service is not None and service not in SERVICES:
-            raise GatewayError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
         if service == OPENWEBUI and not has_key:
             raise KeyStateError("Open WebUI is not started without its virtual key; "
                                 "run `invoke keys.create` first")

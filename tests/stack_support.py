@@ -16,6 +16,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -196,3 +198,49 @@ def make_project(tmp_path: Path, docker: DockerEnv, *extra_files: str) -> StackP
         "WEBUI_PORT": str(free_port()),
     })
     return project
+
+
+class CmdlineWatcher:
+    """Reads every process's argument list (/proc/*/cmdline) over and over while a test runs,
+    and records any secret it sees there: no secret may ever travel on a command line."""
+
+    def __init__(self, env: Path) -> None:
+        self.env = env  # every secret value .env holds at any moment (keys change on the way)
+        self.seen: set[str] = set()
+        self.hits: set[str] = set()
+        self.scans = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        proc = Path("/proc")
+        while not self._stop.is_set():
+            if self.scans % 20 == 0:
+                try:
+                    values = envfile.load(self.env).values
+                except Exception:
+                    values = {}
+                self.seen |= {v for k, v in values.items()
+                              if len(v) >= 8 and (v.startswith("sk-") or "PASSWORD" in k
+                                                  or "SECRET" in k)}
+            for entry in proc.iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    cmdline = (entry / "cmdline").read_bytes().decode("utf-8", "replace")
+                except OSError:
+                    continue
+                for value in self.seen:
+                    if value in cmdline:
+                        self.hits.add(f"{value[:6]}... in the arguments of pid {entry.name}: "
+                                      f"{cmdline.split(chr(0))[0]}")
+            self.scans += 1
+            time.sleep(0.005)
+
+    def __enter__(self) -> CmdlineWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)

@@ -211,6 +211,13 @@ def test_malformed_env_file(project: Project) -> None:
         (["keys.revoke", "--yes"], "give exactly one of"),
         (["keys.revoke", "--name", "open-webui", "--alias", "x", "--yes"], "give exactly one of"),
         (["keys.revoke", "--key", "xyz", "--yes"], "--key takes a key hash"),
+        (["keys.create", "--via", "sideways"], "--via must be one of auto, host, container"),
+        (["keys.list", "--wait", "-1"], "--wait takes a number of seconds"),
+        (["keys.rotate", "--name", "nope"], "unknown key name 'nope'"),
+        (["keys.create", "--team", ""], "--team must not be empty"),
+        (["stack.restart", "--service", "nginx-plus"], "unknown service 'nginx-plus'"),
+        (["stack.logs", "--service", "db"], "unknown service 'db'"),
+        (["keys.revoke", "--key", "-", "--yes"], "must start with 'sk-'"),
     ],
 )
 def test_bad_command_lines(project: Project, args: list[str], message: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from tasks import envfile
 from tests.conftest import REPO
-from tests.stack_support import DockerEnv, StackProject, docker_env, make_project
+from tests.stack_support import CmdlineWatcher, DockerEnv, StackProject, docker_env, make_project
 
 pytestmark = pytest.mark.docker
 
@@ -171,20 +171,34 @@ def test_restart_applies_a_changed_env(stack: StackProject) -> None:
 
 def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, docker: DockerEnv) -> None:
     stack = make_project(tmp_path, docker, "no-litellm-port.yml")
+    watcher = CmdlineWatcher(stack.env)
     try:
-        done = stack.ok("stack.start")
-        key = stack.value("VIRTUAL_KEY")
-        assert key and f"sk-...{key[-4:]}" in done.stdout
-        listed = json.loads(stack.ok("keys.list", "--json").stdout)
-        assert [r["held_by"] for r in listed["keys"]] == ["VIRTUAL_KEY"]
-        host = stack.run("keys.list", "--via", "host")
-        assert host.returncode == 4 and "cannot connect to LiteLLM" in host.stderr
-        stack.ok("keys.rotate", "--via", "container")
-        with stack.webui() as webui:
-            assert webui.held_key() == stack.value("VIRTUAL_KEY")
-            assert MODELS <= set(webui.models())
+        with watcher:
+            # the watcher itself must see a secret put on a command line
+            canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)",
+                                       stack.value("WEBUI_ADMIN_PASSWORD")])
+            canary.wait()
+            assert len(watcher.hits) == 1, "the watcher missed a secret in an argument list"
+            watcher.hits.clear()
+            _container_path(stack)
+        assert watcher.scans > 100 and len(watcher.seen) >= 7  # five secrets and two keys
+        assert watcher.hits == set(), "a secret travelled on a command line (docker exec?)"
     finally:
         stack.down()
+
+
+def _container_path(stack: StackProject) -> None:
+    done = stack.ok("stack.start")
+    key = stack.value("VIRTUAL_KEY")
+    assert key and f"sk-...{key[-4:]}" in done.stdout
+    listed = json.loads(stack.ok("keys.list", "--json").stdout)
+    assert [r["held_by"] for r in listed["keys"]] == ["VIRTUAL_KEY"]
+    host = stack.run("keys.list", "--via", "host")
+    assert host.returncode == 4 and "cannot connect to LiteLLM" in host.stderr
+    stack.ok("keys.rotate", "--via", "container")
+    with stack.webui() as webui:
+        assert webui.held_key() == stack.value("VIRTUAL_KEY")
+        assert MODELS <= set(webui.models())
 
 
 def test_a_crashing_service_fails_the_start_with_its_logs(stack: StackProject) -> None:
