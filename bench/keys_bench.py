@@ -8,6 +8,8 @@ A benchmark, not a test: it asserts nothing about speed, it prints figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import statistics
 import subprocess
@@ -20,7 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.conftest import MASTER, MODELS, write_env  # noqa: E402
-from tests.litellm_standin import serve_in_thread  # noqa: E402
+from tests.litellm_standin import State, serve_in_thread  # noqa: E402
 
 
 def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -31,6 +33,27 @@ def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()}")
     return elapsed
+
+
+def timed_json(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, object]]:
+    started = time.perf_counter()
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()}")
+    return elapsed, json.loads(done.stdout)
+
+
+def fill(state: State, count: int) -> None:
+    """Put ``count`` keys straight into the stand-in (generating them over HTTP would take long)."""
+    with state.lock:
+        state.reset()
+        for i in range(count):
+            token = hashlib.sha256(f"sk-bench-{i}".encode()).hexdigest()
+            state.keys[token] = {"token": token, "key_alias": f"bench-{i}", "team_id": "bench",
+                                 "models": [], "metadata": {}, "max_budget": None, "spend": 0.0,
+                                 "expires": None, "blocked": False}
 
 
 def main() -> None:
@@ -65,12 +88,33 @@ def main() -> None:
                 times.append(timed([*invoke, "-r", str(REPO), task], folder, environ))
                 counts.append(len(state.log) - before)
             rows.append((task, statistics.median(times), str(statistics.median(counts))))
+
+        # keys.list as LiteLLM grows, against LiteLLM's own CLI listing every page
+        lite = Path(os.environ.get("LITELLM_VENV", "/var/cache/ai-gateway-ci/litellm")) / "bin" / "lite"
+        for count in (10, 1_000, 10_000):
+            fill(state, count)
+            before = len(state.log)
+            listed = timed_json([*invoke, "-r", str(REPO), "keys.list", "--json"], folder, environ)
+            ours, answer = listed
+            listed_keys = [k for k in answer["keys"] if k["status"] != "missing"]  # type: ignore[index]
+            assert len(listed_keys) == count, "every key is listed"
+            requests = len(state.log) - before
+            rows.append((f"keys.list, {count:,} keys", ours, str(requests)))
+            if lite.exists():
+                lite_env = {**environ, "LITELLM_PROXY_URL": server.url, "LITELLM_PROXY_API_KEY": MASTER}
+                started = time.perf_counter()
+                for page in range(1, max(1, -(-count // 100)) + 1):
+                    timed([str(lite), "keys", "list", "--page", str(page), "--size", "100",
+                           "--return-full-object", "--format", "json"], folder, lite_env)
+                theirs = time.perf_counter() - started
+                rows.append(("  LiteLLM CLI (lite), every page", theirs,
+                             f"{-(-count // 100)} ({theirs / ours:.1f}x)"))
     server.shutdown()
 
     print(f"median of {runs} runs, LiteLLM stand-in on 127.0.0.1, Python {sys.version.split()[0]}")
-    print(f"{'what':<36} {'wall time':>10} {'HTTP requests':>14}")
+    print(f"{'what':<36} {'wall time':>10} {'HTTP requests':>16}")
     for what, seconds, requests in rows:
-        print(f"{what:<36} {seconds * 1000:>8.0f}ms {requests:>14}")
+        print(f"{what:<36} {seconds * 1000:>8.0f}ms {requests:>16}")
 
 
 if __name__ == "__main__":
