@@ -21,6 +21,7 @@ What it imitates:
   ``return_full_object=true``; ``/key/block``; ``/key/regenerate`` refused as Enterprise-only;
 - teams by ``team_id`` (alias not unique), ``/team/list`` a bare array, ``/team/delete``
   deleting the team's keys;
+- ``/v1/chat/completions``: a canned answer, with the key and model checks of ``/v1/models``;
 - ``/v1/models`` (and ``/models``): key models intersected with team models, ``[]``/``*``/
   ``all-proxy-models`` meaning all; blocked, expired and deleted keys refused with 401;
 - readiness with ``"db": "connected"`` or ``"Not connected"``; without a database the key
@@ -343,6 +344,8 @@ class Handler(BaseHTTPRequestHandler):
                          "use_aiohttp_transport": True}
         if path in ("/v1/models", "/models"):
             return self._models()
+        if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
+            return self._chat(body)
         if not isinstance(body, dict):
             raise invalid("body", "Input should be a valid dictionary", body)
         routes = {
@@ -382,6 +385,21 @@ class Handler(BaseHTTPRequestHandler):
                           "delete, update info for new keys/users/teams.", "auth_error", "None")
         raise shape_a(401, "Authentication Error, Invalid API key provided.",
                       "token_not_found_in_db", "None")
+
+    def _chat(self, body: Any) -> tuple[int, Any]:
+        """A canned completion, after the same key checks as /v1/models (and the model's)."""
+        status, listing = self._models()
+        allowed = [m["id"] for m in listing["data"]]
+        model = body.get("model") if isinstance(body, dict) else None
+        if model not in allowed:
+            raise shape_a(403 if model in self.server.state.models else 400,
+                          f"key not allowed to access model={model}", "key_model_access_denied",
+                          "model")
+        return 200, {"id": "chatcmpl-standin", "object": "chat.completion",
+                     "created": int(time.time()), "model": model,
+                     "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": "stand-in reply"}}],
+                     "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
 
     def _models(self) -> tuple[int, Any]:
         state = self.server.state
