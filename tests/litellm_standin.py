@@ -388,7 +388,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _chat(self, body: Any) -> tuple[int, Any]:
         """A canned completion, after the same key checks as /v1/models (and the model's)."""
-        status, listing = self._models()
+        _status, listing = self._models()
         allowed = [m["id"] for m in listing["data"]]
         model = body.get("model") if isinstance(body, dict) else None
         if model not in allowed:
