@@ -25,24 +25,24 @@ from tests.conftest import MASTER, MODELS, write_env  # noqa: E402
 from tests.litellm_standin import State, serve_in_thread  # noqa: E402
 
 
-def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+def run(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    """Wall time and stdout of one command, which must succeed."""
     started = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
                           stdin=subprocess.DEVNULL, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()}")
-    return elapsed
+    return elapsed, done.stdout
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str]) -> float:
+    return run(args, cwd, env)[0]
 
 
 def timed_json(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, dict[str, object]]:
-    started = time.perf_counter()
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, check=False)
-    elapsed = time.perf_counter() - started
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed: {done.stderr.strip()}")
-    return elapsed, json.loads(done.stdout)
+    elapsed, out = run(args, cwd, env)
+    return elapsed, json.loads(out)
 
 
 def fill(state: State, count: int) -> None:
