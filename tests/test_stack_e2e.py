@@ -202,11 +202,15 @@ def _container_path(stack: StackProject) -> None:
 
 
 def test_a_crashing_service_fails_the_start_with_its_logs(stack: StackProject) -> None:
-    stack.extra_env["STANDIN_CRASH"] = "bad config on purpose"
+    master = stack.value("LITELLM_MASTER_KEY")
+    # the dying service prints the master key: the logs shown must mask it
+    stack.extra_env["STANDIN_CRASH"] = f"bad config on purpose, key {master}"
     done = stack.run("stack.start", "--timeout", "60")
+    assert f"key sk-...{master[-4:]}" in done.stderr
     assert done.returncode == 11, done.stderr
     assert "litellm" in done.stderr and "crashing on purpose: bad config on purpose" in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: litellm (")
+    no_secrets(done, stack)
     assert stack.value("FIRST_RUN") == "yes" and stack.value("VIRTUAL_KEY") == ""
 
 
@@ -217,6 +221,7 @@ def test_a_port_already_taken(stack: StackProject) -> None:
         done = stack.run("stack.start")
     assert done.returncode == 12
     assert f"port {stack.port('LITELLM_PORT')} (LITELLM_PORT) is already in use" in done.stderr
+    no_secrets(done, stack)
     assert stack.containers() == []
 
 
@@ -226,6 +231,7 @@ def test_daemon_unreachable(stack: StackProject, tmp_path: Path) -> None:
         assert done.returncode == 10, (task, done.stderr)
         assert "cannot reach the Docker daemon" in done.stderr
         assert "Traceback" not in done.stderr
+        no_secrets(done, stack)
 
 
 def test_compose_missing(stack: StackProject, tmp_path: Path) -> None:
@@ -234,6 +240,7 @@ def test_compose_missing(stack: StackProject, tmp_path: Path) -> None:
     done = stack.run("stack.start", env={"DOCKER_CONFIG": str(config), "HOME": str(tmp_path)})
     assert done.returncode == 10, done.stderr
     assert "Docker Compose is missing" in done.stderr
+    no_secrets(done, stack)
 
 
 def test_the_gate_refuses_before_anything_starts(stack: StackProject) -> None:
@@ -241,6 +248,7 @@ def test_the_gate_refuses_before_anything_starts(stack: StackProject) -> None:
     done = stack.run("stack.start")
     assert done.returncode == 8
     assert "VIRTUAL_KEY is empty and FIRST_RUN is not yes" in done.stderr
+    no_secrets(done, stack)
     assert stack.containers() == []
 
 
@@ -251,7 +259,10 @@ def test_no_create_key_leaves_open_webui_stopped(stack: StackProject) -> None:
     assert stack.value("FIRST_RUN") == "yes"
     logs = stack.ok("stack.logs", "--service", "litellm", "--tail", "5")
     assert "listening" in logs.stdout
-    assert stack.value("LITELLM_MASTER_KEY") not in logs.stdout
+    no_secrets(logs, stack)
+    status = stack.ok("stack.status")
+    assert "virtual key (none) (missing from .env)" in status.stdout
+    no_secrets(status, stack)
 
 
 class Traffic:
