@@ -19,7 +19,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import DockerUnavailableError, PortInUseError, StackError
@@ -389,7 +388,3 @@ def exec_python(container: Any, program: str, environment: Mapping[str, str]) ->
     out, err = done.output if isinstance(done.output, tuple) else (done.output, b"")
     return int(done.exit_code or 0), (out or b"").decode("utf-8", "replace") + (
         (err or b"").decode("utf-8", "replace") if done.exit_code else "")
-
-
-def compose_file_path(settings: Settings) -> Path:
-    return settings.compose_files[0]

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 
 from .compose import exec_python
-from .errors import ProxyUnreachableError
 
 # Runs inside the container: read one request from the environment, print one JSON answer.
 PROGRAM = r"""
@@ -74,7 +73,3 @@ class ContainerTransport(httpx.BaseTransport):
                    if k.lower() not in ("transfer-encoding", "content-encoding", "content-length")}
         return httpx.Response(answer["status"], headers=headers,
                               content=base64.b64decode(answer["body"]), request=request)
-
-
-def container_unavailable(service: str, reason: str) -> ProxyUnreachableError:
-    return ProxyUnreachableError(f"cannot reach {service} from inside its container either: {reason}")

@@ -61,3 +61,13 @@ def test_importing_the_tasks_is_cheap() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.strip() == "[]", "httpx and docker load only when a task needs them"
+
+
+def test_the_readme_documents_every_exit_code() -> None:
+    from tasks.errors import EXIT_CODES
+
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("## Exit codes"):readme.index("## Secrets")]
+    documented = {int(line.split("|")[1]) for line in table.splitlines()
+                  if line.startswith("| ") and line.split("|")[1].strip().isdigit()}
+    assert documented == set(EXIT_CODES)
