@@ -52,6 +52,19 @@ MANAGED_BY = "ai-gateway-tasks"
 Consumer = Callable[[KeySpec, str], None]
 
 
+# The aliases a key wears on its way: while being made, and while its grace period runs.
+PENDING_RE = re.compile(r"\s\[pending [0-9a-f]+\]\Z")
+RETIRED_RE = re.compile(r"\s\(retired [0-9a-f]+\)\Z")
+
+
+def pending_alias_of(alias: str, txid: str) -> str:
+    return f"{alias} [pending {txid}]"
+
+
+def retired_alias(alias: str, txid: str) -> str:
+    return f"{alias} (retired {txid})"
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -249,10 +262,16 @@ class KeyManager:
         else:  # killed before the journal got the hash: the pending alias is unique to this run
             self.client.delete_keys(aliases=[str(entry["pending_alias"])])
 
-    def _finish(self, spec: KeySpec, entry: Mapping[str, Any], new_key: str) -> list[str]:
-        """Steps after the switch: consumer, retire old, final alias. Safe to repeat."""
+    def _settle_gate(self, spec: KeySpec) -> bool:
+        """FIRST_RUN=no once the gate key's variable holds a working key. True if it changed."""
         if spec.gate and self._doc().get(GATE_VAR).lower() != "no":
             self._update_env({GATE_VAR: "no"})
+            return True
+        return False
+
+    def _finish(self, spec: KeySpec, entry: Mapping[str, Any], new_key: str) -> list[str]:
+        """Steps after the switch: consumer, retire old, final alias. Safe to repeat."""
+        self._settle_gate(spec)
         if self.consumer is not None:
             self.progress(f"handing the new key to the consumer of {spec.name!r}")
             self.consumer(spec, new_key)
@@ -261,7 +280,7 @@ class KeyManager:
             grace = entry.get("grace")
             if grace:
                 self.progress(f"letting the old key expire in {grace}")
-                retired = f"{entry['alias']} (retired {entry['txid']})"
+                retired = retired_alias(str(entry["alias"]), str(entry["txid"]))
                 try:
                     self.client.update_key(
                         {"key": old_token, "key_alias": retired, "duration": grace}
@@ -308,7 +327,7 @@ class KeyManager:
         grace: str | None,
     ) -> KeyResult:
         txid = secrets.token_hex(4)
-        pending_alias = f"{spec.alias} [pending {txid}]"
+        pending_alias = pending_alias_of(spec.alias, txid)
         entry: dict[str, Any] = {
             "op": op,
             "txid": txid,
@@ -419,8 +438,8 @@ class KeyManager:
     def _spec_from_template(self, spec: KeySpec, info: Mapping[str, Any], changed: set[str]) -> KeySpec:
         """The old key's alias, team, models and budget, unless a flag changed them."""
         updates: dict[str, Any] = {}
-        alias = re.sub(r"\s\[pending [0-9a-f]+\]\Z", "", str(info.get("key_alias") or ""))
-        if "alias" not in changed and alias and not re.search(r"\(retired [0-9a-f]+\)\Z", alias):
+        alias = PENDING_RE.sub("", str(info.get("key_alias") or ""))
+        if "alias" not in changed and alias and not RETIRED_RE.search(alias):
             updates["alias"] = alias
         if "team_id" not in changed and info.get("team_id"):
             updates["team_id"] = str(info["team_id"])
@@ -443,8 +462,7 @@ class KeyManager:
                 info = self.client.key_info(current)
                 status = key_status(info)
                 if status == "active" and not force:
-                    if spec.gate and self._doc().get(GATE_VAR).lower() != "no":
-                        self._update_env({GATE_VAR: "no"})
+                    if self._settle_gate(spec):
                         notes.append(f"set {GATE_VAR}=no: {spec.env_var} holds a working key")
                     return KeyResult(
                         name=spec.name, env_var=spec.env_var, action="unchanged", key=current,
