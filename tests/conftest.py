@@ -169,3 +169,27 @@ class Project:
 def project(tmp_path: Path, litellm: Standin) -> Project:
     env = write_env(tmp_path / ".env")
     return Project(tmp_path, env, litellm.url)
+
+
+# --------------------------------------------------------------------------- the real LiteLLM
+
+
+@pytest.fixture(scope="session")
+def real_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """PostgreSQL 15 with LiteLLM's schema in a template database (tests/support/real_litellm.py)."""
+    from tests.support.real_litellm import start_postgres
+
+    postgres = start_postgres(tmp_path_factory.mktemp("real-postgres"))
+    yield postgres
+    postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def real_provider() -> Iterator[Any]:
+    """The fake OpenAI-compatible model provider behind every model the real proxy serves."""
+    from tests.support.real_litellm import start_provider
+
+    provider = start_provider()
+    yield provider
+    provider.shutdown()
+    provider.server_close()
