@@ -159,7 +159,8 @@ class LiteLLM:
         message, kind = error_message(body)
         lowered = message.lower()
         if kind == "no_db_connection" or any(
-            text in lowered for text in ("db not connected", "no connected db", "database not connected")
+            text in lowered for text in ("db not connected", "no connected db", "database not connected",
+                                         "not connected to db", "no db connected")
         ):
             raise NoDatabaseError(
                 f"LiteLLM at {self.base_url} has no database connected, and virtual keys live "

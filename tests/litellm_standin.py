@@ -25,14 +25,12 @@ What it imitates:
 - ``/v1/models`` (and ``/models``): key models intersected with team models, ``[]``/``*``/
   ``all-proxy-models`` meaning all; blocked, expired and deleted keys refused with 401;
 - readiness with ``"db": "connected"`` or ``"Not connected"``; without a database the key
-  endpoints fail as the real proxy 1.108.7 does (checked by the peer suite): most with a bare
-  ``500 Internal Server Error`` in text/plain, ``/key/list`` and ``/key/update`` and the team
-  endpoints with shape-A JSON saying the database is not connected; ``/v1/models`` without a key
-  is a bare 500 too.
+  endpoints fail as the real proxy 1.108.7 with ``prisma`` installed (as in its image) does,
+  each with its own words in a 500 JSON body (checked by the peer suite).
 
-Assumptions beyond the reference (kept small): a blocked key's ``/key/info`` status is
-``revoked`` and it also carries ``"blocked": true``; generating a key for an unknown team is a
-400.
+Its answers with a database are compared with the real proxy's, request by request, by
+tests/test_real_drift.py: the real LiteLLM is the reference, this is a stand-in for fault
+injection and fast tests.
 
 Test controls under ``/_standin/`` (no auth; loopback only): ``faults`` (inject a status, a
 hang before or after the work is done, a reset, garbage JSON, an HTML page or a slow
@@ -179,7 +177,8 @@ class State:
 
     def effective_models(self, record: dict[str, Any]) -> list[str]:
         mine = [m for m in record.get("models") or [] if m not in ALL_MODELS]
-        allowed = self.models if not mine else [m for m in self.models if m in mine]
+        # as 1.108.7: a key restricted to models lists them, served or not
+        allowed = list(self.models) if not mine else list(mine)
         team = self.teams.get(record.get("team_id") or "")
         if team:
             team_models = [m for m in team.get("models") or [] if m not in ALL_MODELS]
@@ -318,6 +317,9 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "garbage":
             self._send(int(fault.get("status", 200)), b'{"keys": [tru', "application/json")
             return True
+        if mode == "plain500":  # Starlette's bare answer when a handler fails
+            self._send(500, PLAIN_500)
+            return True
         if mode == "html":
             page = b"<html><body><h1>502 Bad Gateway</h1><hr>nginx</body></html>"
             self._send(int(fault.get("status", 502)), page, "text/html")
@@ -339,9 +341,7 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/health/readiness":
             if not state.db:  # exactly what 1.108.7 answers without a database
                 return 200, {"status": "healthy", "db": "Not connected"}
-            return 200, {"status": "healthy", "db": "connected", "cache": None,
-                         "litellm_version": "stand-in", "success_callbacks": [],
-                         "use_aiohttp_transport": True}
+            return 200, {"status": "healthy", "db": "connected"}  # as 1.108.7 with its database
         if path in ("/v1/models", "/models"):
             return self._models()
         if path in ("/v1/chat/completions", "/chat/completions") and method == "POST":
@@ -384,7 +384,7 @@ class Handler(BaseHTTPRequestHandler):
             raise shape_a(401, "Authentication Error, Only proxy admin can be used to generate, "
                           "delete, update info for new keys/users/teams.", "auth_error", "None")
         raise shape_a(401, "Authentication Error, Invalid API key provided.",
-                      "token_not_found_in_db", "None")
+                      "token_not_found_in_db", "key")
 
     def _chat(self, body: Any) -> tuple[int, Any]:
         """A canned completion, after the same key checks as /v1/models (and the model's)."""
@@ -404,8 +404,8 @@ class Handler(BaseHTTPRequestHandler):
     def _models(self) -> tuple[int, Any]:
         state = self.server.state
         key = self._api_key()
-        if not key:  # 1.108.7 fails here rather than answering 401
-            raise Reply(500, PLAIN_500)
+        if not key:
+            raise shape_a(401, "Authentication Error, No api key passed in.", "auth_error", "None")
         with state.lock:
             if secrets.compare_digest(key, state.master_key):
                 models = state.models
@@ -415,21 +415,22 @@ class Handler(BaseHTTPRequestHandler):
                 record = state.find(key)
                 if record is None or record["token"] in state.deleted:
                     raise shape_a(401, "Authentication Error, Invalid API key provided.",
-                                  "token_not_found_in_db", "None")
+                                  "token_not_found_in_db", "key")
                 status = state.status(record)
                 if status == "revoked":
                     raise shape_a(401, "Authentication Error, Key is blocked. Update via "
                                   "`/key/unblock` if you're admin.", "auth_error", "None")
                 if status == "expired":
                     raise shape_a(401, f"Authentication Error - Expired Key. Key Expiry time "
-                                  f"{record['expires']}", "expired_key", "expires")
+                                  f"{record['expires']}", "expired_key", f"sk-...{key[-4:]}")
                 models = state.effective_models(record)
         created = int(time.time())
         return 200, {"data": [{"id": m, "object": "model", "created": created,
                                "owned_by": "openai"} for m in models], "object": "list"}
 
     def _need_db(self, action: str) -> None:
-        """Without a database the real proxy (1.108.7) fails in three different ways."""
+        """Without a database the real proxy (1.108.7, with prisma installed as in its image)
+        fails in a different way on nearly every endpoint."""
         if self.server.state.db:
             return
         path = urlsplit(self.path).path
@@ -442,6 +443,21 @@ class Handler(BaseHTTPRequestHandler):
             raise shape_a(500, "{'error': 'Database not connected. Connect a database to your "
                           "proxy - https://docs.litellm.ai/docs/simple_proxy#managing-auth---"
                           "virtual-keys'}", "auth_error", "None")
+        internal = {
+            "/key/info": "Database not connected. Connect a database to your proxy - "
+                         "https://docs.litellm.ai/docs/simple_proxy#managing-auth---virtual-keys",
+            "/key/generate": "{'error': 'DB not connected. This endpoint needs a database; set "
+                             "DATABASE_URL to a PostgreSQL connection string (postgresql://...) to "
+                             "enable it. See https://docs.litellm.ai/docs/proxy/virtual_keys'}",
+            "/key/delete": "Not connected to DB!",
+            "/team/new": "{'error': 'No db connected'}",
+        }
+        if path in internal:
+            raise Reply(500, {"error": {"message": internal[path], "type": "internal_server_error",
+                                        "param": None, "code": "500"}})
+        if path in ("/key/block", "/key/unblock"):
+            raise Reply(500, {"error": {"message": "Internal server error",
+                                        "type": "internal_server_error"}})
         raise Reply(500, PLAIN_500)
 
     def _alias_free(self, alias: Any, except_token: str | None = None) -> None:
@@ -461,10 +477,7 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         self._need_db("Unable to generate key.")
         _check_types(body, KEY_FIELDS)
-        team_id = body.get("team_id")
-        if team_id and team_id not in state.teams:
-            raise shape_a(400, f"Team id={team_id} does not exist in db", "bad_request_error",
-                          "team_id")
+        team_id = body.get("team_id")  # 1.108.7 does not check that the team exists
         self._alias_free(body.get("key_alias"))
         plain = "sk-" + secrets.token_urlsafe(16)
         token = sha256(plain)
@@ -507,7 +520,7 @@ class Handler(BaseHTTPRequestHandler):
             record = matches[0] if matches else None
         if record is None or record["token"] in state.deleted:
             raise shape_a(404, "Key not found.", "not_found", "key")
-        if "key_alias" in body and body.get("key"):
+        if "key_alias" in body:
             self._alias_free(body["key_alias"], except_token=record["token"])
         for field, value in body.items():
             if field in ("key",):
@@ -517,7 +530,7 @@ class Handler(BaseHTTPRequestHandler):
             elif field in KEY_FIELDS:
                 record[field] = value
         record["updated_at"] = now().isoformat()
-        return 200, self._public(record)
+        return 200, {"key": record["token"], **self._public(record)}
 
     def _delete(self, query: dict[str, str], body: dict[str, Any], path: str) -> tuple[int, Any]:
         state = self.server.state
@@ -535,9 +548,9 @@ class Handler(BaseHTTPRequestHandler):
         for alias in aliases or []:
             found += [r for r in state.keys.values()
                       if r.get("key_alias") == alias and r["token"] not in state.deleted]
-        if not found:
-            raise shape_a(404, "{'error': 'Failed to delete all keys. Keys not found: "
-                          f"{keys or aliases}'}}", "not_found", "keys")
+        if not found:  # 1.108.7's words, type and (null) param
+            raise Reply(404, {"error": {"message": "{'error': 'No keys found'}",
+                                        "type": "internal_server_error", "param": None, "code": "404"}})
         for record in found:
             state.deleted[record["token"]] = record
         return 200, {"deleted_keys": keys if keys is not None else aliases}
@@ -548,9 +561,12 @@ class Handler(BaseHTTPRequestHandler):
         key = query.get("key", "")
         record = state.find(key) if key else None
         if record is None:
-            raise shape_a(404, "{'error': \"Key not found in database. key=" + key[:6]
-                          + "...\"}", "not_found", "key")
-        return 200, {"key": key, "info": {**self._public(record), "status": state.status(record)}}
+            raise shape_a(404, "Key not found in database", "not_found_error", "key")
+        info = {k: v for k, v in self._public(record).items() if k != "token"}  # as LiteLLM: no hash
+        if record["token"] in state.deleted:
+            info.update({"id": record["token"][:32], "deleted_at": now().isoformat(),
+                         "deleted_by": "default_user_id"})
+        return 200, {"key": key, "info": {**info, "status": state.status(record)}}
 
     def _list(self, query: dict[str, str], body: dict[str, Any], path: str) -> tuple[int, Any]:
         state = self.server.state
@@ -572,7 +588,8 @@ class Handler(BaseHTTPRequestHandler):
         total = len(records)
         chunk = records[(page - 1) * size : page * size]
         full = query.get("return_full_object", "false").lower() == "true"
-        keys = [self._public(r) for r in chunk] if full else [r["token"] for r in chunk]
+        keys = ([{**self._public(r), "team_alias": (state.teams.get(r.get("team_id") or "") or {})
+                  .get("team_alias")} for r in chunk] if full else [r["token"] for r in chunk])
         return 200, {"keys": keys, "total_count": total, "current_page": page,
                      "total_pages": max(1, -(-total // size))}
 
@@ -601,7 +618,9 @@ class Handler(BaseHTTPRequestHandler):
                                 "different team id."})
         team = {"team_id": team_id, "team_alias": body.get("team_alias"),
                 "models": list(body.get("models") or []), "metadata": body.get("metadata") or {},
-                "max_budget": body.get("max_budget"), "spend": 0.0, "blocked": False}
+                "max_budget": body.get("max_budget"), "spend": 0.0, "blocked": False,
+                "tpm_limit": None, "rpm_limit": None, "max_parallel_requests": None,
+                "budget_duration": None}
         state.teams[team_id] = team
         return 200, team
 
@@ -610,7 +629,8 @@ class Handler(BaseHTTPRequestHandler):
         self._need_db("Unable to get team info.")
         team = state.teams.get(query.get("team_id", ""))
         if team is None:
-            raise shape_b(404, {"error": f"Team not found, passed team_id={query.get('team_id')}"})
+            raise shape_a(404, "{'message': 'Team not found, passed team id: "
+                          f"{query.get('team_id')}.'}}", "auth_error", "None")
         keys = [self._public(r) for t, r in state.keys.items()
                 if r.get("team_id") == team["team_id"] and t not in state.deleted]
         return 200, {"team_id": team["team_id"], "team_info": team, "keys": keys}

@@ -179,7 +179,7 @@ def test_the_standin_answers_like_the_real_proxy(proxy: Peer) -> None:
                     not isinstance(real[2], str) or real[2] == ours[2])
             if not same:
                 differences.append(f"{method} {path} ({who or 'no key'}): real {real} / stand-in {ours}")
-        assert differences == []
+        assert differences == [], "\n".join(differences)
     finally:
         standin.shutdown()
         standin.server_close()

@@ -109,8 +109,14 @@ def test_no_database(client: LiteLLM, litellm: Standin) -> None:
         list(client.list_keys())  # 500 JSON "Database not connected", as 1.108.7 answers
     with pytest.raises(NoDatabaseError):
         client.team_info("t")  # 500 JSON with the message as a Python repr
+    for call in (lambda: client.generate_key({"key_alias": "x"}),  # each with its own words
+                 lambda: client.delete_keys(keys=["sk-x"]), lambda: client.new_team("t", "T")):
+        with pytest.raises(NoDatabaseError):
+            call()
+    litellm.fault("/key/generate", mode="plain500")
+    litellm.state.db = True
     with pytest.raises(ApiError, match="internal error .HTTP 500, no details"):
-        client.generate_key({"key_alias": "x"})  # a bare text/plain 500
+        client.generate_key({"key_alias": "x"})  # Starlette's bare text/plain 500
 
 
 def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
