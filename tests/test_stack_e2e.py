@@ -45,7 +45,7 @@ def sha16(key: str) -> str:
 def no_secrets(done: subprocess.CompletedProcess[str], project: StackProject) -> None:
     text = done.stdout + done.stderr
     for name in ("LITELLM_MASTER_KEY", "VIRTUAL_KEY", "WEBUI_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
-                 "UI_PASSWORD", "WEBUI_SECRET_KEY"):
+                 "UI_PASSWORD", "WEBUI_SECRET_KEY", "LITELLM_SALT_KEY"):
         value = project.value(name)
         if value:
             assert value not in text, f"{name} printed"
