@@ -150,9 +150,26 @@ def with_env_values(settings: Settings, config: Any) -> Settings:
 
     try:
         values = envfile.load(settings.env_file).values
+    except EnvFileError:
+        # a broken .env may still name its project: read just that, leniently (python-dotenv
+        # skips the lines it cannot parse), so env.init --force finds that stack's volumes
+        values = {"COMPOSE_PROJECT_NAME": _lenient_project(settings.env_file)}
+    try:
         return load_settings(config, env_file=str(settings.env_file), env_values=values)
     except GatewayError:
         return settings
+
+
+def _lenient_project(path: Path) -> str:
+    import logging
+
+    from dotenv import dotenv_values
+
+    logging.getLogger("dotenv.main").disabled = True  # its warnings would name the bad lines
+    try:
+        return str(dotenv_values(envfile.resolve(path)).get("COMPOSE_PROJECT_NAME") or "")
+    except (OSError, UnicodeError, ValueError):
+        return ""
 
 
 def init(settings: Settings, *, force: bool = False) -> InitResult:
@@ -398,18 +415,19 @@ def database_finding(container: Any, values: dict[str, str], env_name: str) -> F
     if "password authentication failed" in output or "no password supplied" in output:
         return Finding(
             "error", "database",
-            f"POSTGRES_PASSWORD in {env_name} no longer opens the running database: PostgreSQL "
-            "keeps the password of its first start, so LiteLLM cannot log in. Recover: put the "
-            "old value back (from a .env.backup.* file), or give the database .env's password - "
+            f"POSTGRES_PASSWORD (or POSTGRES_USER) in {env_name} no longer opens the running "
+            "database: PostgreSQL keeps the user and password of its first start, so LiteLLM "
+            "cannot log in. Recover: put the old values back (from a .env.backup.* file), or "
+            "give the database .env's password - "
             f"`docker exec -it <postgres container> psql -U {user} -d {db}`, then "
             f"`\\password {user}` and type POSTGRES_PASSWORD - then `invoke stack.restart`",
         )
     if "does not exist" in output:
         return Finding(
             "error", "database",
-            f"the running database has no role {user!r} or database {db!r} (POSTGRES_USER / "
-            "POSTGRES_DB changed since its first start); put the old values back in "
-            f"{env_name} (a .env.backup.* file has them)",
+            f"the running PostgreSQL has no database {db!r} (POSTGRES_DB changed since its "
+            f"first start, which created it); put the old value back in {env_name} (a "
+            ".env.backup.* file has it)",
         )
     if done.exit_code == 126 or done.exit_code == 127:
         return Finding("warn", "database", "no psql in the postgres container; the database "

@@ -1,8 +1,8 @@
 """stack.* end to end: real Docker engine, real Compose v2, the real Open WebUI.
 
-LiteLLM and PostgreSQL are stand-ins (tests/stack/compose.test.yml says why); everything else
-- the production docker-compose.yml, healthchecks, depends_on, volumes, Open WebUI's stored
-connection settings - is the real thing.
+LiteLLM is still a stand-in (tests/stack/compose.test.yml says why); PostgreSQL is the real
+program in an image built here; everything else - the production docker-compose.yml,
+healthchecks, depends_on, volumes, Open WebUI's stored connection settings - is the real thing.
 """
 
 from __future__ import annotations
@@ -111,7 +111,8 @@ def test_first_run_rotate_revoke_stop(stack: StackProject) -> None:
 
     # stop keeps the volumes; twice is fine; --volumes needs --yes without a terminal
     volumes = stack.volumes()
-    assert len(volumes) == 2
+    assert volumes == [f"{stack.name}_{v}" for v in
+                       ("litellm-standin-data", "open-webui-data", "postgres-data")]
     stack.ok("stack.stop")
     assert stack.containers() == [] and stack.volumes() == volumes
     twice = stack.ok("stack.stop")

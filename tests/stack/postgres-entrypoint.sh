@@ -38,7 +38,7 @@ if [ ! -s "$PGDATA/PG_VERSION" ]; then
         --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" >/dev/null
     printf '\nhost all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
     # the temporary server: Unix socket only, so nothing outside can reach it (or see it ready)
-    pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w -t 60 start >/dev/null
+    pg_ctl -D "$PGDATA" -o "-c listen_addresses='' -p 5432" -w -t 60 start
     if [ "$db" != postgres ]; then
         exists="$(psql -v ON_ERROR_STOP=1 -X -q -tA --username "$user" --dbname postgres \
             --set db="$db" <<<"SELECT 1 FROM pg_database WHERE datname = :'db';")"
