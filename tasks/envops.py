@@ -131,7 +131,9 @@ def keep_from_old(settings: Settings, old: dict[str, str], probe: VolumeProbe
     are kept; the rest is generated as usual."""
     if not probe.names and not probe.error:
         return {}, ""
-    names = [*VOLUME_BOUND, GATE_VAR, *(spec.env_var for spec in settings.keys.values())]
+    # the project name too: the volumes are named after it
+    names = ["COMPOSE_PROJECT_NAME", *VOLUME_BOUND, GATE_VAR,
+             *(spec.env_var for spec in settings.keys.values())]
     kept = {n: old[n] for n in names if old.get(n, "").strip()}
     if probe.error:
         why = (f"could not ask Docker whether the stack's volumes exist ({probe.error}); kept "

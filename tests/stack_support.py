@@ -235,7 +235,7 @@ class CmdlineWatcher:
                     values = {}
                 self.seen |= {v for k, v in values.items()
                               if len(v) >= 8 and (v.startswith("sk-") or "PASSWORD" in k
-                                                  or "SECRET" in k)}
+                                                  or "SECRET" in k or "SALT" in k)}
             for entry in proc.iterdir():
                 if not entry.name.isdigit():
                     continue
