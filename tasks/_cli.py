@@ -87,6 +87,11 @@ def emit(text: str = "") -> None:
     print(text, flush=True)
 
 
+def warn(text: str) -> None:
+    """A line for the person, on stderr: something worth knowing that is not a failure."""
+    print(text, file=sys.stderr, flush=True)
+
+
 def emit_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
 

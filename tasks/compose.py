@@ -30,7 +30,7 @@ SERVICES = (POSTGRES, LITELLM, OPENWEBUI)
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 SECRET_VARS = ("LITELLM_MASTER_KEY", "POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY",
-               "WEBUI_ADMIN_PASSWORD")
+               "WEBUI_ADMIN_PASSWORD", "LITELLM_SALT_KEY")
 
 DAEMON_HELP = (
     "start it: Linux `sudo systemctl start docker` (rootless: `systemctl --user start docker`), "

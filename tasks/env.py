@@ -7,7 +7,7 @@ from typing import Any
 from invoke.tasks import task
 
 from . import envops
-from ._cli import emit, emit_json, guarded, settings_from
+from ._cli import emit, emit_json, guarded, plain, settings_from, warn
 from .errors import EnvFileError
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
@@ -18,19 +18,33 @@ ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
 def init(c: Any, force: bool = False, env_file: str | None = None) -> None:
     """Write .env from .env.example with strong generated secrets and FIRST_RUN=yes."""
     settings = settings_from(c, env_file=env_file)
+    if force:
+        # the stack the old .env ran (its COMPOSE_PROJECT_NAME) is the one whose volumes count
+        settings = envops.with_env_values(settings, plain(c.config))
     result = envops.init(settings, force=force)
     if result.backup:
         emit(f"backed up the old file to {result.backup} (0600)")
     emit(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}")
-    emit("next: `invoke stack.start` (it creates the virtual key on this first run)")
+    if result.kept:
+        emit(f"kept from the old file: {', '.join(result.kept)}")
+    if result.note:
+        warn(result.note)
+    if result.kept:
+        emit("next: `invoke stack.start`, or `invoke stack.restart` to apply it to a running stack")
+    else:
+        emit("next: `invoke stack.start` (it creates the virtual key on this first run)")
 
 
 @task(help={"env-file": ENV_FILE, "json": "Print the findings as JSON for scripts"})
 @guarded
 def check(c: Any, env_file: str | None = None, json: bool = False) -> None:
-    """Validate .env for stack.start: required values, master key, gate, mode 0600, git."""
+    """Validate .env for stack.start: required values, master key, gate, mode 0600, git; on a
+    running stack, that its database password and Open WebUI admin still work."""
     settings = settings_from(c, env_file=env_file)
     findings = envops.check(settings)
+    if not any(f.check == "parse" and f.level == "error" for f in findings):
+        # on a running stack: do the passwords .env holds still open what the volumes keep?
+        findings += envops.stack_findings(envops.with_env_values(settings, plain(c.config)))
     report = envops.summary(findings)
     if json:
         emit_json({"env_file": str(settings.env_file), **report})

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from . import envfile, perms
-from .errors import EnvFileError
+from .errors import EnvFileError, GatewayError
 from .settings import GATE_VAR, TRUTHY, Settings
 
 #: Secrets env.init generates when the template leaves them blank.
 GENERATORS: dict[str, Callable[[], str]] = {
     "LITELLM_MASTER_KEY": lambda: "sk-" + secrets.token_urlsafe(32),
+    "LITELLM_SALT_KEY": lambda: secrets.token_urlsafe(32),
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
     "UI_PASSWORD": lambda: secrets.token_urlsafe(12),
     "WEBUI_SECRET_KEY": lambda: secrets.token_urlsafe(32),
@@ -26,6 +28,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
 }
 REQUIRED = (
     "LITELLM_MASTER_KEY",
+    "LITELLM_SALT_KEY",
     "POSTGRES_USER",
     "POSTGRES_PASSWORD",
     "POSTGRES_DB",
@@ -35,7 +38,8 @@ REQUIRED = (
     "WEBUI_ADMIN_EMAIL",
     "WEBUI_ADMIN_PASSWORD",
 )
-PASSWORDS = ("POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY")
+PASSWORDS = ("POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY",
+             "LITELLM_SALT_KEY")
 PORTS = ("LITELLM_PORT", "WEBUI_PORT")
 PLACEHOLDERS = {
     "changeme", "change-me", "change_me", "changethis", "password", "secret", "todo", "xxx",
@@ -47,33 +51,166 @@ _PLACEHOLDER_RE = re.compile(r"(<[^>]*>|your[-_ ].*|sk-x+|x{3,}|\.\.\.)\Z", re.I
 # --------------------------------------------------------------------------- init
 
 
+#: Values the stack's volumes hold on to once it has run: PostgreSQL takes its user, password
+#: and database only when it first initialises its volume; Open WebUI keeps its admin account
+#: in its own database and signs sessions with its secret key; LiteLLM's stored credentials are
+#: encrypted with the salt key. ``env.init --force`` keeps these (and the virtual keys, which
+#: live in the database) while the volumes exist.
+VOLUME_BOUND = (
+    "POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB", "LITELLM_SALT_KEY",
+    "WEBUI_SECRET_KEY", "WEBUI_ADMIN_EMAIL", "WEBUI_ADMIN_PASSWORD",
+)
+#: The stack's named volumes (docker-compose.yml), as ``<project>_<name>`` in Docker.
+STACK_VOLUMES = ("postgres-data", "open-webui-data")
+
+
 @dataclass
 class InitResult:
+    """What ``init`` did. ``kept``: names taken over from the old .env (never values);
+    ``volumes``: the stack's volumes found; ``note``: why values were kept, or a warning."""
+
     path: Path
     generated: list[str]
     backup: Path | None
+    kept: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class VolumeProbe:
+    """The stack's volumes Docker reports (``names``), or why Docker could not be asked
+    (``error``: then nothing is known, and ``names`` is empty)."""
+
+    names: tuple[str, ...] = ()
+    error: str = ""
+
+
+def probe_volumes(project: str, *, timeout: float = 10.0) -> VolumeProbe:
+    """Which of the stack's named volumes (``<project>_postgres-data``, ``<project>_open-webui-
+    data``, labelled ``com.docker.compose.project=<project>``) exist. Never raises for an
+    expected failure: a missing docker CLI or an unreachable daemon comes back as ``error``."""
+    from . import compose
+    from .errors import DockerUnavailableError
+
+    wanted = {f"{project}_{name}" for name in STACK_VOLUMES}
+    try:
+        docker = compose.find_docker()
+        client = compose.connect(compose.docker_endpoint(docker), timeout=timeout)
+    except DockerUnavailableError as exc:
+        return VolumeProbe(error=exc.message)
+    try:
+        found = client.volumes.list(filters={"label": f"{compose.PROJECT_LABEL}={project}"})
+        return VolumeProbe(tuple(sorted(v.name for v in found if v.name in wanted)))
+    except Exception as exc:  # noqa: BLE001 - any SDK/daemon failure means "could not ask"
+        return VolumeProbe(error=f"Docker could not list volumes ({type(exc).__name__})")
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
+def _old_values(path: Path) -> dict[str, str]:
+    """The old .env's values, for keeping what the volumes hold; EnvFileError if unreadable."""
+    try:
+        return envfile.load(path).values
+    except EnvFileError as exc:
+        raise EnvFileError(
+            f"env.init --force must keep the database and Open WebUI passwords of the old .env "
+            f"(the stack's volumes hold them), but it cannot be read: {exc.message}; fix it, or "
+            "remove the volumes first (`invoke stack.stop --volumes`, which deletes every key "
+            "and chat)"
+        ) from None
+
+
+def keep_from_old(settings: Settings, old: dict[str, str], probe: VolumeProbe
+                  ) -> tuple[dict[str, str], str]:
+    """The values of the old .env that must survive ``env.init --force``, and why.
+
+    Kept while the stack's volumes exist, and also when Docker cannot be asked (the safe
+    side: keeping a working value never breaks a stack, a new one may). Only non-empty values
+    are kept; the rest is generated as usual."""
+    if not probe.names and not probe.error:
+        return {}, ""
+    # the project name too: the volumes are named after it
+    names = ["COMPOSE_PROJECT_NAME", *VOLUME_BOUND, GATE_VAR,
+             *(spec.env_var for spec in settings.keys.values())]
+    kept = {n: old[n] for n in names if old.get(n, "").strip()}
+    if probe.error:
+        why = (f"could not ask Docker whether the stack's volumes exist ({probe.error}); kept "
+               "what they would hold, to be safe")
+    else:
+        why = (f"the stack's volumes exist ({', '.join(probe.names)}) and hold these; kept them "
+               "(to start afresh: `invoke stack.stop --volumes`, then `invoke env.init --force`)")
+    return kept, why
+
+
+def with_env_values(settings: Settings, config: Any) -> Settings:
+    """``settings`` resolved again with the existing .env's values, so the compose project name
+    is the one that .env ran (``COMPOSE_PROJECT_NAME``). Unchanged when .env is missing or
+    cannot be read or resolved: ``init`` reports those itself."""
+    from .settings import load_settings
+
+    try:
+        values = envfile.load(settings.env_file).values
+    except EnvFileError:
+        # a broken .env may still name its project: read just that, leniently (python-dotenv
+        # skips the lines it cannot parse), so env.init --force finds that stack's volumes
+        values = {"COMPOSE_PROJECT_NAME": _lenient_project(settings.env_file)}
+    try:
+        return load_settings(config, env_file=str(settings.env_file), env_values=values)
+    except GatewayError:
+        return settings
+
+
+def _lenient_project(path: Path) -> str:
+    import logging
+
+    from dotenv import dotenv_values
+
+    logging.getLogger("dotenv.main").disabled = True  # its warnings would name the bad lines
+    try:
+        return str(dotenv_values(envfile.resolve(path)).get("COMPOSE_PROJECT_NAME") or "")
+    except (OSError, UnicodeError, ValueError):
+        return ""
 
 
 def init(settings: Settings, *, force: bool = False) -> InitResult:
-    """Write .env from .env.example with fresh secrets; refuse to replace one unless ``force``."""
+    """Write .env from .env.example with fresh secrets; refuse to replace one unless ``force``.
+
+    With ``force`` on a stack that has run (its volumes exist, or Docker cannot be asked), the
+    values in ``VOLUME_BOUND`` and the virtual keys with ``FIRST_RUN`` are taken over from the
+    old .env, so LiteLLM still logs in to its database and the tasks to Open WebUI. Raises
+    EnvFileError (.env untouched) when .env exists without ``force``, or when the old .env must
+    be kept from but cannot be read; LockBusyError when another task holds the lock."""
     template = envfile.load(settings.example_file)
-    changes: dict[str, str] = {}
-    for name, make in GENERATORS.items():
-        if not template.get(name):
-            changes[name] = make()
-    changes[GATE_VAR] = "yes"
-    for spec in settings.keys.values():
-        changes[spec.env_var] = ""
-    data = template.render(changes)
     path = settings.env_file
     exists = path.exists() or path.is_symlink()
+    if exists and not force:
+        raise EnvFileError(
+            f"{path} already exists; env.init will not replace it "
+            "(`invoke env.init --force` keeps a 0600 backup and writes a new one)"
+        )
+    probe = probe_volumes(settings.project_name, timeout=settings.timeout)
     backup = None
     with envfile.file_lock(envfile.lock_path_for(path), settings.lock_timeout):
-        if exists and not force:
-            raise EnvFileError(
-                f"{path} already exists; env.init will not replace it "
-                "(`invoke env.init --force` keeps a 0600 backup and writes a new one)"
-            )
+        kept: dict[str, str] = {}
+        note = ""
+        if exists and (probe.names or probe.error):
+            kept, note = keep_from_old(settings, _old_values(path), probe)
+        elif not exists and probe.names:
+            note = (f"warning: the stack's volumes exist from an earlier .env "
+                    f"({', '.join(probe.names)}); the new passwords will not open them. Put the "
+                    "old POSTGRES_PASSWORD, WEBUI_ADMIN_* and LITELLM_SALT_KEY back, or remove "
+                    "the volumes (`invoke stack.stop --volumes`)")
+        changes: dict[str, str] = {}
+        for name, make in GENERATORS.items():
+            if not template.get(name):
+                changes[name] = make()
+        changes[GATE_VAR] = "yes"
+        for spec in settings.keys.values():
+            changes[spec.env_var] = ""
+        changes.update(kept)
+        data = template.render(changes)
         if exists:
             try:
                 old = envfile.resolve(path).read_bytes()
@@ -89,7 +226,8 @@ def init(settings: Settings, *, force: bool = False) -> InitResult:
             envfile.write_secure(path, data)
         else:
             envfile.write_secure(path, data, exclusive=True)
-    return InitResult(path, sorted(k for k in changes if k in GENERATORS), backup)
+    generated = sorted(k for k in changes if k in GENERATORS and k not in kept)
+    return InitResult(path, generated, backup, sorted(kept), list(probe.names), note)
 
 
 # --------------------------------------------------------------------------- check
@@ -235,6 +373,127 @@ def mode_finding(path: Path) -> Finding:
     if private:
         return Finding("ok", "mode", f"mode {mode}: readable by you alone")
     return Finding("error", "mode", f"mode {mode}: others can read it; run `invoke env.lock-permissions`")
+
+
+# --------------------------------------------------------------------------- running stack
+
+#: The program run in the postgres container: psql to the container's own network address, so
+#: the connection is checked as LiteLLM's is (a host connection: scram-sha-256), not as a
+#: trusted local one. The password travels in the exec's environment (PGPASSWORD).
+def _psql_argv(address: str, user: str, db: str) -> list[str]:
+    return ["psql", "-w", "-X", "-q", "-tA", "-h", address, "-U", user, "-d", db,
+            "-c", "SELECT 1"]
+
+
+def _address(container: Any) -> str:
+    networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    for net in networks.values():
+        if (net or {}).get("IPAddress"):
+            return str(net["IPAddress"])
+    return ""
+
+
+def database_finding(container: Any, values: dict[str, str], env_name: str) -> Finding:
+    """Does .env's POSTGRES_PASSWORD (with POSTGRES_USER / POSTGRES_DB) open the running
+    PostgreSQL? Checked with psql inside its container over TCP; the password is passed in the
+    exec's environment, never in an argument list."""
+    user = values.get("POSTGRES_USER") or "litellm"
+    db = values.get("POSTGRES_DB") or "litellm"
+    address = _address(container)
+    if not address:
+        return Finding("warn", "database", "the postgres container has no network address; "
+                       "the database password was not checked")
+    try:
+        done = container.exec_run(_psql_argv(address, user, db), stdout=True, stderr=True,
+                                  environment={"PGPASSWORD": values.get("POSTGRES_PASSWORD", ""),
+                                               "PGCONNECT_TIMEOUT": "5"})
+    except Exception as exc:  # noqa: BLE001 - any SDK/daemon failure: not checked
+        return Finding("warn", "database", f"could not run psql in the postgres container "
+                       f"({type(exc).__name__}); the database password was not checked")
+    output = (done.output or b"").decode("utf-8", "replace")
+    if done.exit_code == 0:
+        return Finding("ok", "database", f"POSTGRES_PASSWORD opens the running database "
+                       f"({user}@{db})")
+    if "password authentication failed" in output or "no password supplied" in output:
+        return Finding(
+            "error", "database",
+            f"POSTGRES_PASSWORD (or POSTGRES_USER) in {env_name} no longer opens the running "
+            "database: PostgreSQL keeps the user and password of its first start, so LiteLLM "
+            "cannot log in. Recover: put the old values back (from a .env.backup.* file), or "
+            "give the database .env's password - "
+            f"`docker exec -it <postgres container> psql -U {user} -d {db}`, then "
+            f"`\\password {user}` and type POSTGRES_PASSWORD - then `invoke stack.restart`",
+        )
+    if "does not exist" in output:
+        return Finding(
+            "error", "database",
+            f"the running PostgreSQL has no database {db!r} (POSTGRES_DB changed since its "
+            f"first start, which created it); put the old value back in {env_name} (a "
+            ".env.backup.* file has it)",
+        )
+    if done.exit_code == 126 or done.exit_code == 127:
+        return Finding("warn", "database", "no psql in the postgres container; the database "
+                       "password was not checked")
+    last = output.strip().splitlines()[-1:] or [f"exit code {done.exit_code}"]
+    return Finding("warn", "database", f"could not check the database password: {last[0]}")
+
+
+def admin_finding(webui: Any, env_name: str) -> Finding:
+    """Does Open WebUI accept .env's WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD (a sign-in)?"""
+    from .errors import OpenWebUIError, ProxyUnreachableError
+
+    try:
+        with webui:
+            webui.token  # noqa: B018 - signs in
+    except OpenWebUIError:
+        return Finding(
+            "error", "admin",
+            f"Open WebUI refuses WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD from {env_name}: it "
+            "keeps the admin account of its first start, so the tasks cannot hand it keys. "
+            "Recover: put the old values back (from a .env.backup.* file), or sign in to Open "
+            "WebUI with the old ones and set the password to .env's (Settings > Account)",
+        )
+    except ProxyUnreachableError as exc:
+        return Finding("warn", "admin", f"could not reach Open WebUI to check the admin sign-in "
+                       f"({exc.message})")
+    return Finding("ok", "admin", "Open WebUI accepts the admin sign-in from .env")
+
+
+def stack_findings(settings: Settings) -> list[Finding]:
+    """On a running stack: whether .env's database password and Open WebUI admin still work.
+
+    ``settings`` must be resolved with .env's values (``with_env_values``). Never raises for an
+    expected failure: no Docker or a stopped stack is an ``ok`` finding saying what was not
+    checked."""
+    from .compose import OPENWEBUI, POSTGRES
+    from .stackops import Gateway
+
+    try:
+        values = envfile.load(settings.env_file).values
+    except EnvFileError:
+        return []
+    env_name = settings.env_file.name
+    gateway = Gateway(settings)
+    try:
+        try:
+            postgres = gateway._running_container(POSTGRES)
+        except GatewayError:  # no docker CLI at all
+            postgres = None
+        if postgres is None:
+            return [Finding("ok", "stack", "the stack is not running (or Docker is not "
+                            "reachable): the database and admin checks were skipped")]
+        found = [database_finding(postgres, values, env_name)]
+        if gateway._running_container(OPENWEBUI) is not None:
+            try:
+                webui = gateway.openwebui()
+            except GatewayError as exc:
+                found.append(Finding("error", "admin", exc.message))
+            else:
+                if webui is not None:
+                    found.append(admin_finding(webui, env_name))
+        return found
+    finally:
+        gateway.close()
 
 
 def summary(findings: list[Finding]) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def write_env(path: Path, **values: str) -> Path:
         "POSTGRES_DB": "litellm",
         "WEBUI_PORT": "3000",
         "WEBUI_SECRET_KEY": "webui-secret-key-123456",
+        "LITELLM_SALT_KEY": "salt-key-1234567890abcdef",
         "WEBUI_ADMIN_EMAIL": "admin@example.com",
         "WEBUI_ADMIN_PASSWORD": "admin-password-123",
         "FIRST_RUN": "yes",

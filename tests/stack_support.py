@@ -1,14 +1,16 @@
 """Support for the end-to-end tests on a real Docker engine and Compose v2.
 
 Each test gets its own compose project (unique name, free ports, its own .env written by
-``env.init``), made of docker-compose.yml plus tests/stack/compose.test.yml: stand-ins for
-LiteLLM and PostgreSQL, and the real Open WebUI. Everything is torn down (``down -v``) after.
+``env.init``), made of docker-compose.yml plus tests/stack/compose.test.yml: the real PostgreSQL
+(an image built here, see tests/stack/postgres.Dockerfile), the LiteLLM stand-in, and the real
+Open WebUI. Everything is torn down (``down -v``) after.
 Outside CI a missing Docker, image or Open WebUI venv skips these tests with the reason; in CI
 (``CI`` set) it fails them: there they must run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -31,8 +33,18 @@ from tests.conftest import REPO, key_accepted
 
 CACHE = Path(os.environ.get("AI_GATEWAY_CACHE", "/var/cache/ai-gateway-ci"))
 BASE_IMAGE = "ai-gateway-base:bookworm"
-TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", "ai-gateway-test/postgres-standin:latest")
 STACK_DIR = REPO / "tests" / "stack"
+POSTGRES_FILES = (STACK_DIR / "postgres.Dockerfile", STACK_DIR / "postgres-entrypoint.sh")
+
+
+def postgres_image() -> str:
+    """The test PostgreSQL image, tagged by a hash of the files it is built from; .ci/setup
+    computes the same tag (`cat <files> | sha256sum | cut -c1-12`) and builds it when missing."""
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in POSTGRES_FILES)).hexdigest()
+    return f"ai-gateway-test/postgres:{digest[:12]}"
+
+
+TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", postgres_image())
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -104,6 +116,7 @@ class StackProject:
             "INVOKE_GATEWAY_COMPOSE_FILES": os.pathsep.join(str(f) for f in self.compose_files),
             "OPENWEBUI_VENV": str(self.docker.openwebui_venv),
             "OPENWEBUI_PYTHON": str(self.docker.openwebui_python),
+            "TEST_POSTGRES_IMAGE": postgres_image(),
             "PYTHONDONTWRITEBYTECODE": "1",
         })
         env.update(self.extra_env)
@@ -222,7 +235,7 @@ class CmdlineWatcher:
                     values = {}
                 self.seen |= {v for k, v in values.items()
                               if len(v) >= 8 and (v.startswith("sk-") or "PASSWORD" in k
-                                                  or "SECRET" in k)}
+                                                  or "SECRET" in k or "SALT" in k)}
             for entry in proc.iterdir():
                 if not entry.name.isdigit():
                     continue

@@ -24,7 +24,8 @@ def test_init_writes_a_private_env_with_strong_secrets(project: Project) -> None
     values = envfile.load(project.env).values
     assert values["LITELLM_MASTER_KEY"].startswith("sk-")
     assert len(values["LITELLM_MASTER_KEY"]) >= 3 + 43  # 32 random bytes, url-safe
-    for name in ("POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD"):
+    for name in ("POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD",
+                 "LITELLM_SALT_KEY"):
         assert len(values[name]) >= 16, name
         assert values[name] not in done.stdout + done.stderr
     assert values["FIRST_RUN"] == "yes" and values["VIRTUAL_KEY"] == ""

@@ -17,7 +17,7 @@ from tests.stack_support import CmdlineWatcher
 from tests.test_envfile import BAD_FILES
 
 SECRETS = ("LITELLM_MASTER_KEY", "POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY",
-           "WEBUI_ADMIN_PASSWORD", "VIRTUAL_KEY")
+           "WEBUI_ADMIN_PASSWORD", "VIRTUAL_KEY", "LITELLM_SALT_KEY")
 
 # every keys and env task, on a success path and on a failure path
 RUNS: list[tuple[list[str], str | None]] = [

@@ -1,8 +1,8 @@
 """stack.* end to end: real Docker engine, real Compose v2, the real Open WebUI.
 
-LiteLLM and PostgreSQL are stand-ins (tests/stack/compose.test.yml says why); everything else
-- the production docker-compose.yml, healthchecks, depends_on, volumes, Open WebUI's stored
-connection settings - is the real thing.
+LiteLLM is still a stand-in (tests/stack/compose.test.yml says why); PostgreSQL is the real
+program in an image built here; everything else - the production docker-compose.yml,
+healthchecks, depends_on, volumes, Open WebUI's stored connection settings - is the real thing.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def sha16(key: str) -> str:
 def no_secrets(done: subprocess.CompletedProcess[str], project: StackProject) -> None:
     text = done.stdout + done.stderr
     for name in ("LITELLM_MASTER_KEY", "VIRTUAL_KEY", "WEBUI_ADMIN_PASSWORD", "POSTGRES_PASSWORD",
-                 "UI_PASSWORD", "WEBUI_SECRET_KEY"):
+                 "UI_PASSWORD", "WEBUI_SECRET_KEY", "LITELLM_SALT_KEY"):
         value = project.value(name)
         if value:
             assert value not in text, f"{name} printed"
@@ -111,7 +111,8 @@ def test_first_run_rotate_revoke_stop(stack: StackProject) -> None:
 
     # stop keeps the volumes; twice is fine; --volumes needs --yes without a terminal
     volumes = stack.volumes()
-    assert len(volumes) == 2
+    assert volumes == [f"{stack.name}_{v}" for v in
+                       ("litellm-standin-data", "open-webui-data", "postgres-data")]
     stack.ok("stack.stop")
     assert stack.containers() == [] and stack.volumes() == volumes
     twice = stack.ok("stack.stop")
@@ -169,6 +170,41 @@ def test_restart_applies_a_changed_env(stack: StackProject) -> None:
     assert stack.env.read_bytes() == before and len(stack.standin()["keys"]) == keys_before
 
 
+def stack_checks(stack: StackProject) -> dict[str, dict[str, str]]:
+    done = stack.run("env.check", "--json")
+    return {f["check"]: f for f in json.loads(done.stdout)["findings"]
+            if f["check"] in ("database", "admin")}
+
+
+def test_env_init_force_on_a_stack_that_has_run(stack: StackProject) -> None:
+    stack.ok("stack.start")
+    key, master = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
+    assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
+        "database": "ok", "admin": "ok"}
+
+    # new secrets where that is safe; what the volumes hold is kept, so the stack works on
+    ports = {n: stack.value(n) for n in ("LITELLM_PORT", "WEBUI_PORT")}
+    done = stack.ok("env.init", "--force")
+    no_secrets(done, stack)
+    assert "kept from the old file" in done.stdout and "POSTGRES_PASSWORD" in done.stdout
+    assert stack.value("COMPOSE_PROJECT_NAME") == stack.name
+    assert stack.value("VIRTUAL_KEY") == key and stack.value("LITELLM_MASTER_KEY") != master
+    envfile.update(stack.env, ports)  # ports are not kept (the template's); the test's own again
+    stack.ok("stack.restart")
+    assert stack.litellm_accepts(key)
+    status = json.loads(stack.ok("stack.status", "--json").stdout)
+    assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
+    assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
+        "database": "ok", "admin": "ok"}
+
+    # a .env whose Open WebUI admin password is not the account's: said, with the way back
+    envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": "not-the-admin-password"})
+    checked = stack.run("env.check")
+    assert checked.returncode == 3
+    assert "Open WebUI refuses WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD" in checked.stdout
+    assert ".env.backup" in checked.stdout
+
+
 def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, docker: DockerEnv) -> None:
     stack = make_project(tmp_path, docker, "no-litellm-port.yml")
     watcher = CmdlineWatcher(stack.env)
@@ -181,7 +217,7 @@ def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, doc
             assert len(watcher.hits) == 1, "the watcher missed a secret in an argument list"
             watcher.hits.clear()
             _container_path(stack)
-        assert watcher.scans > 100 and len(watcher.seen) >= 7  # five secrets and two keys
+        assert watcher.scans > 100 and len(watcher.seen) >= 8  # six secrets and two keys
         assert watcher.hits == set(), "a secret travelled on a command line (docker exec?)"
     finally:
         stack.down()
