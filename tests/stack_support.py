@@ -35,16 +35,27 @@ CACHE = Path(os.environ.get("AI_GATEWAY_CACHE", "/var/cache/ai-gateway-ci"))
 BASE_IMAGE = "ai-gateway-base:bookworm"
 STACK_DIR = REPO / "tests" / "stack"
 POSTGRES_FILES = (STACK_DIR / "postgres.Dockerfile", STACK_DIR / "postgres-entrypoint.sh")
+LITELLM_FILES = (STACK_DIR / "litellm-real.Dockerfile", STACK_DIR / "litellm_real_entrypoint.py")
+LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
+REAL_LITELLM_ROOT = CACHE / "real-litellm"
+
+
+def hashed_image(name: str, files: tuple[Path, ...]) -> str:
+    """A test image tagged by a hash of the files it is built from; .ci/setup computes the same
+    tag (`cat <files> | sha256sum | cut -c1-12`) and builds it when missing."""
+    digest = hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()
+    return f"ai-gateway-test/{name}:{digest[:12]}"
 
 
 def postgres_image() -> str:
-    """The test PostgreSQL image, tagged by a hash of the files it is built from; .ci/setup
-    computes the same tag (`cat <files> | sha256sum | cut -c1-12`) and builds it when missing."""
-    digest = hashlib.sha256(b"".join(f.read_bytes() for f in POSTGRES_FILES)).hexdigest()
-    return f"ai-gateway-test/postgres:{digest[:12]}"
+    return hashed_image("postgres", POSTGRES_FILES)
 
 
-TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", postgres_image())
+def litellm_image() -> str:
+    return hashed_image("litellm-real", LITELLM_FILES)
+
+
+TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", postgres_image(), litellm_image())
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -65,6 +76,16 @@ def _quiet(args: list[str], timeout: float = 60) -> subprocess.CompletedProcess[
 class DockerEnv:
     openwebui_venv: Path
     openwebui_python: Path
+    litellm_venv: Path
+    litellm_python: Path
+
+
+def _venv_python(venv: Path) -> Path:
+    """The Python installation a venv was made from (bind-mounted beside it into containers)."""
+    for line in (venv / "pyvenv.cfg").read_text().splitlines():
+        if line.startswith("home"):
+            return Path(line.split("=", 1)[1].strip()).parent
+    raise AssertionError(f"{venv}/pyvenv.cfg names no home")
 
 
 def docker_env() -> DockerEnv:
@@ -76,12 +97,11 @@ def docker_env() -> DockerEnv:
                 f"the image {image} is missing")
     venv = Path(os.environ.get("OPENWEBUI_VENV") or CACHE / "openwebui")
     require((venv / "bin" / "open-webui").exists(), f"Open WebUI is not installed in {venv}")
-    home = ""
-    for line in (venv / "pyvenv.cfg").read_text().splitlines():
-        if line.startswith("home"):
-            home = line.split("=", 1)[1].strip()
-    python = Path(os.environ.get("OPENWEBUI_PYTHON") or Path(home).parent)
-    return DockerEnv(venv, python)
+    python = Path(os.environ.get("OPENWEBUI_PYTHON") or _venv_python(venv))
+    require((LITELLM_VENV / "bin" / "litellm").exists(), f"LiteLLM is not installed in {LITELLM_VENV}")
+    require((REAL_LITELLM_ROOT / "generated.stamp").exists(),
+            f"LiteLLM's Prisma client is not generated in {REAL_LITELLM_ROOT} (tests/real_litellm/setup.sh)")
+    return DockerEnv(venv, python, LITELLM_VENV, _venv_python(LITELLM_VENV))
 
 
 def free_port() -> int:
@@ -117,6 +137,10 @@ class StackProject:
             "OPENWEBUI_VENV": str(self.docker.openwebui_venv),
             "OPENWEBUI_PYTHON": str(self.docker.openwebui_python),
             "TEST_POSTGRES_IMAGE": postgres_image(),
+            "TEST_LITELLM_IMAGE": litellm_image(),
+            "LITELLM_VENV": str(self.docker.litellm_venv),
+            "LITELLM_PYTHON": str(self.docker.litellm_python),
+            "REAL_LITELLM_ROOT": str(REAL_LITELLM_ROOT),
             "PYTHONDONTWRITEBYTECODE": "1",
         })
         env.update(self.extra_env)
@@ -171,20 +195,23 @@ class StackProject:
     def litellm_accepts(self, key: str) -> bool:
         return key_accepted(f"http://127.0.0.1:{self.port('LITELLM_PORT')}", key)
 
-    def standin(self, path: str = "/_standin/state") -> Any:
-        url = f"http://127.0.0.1:{self.port('LITELLM_PORT')}{path}"
-        with urllib.request.urlopen(url, timeout=10) as response:
+    def admin(self, method: str, path: str, body: Any = None) -> Any:
+        """Ask LiteLLM's admin API with the master key (as an admin would); the answer's JSON."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port('LITELLM_PORT')}{path}", data=data, method=method,
+            headers={"Authorization": f"Bearer {self.value('LITELLM_MASTER_KEY')}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
             return json.load(response)
 
     def admin_key(self, alias: str) -> dict[str, Any]:
-        """Make a key straight through the LiteLLM stand-in's admin API (as an admin would)."""
-        body = json.dumps({"key_alias": alias, "team_id": "open-webui-team"}).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port('LITELLM_PORT')}/key/generate", data=body, method="POST",
-            headers={"Authorization": f"Bearer {self.value('LITELLM_MASTER_KEY')}",
-                     "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return dict(json.load(response))
+        """Make a key straight through LiteLLM's admin API (as an admin would)."""
+        return dict(self.admin("POST", "/key/generate", {"key_alias": alias, "team_id": "open-webui-team"}))
+
+    def litellm_keys(self) -> list[dict[str, Any]]:
+        """Every key in LiteLLM's database (full objects)."""
+        return list(self.admin("GET", "/key/list?return_full_object=true&page=1&size=100")["keys"])
 
     def webui(self) -> Any:
         from tasks.openwebui import OpenWebUI
