@@ -63,14 +63,29 @@ def find_docker() -> str:
 
 
 def docker_endpoint(docker: str, environ: Mapping[str, str] | None = None) -> str:
-    """The daemon the docker CLI would talk to."""
+    """The daemon the docker CLI would talk to: ``DOCKER_HOST``, else the current context's.
+
+    Raises DockerUnavailableError (exit 10) when the CLI cannot resolve its context (a
+    ``DOCKER_CONTEXT`` or ``docker context use`` naming a context that does not exist): the
+    docker CLI, and so ``docker compose``, cannot start then.
+    """
     environ = os.environ if environ is None else environ
     if environ.get("DOCKER_HOST"):
         return environ["DOCKER_HOST"]
-    done = _run([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15)
+    done = _run([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15,
+                env=environ)
     endpoint = done.stdout.strip() if done.returncode == 0 else ""
     if endpoint:
         return endpoint
+    problem = (done.stderr or "").lower()
+    old_cli = "unknown command" in problem or "is not a docker command" in problem
+    if done.returncode != 0 and not old_cli:
+        named = environ.get("DOCKER_CONTEXT")
+        which = f"DOCKER_CONTEXT={named}" if named else "the current docker context"
+        raise DockerUnavailableError(
+            f"the docker CLI cannot use {which} (`docker context inspect` failed); "
+            "`docker context ls` lists the contexts, `docker context use default` picks the default"
+        )
     return "npipe:////./pipe/docker_engine" if sys.platform == "win32" else "unix:///var/run/docker.sock"
 
 

@@ -215,9 +215,16 @@ class Gateway:
             )
         return spec, has_key
 
-    def preflight(self) -> None:
+    def require_docker(self) -> None:
+        """The docker CLI, its context, the daemon at its endpoint, and Compose: every stack
+        task checks the same, so one cause always ends in one exit code (10)."""
         s = self.stack
         _ = s.client  # daemon reachable at the CLI's endpoint
+        _ = s.cli
+
+    def preflight(self) -> None:
+        s = self.stack
+        self.require_docker()
         if s.cli.warning:
             self.notes.append(s.cli.warning)
         values = self.values
@@ -308,6 +315,7 @@ class Gateway:
                         "WebUI cannot reach models; run `invoke keys.create` to replace it")
 
     def stop(self, *, volumes: bool = False) -> Outcome:
+        self.require_docker()
         states = self.stack.states()
         if not states:
             return Outcome(notes=[f"nothing to stop: no containers of project "
@@ -337,6 +345,7 @@ class Gateway:
 
     def status(self) -> Outcome:
         outcome = Outcome(changed=False)
+        self.require_docker()
         outcome.services = self.stack.states()
         spec = self.settings.gate_key
         values = self.values
