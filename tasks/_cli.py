@@ -176,6 +176,10 @@ def settings_from(
             f"no LITELLM_MASTER_KEY in {settings.env_file} or the environment; "
             "run `invoke env.init` or set it"
         )
+    from .envcompat import require_sendable
+
+    require_sendable(settings.master_key, settings.master_key_source,
+                     {k.env_var: values.get(k.env_var, "") for k in settings.keys.values()})
     return settings
 
 

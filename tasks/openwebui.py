@@ -86,7 +86,7 @@ class OpenWebUI:
             if not token:
                 raise OpenWebUIError("Open WebUI's sign-in answered without a token")
             if data.get("role") not in (None, "admin"):
-                raise OpenWebUIError(f"{self._email} is not an admin in Open WebUI")
+                raise OpenWebUIError("the account of WEBUI_ADMIN_EMAIL is not an admin in Open WebUI")
             self._token = str(token)
         return self._token
 
