@@ -114,7 +114,7 @@ def _is_placeholder(value: str) -> bool:
             or bool(_PLACEHOLDER_RE.match(text) or _PLACEHOLDER_RE.match(body))
             or bool(re.fullmatch(r"x+", body, re.I))
             or bool(_PLACEHOLDER_WORD_RE.search(text))
-            or bool(re.search(r"<[A-Za-z][\w .-]*>", text)))
+            or bool(re.search(r"<[A-Za-z][\w .-]{2,}>", text)))
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
