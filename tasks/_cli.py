@@ -9,6 +9,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -67,9 +68,17 @@ def install_config_error_hook() -> None:
 
 
 def _config_error(exc: BaseException) -> str | None:
+    from invoke.config import AmbiguousMergeError
     from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
     from invoke.vendor.yaml import YAMLError
 
+    if isinstance(exc, AmbiguousMergeError):
+        kinds = re.findall(r"<class '(\w+)'>", str(exc))
+        shapes = {"dict": "a map", "list": "a list", "NoneType": "a value", "str": "a text",
+                  "int": "a number", "float": "a number", "bool": "yes/no"}
+        want, got = (shapes.get(k, k) for k in [*kinds, "?", "?"][:2])
+        return (f"a setting in invoke.yaml (or a -f file) has the wrong shape: {got} where "
+                f"{want} belongs (see the README, 'Settings')")
     if isinstance(exc, YAMLError):
         mark = getattr(exc, "problem_mark", None)
         where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a config file"

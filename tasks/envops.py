@@ -209,6 +209,11 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
     if len(set(ports.values())) < len(ports):
         add(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ"))
 
+    project = values.get("COMPOSE_PROJECT_NAME", "")
+    if project and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
+        add(Finding("error", "project", "COMPOSE_PROJECT_NAME is not a compose project name: use "
+                    "lowercase letters, digits, '-' and '_', starting with a letter or digit"))
+
     email = values.get("WEBUI_ADMIN_EMAIL", "")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         add(Finding("error", "admin", "WEBUI_ADMIN_EMAIL is not an e-mail address"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .errors import OpenWebUIError, ProxyUnreachableError
+from .errors import OpenWebUIError
 
 LITELLM_INTERNAL_URL = "http://litellm:4000/v1"
 
@@ -52,10 +52,10 @@ class OpenWebUI:
         try:
             response = self._client.request(method, path, json=body, headers=headers)
         except httpx.TimeoutException:
-            raise ProxyUnreachableError(
+            raise OpenWebUIError(
                 f"Open WebUI at {self.base_url} did not answer {path} in time") from None
         except httpx.TransportError as exc:
-            raise ProxyUnreachableError(
+            raise OpenWebUIError(
                 f"cannot reach Open WebUI at {self.base_url} ({type(exc).__name__}); is it running "
                 "and WEBUI_PORT right?"
             ) from None
