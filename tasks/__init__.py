@@ -7,7 +7,10 @@ use them.
 from invoke.collection import Collection
 
 from . import env, keys, stack
+from ._cli import install_config_error_hook
 from .settings import DEFAULTS
+
+install_config_error_hook()
 
 ns = Collection()
 ns.add_collection(Collection.from_module(stack, name="stack"))

@@ -5,53 +5,157 @@ This is the only place (with the task modules) that knows about Invoke or prints
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
 
 from .errors import EnvFileError, GatewayError, UsageError
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, parse_count, parse_seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def guarded(func: F) -> F:
-    """Turn project errors into one line on stderr and their exit code; Ctrl-C into 130."""
+    """Turn project errors into one line on stderr and their exit code; Ctrl-C, SIGTERM and
+    SIGHUP (the terminal went away) into 130; a closed stdout into a quiet exit."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = _term_as_interrupt()
+        previous = _signals_as_interrupt()
         try:
             return func(*args, **kwargs)
         except GatewayError as exc:
             raise Exit(f"error: {exc.message}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", 130) from None
+        except BrokenPipeError:
+            _stdout_gone()
+            raise Exit(code=141) from None  # as a shell reports SIGPIPE
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     return wrapper  # type: ignore[return-value]
+
+
+def install_config_error_hook() -> None:
+    """Invoke reads invoke.yaml, ``-f`` files and ``INVOKE_*`` variables before any task runs,
+    so their errors (bad YAML, a variable it cannot convert) escape every task. This turns
+    those, and only those, into one ``error:`` line and exit 2; anything else keeps Python's
+    traceback (a bug to report)."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        message = _config_error(exc)
+        if message is None:
+            previous(kind, exc, tb)
+            return
+        with _suppress_os_errors():
+            sys.stdout.flush()
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)  # an excepthook cannot set the exit code any other way
+
+    sys.excepthook = hook
+
+
+def _config_error(exc: BaseException) -> str | None:
+    from invoke.config import AmbiguousMergeError
+    from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
+    from invoke.vendor.yaml import YAMLError
+
+    if isinstance(exc, AmbiguousMergeError):
+        kinds = re.findall(r"<class '(\w+)'>", str(exc))
+        shapes = {"dict": "a map", "list": "a list", "NoneType": "a value", "str": "a text",
+                  "int": "a number", "float": "a number", "bool": "yes/no"}
+        want, got = (shapes.get(k, k) for k in [*kinds, "?", "?"][:2])
+        return (f"a setting in invoke.yaml (or a -f file) has the wrong shape: {got} where "
+                f"{want} belongs (see the README, 'Settings')")
+    if isinstance(exc, YAMLError):
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a config file"
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        return f"Invoke's configuration ({where}) is not valid YAML: {problem}"
+    if isinstance(exc, (UncastableEnvVar, AmbiguousEnvVar)):
+        return (f"an INVOKE_* variable cannot set this setting ({' '.join(str(exc).split())}); "
+                "set it in invoke.yaml")
+    return None
+
+
+@contextlib.contextmanager
+def _suppress_os_errors() -> Iterator[None]:
+    try:
+        yield
+    except (OSError, ValueError):
+        pass
+
+
+def _stdout_gone() -> None:
+    """The reader of stdout went away (``| head``): nothing more can be shown there, and
+    Python must not complain about it when it flushes at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # pragma: no cover - stdout not a real file
+        pass
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _term_as_interrupt() -> Any:
-    """SIGTERM (systemd stop, docker stop, kill) unwinds like Ctrl-C, so rollbacks run."""
+def _signals_as_interrupt() -> dict[int, Any]:
+    """SIGTERM (systemd stop, docker stop, kill) and SIGHUP (the terminal closed) unwind like
+    Ctrl-C, so rollbacks run. Returns the handlers to put back."""
+    previous: dict[int, Any] = {}
     if threading.current_thread() is not threading.main_thread():
+        return previous
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)
+        if signum is None:  # pragma: no cover - Windows has no SIGHUP
+            continue
+        try:
+            previous[signum] = signal.signal(signum, _raise_interrupt)
+        except (ValueError, OSError):  # pragma: no cover - not in the main thread
+            continue
+    return previous
+
+
+def seconds_flag(value: str | None, flag: str, *, allow_zero: bool = True) -> float | None:
+    """A flag's seconds (None when not given); UsageError (exit 2) naming the flag otherwise.
+
+    Flags are taken as text and parsed here: Invoke's own parser ends a typed flag's bad
+    value (``--timeout 5m``) in a traceback."""
+    if value is None:
         return None
+    return parse_seconds(value, flag, allow_zero=allow_zero)
+
+
+def count_flag(value: str | None, flag: str) -> int | None:
+    """A flag's whole number 0 or more (None when not given); UsageError (exit 2) otherwise."""
+    return None if value is None else parse_count(value, flag)
+
+
+def read_stdin_line(what: str) -> str:
+    """One line of stdin as text; UsageError (exit 2) when it is not UTF-8 or absent."""
     try:
-        return signal.signal(signal.SIGTERM, _raise_interrupt)
-    except (ValueError, OSError):  # pragma: no cover - not in the main thread, or no SIGTERM
-        return None
+        data = sys.stdin.buffer.readline(64 * 1024) if hasattr(sys.stdin, "buffer") else \
+            sys.stdin.readline().encode()
+    except (OSError, ValueError):
+        data = b""
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise UsageError(f"{what}: stdin is not UTF-8 text") from None
 
 
 def plain(obj: Any) -> Any:
@@ -75,12 +179,23 @@ def settings_from(
 
     values = envfile.load(base.env_file).values
     settings = load_settings(config, env_file=env_file, url=url, env_values=values)
+    note(settings.url_note)
     if not settings.master_key:
         raise EnvFileError(
             f"no LITELLM_MASTER_KEY in {settings.env_file} or the environment; "
             "run `invoke env.init` or set it"
         )
+    from .envcompat import require_sendable
+
+    require_sendable(settings.master_key, settings.master_key_source,
+                     {k.env_var: values.get(k.env_var, "") for k in settings.keys.values()})
     return settings
+
+
+def note(text: str) -> None:
+    """One line on stderr that is not an error (nothing when ``text`` is empty)."""
+    if text:
+        print(text, file=sys.stderr, flush=True)
 
 
 def emit(text: str = "") -> None:
@@ -114,7 +229,12 @@ def confirm(question: str, *, yes: bool, what: str) -> None:
         return
     if not sys.stdin.isatty():
         raise UsageError(f"{what} needs --yes when stdin is not a terminal")
-    answer = input(f"{question} [y/N] ").strip().lower()
+    try:
+        answer = input(f"{question} [y/N] ").strip().lower()
+    except EOFError:  # the terminal closed, or Ctrl-D
+        answer = ""
+    except UnicodeDecodeError:
+        answer = ""
     if answer not in ("y", "yes"):
         raise UsageError(f"{what}: not confirmed; nothing was changed")
 

@@ -63,14 +63,29 @@ def find_docker() -> str:
 
 
 def docker_endpoint(docker: str, environ: Mapping[str, str] | None = None) -> str:
-    """The daemon the docker CLI would talk to."""
+    """The daemon the docker CLI would talk to: ``DOCKER_HOST``, else the current context's.
+
+    Raises DockerUnavailableError (exit 10) when the CLI cannot resolve its context (a
+    ``DOCKER_CONTEXT`` or ``docker context use`` naming a context that does not exist): the
+    docker CLI, and so ``docker compose``, cannot start then.
+    """
     environ = os.environ if environ is None else environ
     if environ.get("DOCKER_HOST"):
         return environ["DOCKER_HOST"]
-    done = _run([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15)
+    done = _run([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15,
+                env=environ)
     endpoint = done.stdout.strip() if done.returncode == 0 else ""
     if endpoint:
         return endpoint
+    problem = (done.stderr or "").lower()
+    old_cli = "unknown command" in problem or "is not a docker command" in problem
+    if done.returncode != 0 and not old_cli:
+        named = environ.get("DOCKER_CONTEXT")
+        which = f"DOCKER_CONTEXT={named}" if named else "the current docker context"
+        raise DockerUnavailableError(
+            f"the docker CLI cannot use {which} (`docker context inspect` failed); "
+            "`docker context ls` lists the contexts, `docker context use default` picks the default"
+        )
     return "npipe:////./pipe/docker_engine" if sys.platform == "win32" else "unix:///var/run/docker.sock"
 
 
@@ -388,3 +403,44 @@ def exec_python(container: Any, program: str, environment: Mapping[str, str]) ->
     out, err = done.output if isinstance(done.output, tuple) else (done.output, b"")
     return int(done.exit_code or 0), (out or b"").decode("utf-8", "replace") + (
         (err or b"").decode("utf-8", "replace") if done.exit_code else "")
+
+
+def service_environments(settings: Settings, env_names: Iterable[str], *, interpolate: bool = True,
+                         timeout: float = 15) -> dict[str, dict[str, str]] | None:
+    """Each service's environment as ``docker compose config`` shows it with this .env:
+    interpolated (what the containers get) or, with ``interpolate=False``, as written.
+
+    None when Docker or Compose v2 is not there, or Compose refuses the files (its message is
+    not kept: it may quote a value of .env). The values hold secrets: never print them."""
+    import json
+
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    names = set(env_names)
+    environ = {k: v for k, v in os.environ.items()
+               if k not in names and k not in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME")}
+    args = [docker, "compose", "--project-name", settings.project_name, "--project-directory",
+            str(settings.project_dir), "--env-file", str(settings.env_file)]
+    for file in settings.compose_files:
+        if not file.is_file():
+            return None
+        args += ["-f", str(file)]
+    args += ["config", "--format", "json"] + ([] if interpolate else ["--no-interpolate"])
+    try:
+        done = _run(args, timeout=timeout, env=environ)
+        data = json.loads(done.stdout) if done.returncode == 0 else None
+    except (DockerUnavailableError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        return None
+    result: dict[str, dict[str, str]] = {}
+    for service, spec in data["services"].items():
+        environment = (spec or {}).get("environment") or {}
+        if not isinstance(environment, dict):
+            continue
+        result[str(service)] = {
+            str(k): (str(v).replace("$$", "$") if interpolate else str(v))
+            for k, v in environment.items() if v is not None
+        }
+    return result

@@ -148,9 +148,12 @@ def parse_bytes(data: bytes, path: Path) -> EnvDoc:
         if binding.key is None:
             continue
         if binding.value is None:
-            raise EnvFileError(f"{path}: line {line}: {binding.key!r} has no '=' and no value")
+            # the "name" may be a secret pasted on a line of its own: never quote it
+            raise EnvFileError(f"{path}: line {line} has no '=': expected NAME=value (a value "
+                               "belongs on the same line as its NAME=)")
         if not NAME_RE.match(binding.key):
-            raise EnvFileError(f"{path}: line {line}: {binding.key!r} is not a valid variable name")
+            raise EnvFileError(f"{path}: line {line}: the name before '=' is not a valid variable "
+                               "name (letters, digits and _, not starting with a digit)")
         if binding.key in doc.entries:
             first = doc.entries[binding.key].line
             raise EnvFileError(

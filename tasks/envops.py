@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import envfile, perms
+from . import envcompat, envfile, perms
 from .errors import EnvFileError, GatewayError
 from .settings import GATE_VAR, TRUTHY, Settings
 
@@ -45,7 +45,10 @@ PLACEHOLDERS = {
     "changeme", "change-me", "change_me", "changethis", "password", "secret", "todo", "xxx",
     "your-key-here", "your_key_here", "sk-1234", "sk-xxxx", "sk-...", "replace-me",
 }
-_PLACEHOLDER_RE = re.compile(r"(<[^>]*>|your[-_ ].*|sk-x+|x{3,}|\.\.\.)\Z", re.I)
+_PLACEHOLDER_RE = re.compile(r"(<[^>]*>|your[-_ ].*|x{3,}|\.\.\.|.*[-_ ]here)\Z", re.I)
+#: words that mark a value as text to replace, wherever they stand in it
+_PLACEHOLDER_WORD_RE = re.compile(
+    r"(^|[-_ .])(changeme|change[-_]me|replace[-_]?me|placeholder|your[-_ ]\w+)($|[-_ .])", re.I)
 
 
 # --------------------------------------------------------------------------- init
@@ -241,7 +244,15 @@ class Finding:
 
 
 def _is_placeholder(value: str) -> bool:
-    return value.strip().lower() in PLACEHOLDERS or bool(_PLACEHOLDER_RE.match(value.strip()))
+    """``changeme``, ``<...>``, ``your-...``, ``sk-your-master-key-here``, ``sk-<key>``,
+    ``sk-xxxx``: text from a guide that was never replaced."""
+    text = value.strip()
+    body = text[3:] if text.lower().startswith("sk-") else text
+    return (text.lower() in PLACEHOLDERS or body.lower() in PLACEHOLDERS
+            or bool(_PLACEHOLDER_RE.match(text) or _PLACEHOLDER_RE.match(body))
+            or bool(re.fullmatch(r"x+", body, re.I))
+            or bool(_PLACEHOLDER_WORD_RE.search(text))
+            or bool(re.search(r"<[A-Za-z][\w .-]{2,}>", text)))
 
 
 def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
@@ -277,8 +288,13 @@ def git_findings(path: Path) -> list[Finding]:
     return findings
 
 
-def check(settings: Settings) -> list[Finding]:
-    """Everything stack.start needs from .env; each finding ok, warn or error."""
+def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
+    """Everything stack.start needs from .env; each finding ok, warn or error.
+
+    Besides the values themselves: every value Docker Compose, a URL the compose files build,
+    or an HTTP header would see differently from what the tasks read (``envcompat``), and -
+    with ``compare`` and Docker Compose v2 installed - what ``docker compose config`` really
+    passes to the services, against what the tasks read. No finding quotes a value."""
     path = settings.env_file
     try:
         doc = envfile.load(path)
@@ -299,13 +315,18 @@ def check(settings: Settings) -> list[Finding]:
         if value and _is_placeholder(value):
             add(Finding("error", "placeholder", f"{name} still holds a placeholder; set a real value"))
 
+    readers = reader_findings(settings, doc, compare=compare)
+    unread = {f.message.split(" ", 1)[0] for f in readers if f.level == "error"}
     master = values.get("LITELLM_MASTER_KEY", "")
-    if master:
+    if master and "LITELLM_MASTER_KEY" in unread:
+        pass  # said below, with the fix
+    elif master:
         if not master.startswith("sk-"):
             add(Finding("error", "master-key", "LITELLM_MASTER_KEY must start with 'sk-'"))
-        elif master == "sk-1234" or len(master) < 20:
+        elif master == "sk-1234" or len(master) < 20 or _is_placeholder(master):
             add(Finding("error", "master-key",
-                        "LITELLM_MASTER_KEY is too short or a known default; LiteLLM refuses it"))
+                        "LITELLM_MASTER_KEY is too short, a placeholder or a known default; "
+                        "`invoke env.init` generates a strong one (on a new .env)"))
         else:
             add(Finding("ok", "master-key", "LITELLM_MASTER_KEY looks right"))
 
@@ -326,9 +347,16 @@ def check(settings: Settings) -> list[Finding]:
     if len(set(ports.values())) < len(ports):
         add(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ"))
 
+    project = values.get("COMPOSE_PROJECT_NAME", "")
+    if project and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
+        add(Finding("error", "project", "COMPOSE_PROJECT_NAME is not a compose project name: use "
+                    "lowercase letters, digits, '-' and '_', starting with a letter or digit"))
+
     email = values.get("WEBUI_ADMIN_EMAIL", "")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         add(Finding("error", "admin", "WEBUI_ADMIN_EMAIL is not an e-mail address"))
+
+    found.extend(readers)
 
     found.extend(gate_findings(settings, values))
     found.append(mode_finding(path))
@@ -336,12 +364,38 @@ def check(settings: Settings) -> list[Finding]:
     return found
 
 
+def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = True
+                    ) -> list[Finding]:
+    """Values that Compose, a URL or an HTTP header would see differently (see envcompat)."""
+    headers = ["LITELLM_MASTER_KEY", *(spec.env_var for spec in settings.keys.values())]
+    problems = (envcompat.compose_problems(doc) + envcompat.url_problems(doc, settings.compose_files)
+                + envcompat.header_problems(doc, headers))
+    findings = [Finding("error", p.check, p.message) for p in problems]
+    if not compare:
+        return findings
+    from .compose import service_environments
+
+    names = list(doc.entries)
+    raw = service_environments(settings, names, interpolate=False)
+    passed = service_environments(settings, names) if raw is not None else None
+    if raw is None or passed is None:
+        findings.append(Finding("ok", "compose", "not compared with `docker compose config` "
+                                "(no Docker Compose v2, or it refused the files)"))
+        return findings
+    flagged = {p.name for p in problems}
+    more = [p for p in envcompat.compare_with_compose(doc, raw, passed) if p.name not in flagged]
+    findings += [Finding("error", p.check, p.message) for p in more]
+    if not problems and not more:
+        findings.append(Finding("ok", "compose", "docker compose config passes the services "
+                                "what the tasks read from .env"))
+    return findings
+
+
 def gate_findings(settings: Settings, values: dict[str, str]) -> list[Finding]:
     findings = []
     first_run = values.get(GATE_VAR, "").strip().lower()
     if first_run and first_run not in (*TRUTHY, "no", "false", "0", "off"):
-        findings.append(Finding("warn", "gate", f"{GATE_VAR}={first_run!r} is not yes/no; "
-                                "it counts as no"))
+        findings.append(Finding("warn", "gate", f"{GATE_VAR} is not yes or no; it counts as no"))
     for spec in settings.keys.values():
         key = values.get(spec.env_var, "")
         if key and not key.startswith("sk-"):

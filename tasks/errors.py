@@ -127,5 +127,6 @@ EXIT_CODES = {
     11: "a service of the stack failed to start or become healthy",
     12: "a port the stack publishes is taken by another program",
     13: "Open WebUI refused the admin login, or did not take or use the key",
-    130: "interrupted (Ctrl-C / SIGTERM)",
+    130: "interrupted (Ctrl-C / SIGTERM / SIGHUP)",
+    141: "stdout was closed before the output was written (e.g. `| head`)",
 }

@@ -44,7 +44,7 @@ from .errors import (
 )
 from .masking import mask
 from .proxy import LiteLLM, token_of
-from .settings import GATE_VAR, KeySpec, Settings
+from .settings import GATE_VAR, TRUTHY, KeySpec, Settings
 
 MANAGED_BY = "ai-gateway-tasks"
 
@@ -594,15 +594,21 @@ class KeyManager:
                        if doc.get(s.env_var) and token_of(doc.get(s.env_var)) in tokens]
             if cleared and not block:
                 self._update_env({s.env_var: "" for s in cleared})
+            first_run = doc.get(GATE_VAR).strip().lower() in TRUTHY
             for spec in cleared:
                 if block:
-                    notes.append(f"{spec.env_var} in .env still holds the blocked key; "
-                                 "`/key/unblock` in LiteLLM makes it work again")
+                    notes.append(
+                        f"{spec.env_var} in .env still holds the blocked key, so its user's "
+                        f"requests now fail; `invoke keys.create --name {spec.name}` replaces it "
+                        "(a blocked key is replaced), `/key/unblock` in LiteLLM makes it work again")
                 else:
                     notes.append(f"removed the key from {spec.env_var} in .env")
-                if spec.gate:
-                    notes.append("stack.start will refuse to start until a new key exists: "
-                                 f"run `invoke keys.create --name {spec.name}`")
+                    if spec.gate and first_run:
+                        notes.append(f"the next `invoke stack.start` creates a new one "
+                                     f"({GATE_VAR} is yes)")
+                    elif spec.gate:
+                        notes.append("stack.start will refuse to start until a new key exists: "
+                                     f"run `invoke keys.create --name {spec.name}`")
             spec0 = cleared[0] if cleared else None
             return KeyResult(
                 name=spec0.name if spec0 else "",

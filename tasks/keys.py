@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
 
-from ._cli import confirm, emit, emit_json, exactly_one, guarded, progress, settings_from
+from ._cli import (
+    confirm,
+    emit,
+    emit_json,
+    exactly_one,
+    guarded,
+    progress,
+    read_stdin_line,
+    seconds_flag,
+    settings_from,
+)
 from .errors import GatewayError, UsageError
 from .settings import Settings, parse_duration
 
@@ -29,19 +39,18 @@ COMMON = {
 
 @contextmanager
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
-            as_json: bool = False, hand_over: bool = True, wait: float = 0
+            as_json: bool = False, hand_over: bool = True, wait: str | None = None
             ) -> Iterator[tuple[Settings, KeyManager]]:
     from .settings import VIA
     from .stackops import Gateway
 
     if via is not None and via not in VIA:
         raise UsageError(f"--via must be one of {', '.join(VIA)}, not {via!r}")
+    seconds = seconds_flag(wait, "--wait") or 0.0
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
     gateway = Gateway(settings, progress=progress)
     try:
-        if wait < 0:
-            raise UsageError("--wait takes a number of seconds, 0 or more")
-        with gateway.keys(via, hand_over=hand_over, wait=wait) as keys:
+        with gateway.keys(via, hand_over=hand_over, wait=seconds) as keys:
             yield settings, keys
     finally:
         for note in gateway.notes:  # JSON output stays parseable: notes go to stderr there
@@ -89,7 +98,7 @@ def create(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
-    wait: float = 0.0,
+    wait: str | None = None,
     json: bool = False,
 ) -> None:
     """Create the virtual key and save it in .env (a no-op when .env holds a working one)."""
@@ -119,7 +128,7 @@ def rotate(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
-    wait: float = 0.0,
+    wait: str | None = None,
     json: bool = False,
 ) -> None:
     """Replace a key with a new one; the old one goes only after the new one is proven."""
@@ -171,13 +180,13 @@ def revoke(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
-    wait: float = 0.0,
+    wait: str | None = None,
     json: bool = False,
 ) -> None:
     """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there."""
     exactly_one({"name": name, "alias": alias, "key": key})
     if key == "-":
-        key = sys.stdin.readline().strip()
+        key = read_stdin_line("keys.revoke --key -")
         if not key.startswith("sk-"):
             raise UsageError("the key read from stdin must start with 'sk-'")
     with manager(c, env_file, url, via, json, hand_over=False, wait=wait) as (_settings, keys):
@@ -203,7 +212,7 @@ def list_(
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
-    wait: float = 0.0,
+    wait: str | None = None,
     json: bool = False,
 ) -> None:
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""

@@ -11,14 +11,33 @@ by a restart. The tasks sign in as the admin from .env (``WEBUI_ADMIN_EMAIL`` /
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import OpenWebUIError, ProxyUnreachableError
+from .errors import OpenWebUIError
 
 LITELLM_INTERNAL_URL = "http://litellm:4000/v1"
+_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def _endpoint(url: str) -> tuple[str, str, int | None, str]:
+    """A URL as Open WebUI would reach it: scheme, host (every loopback name one), port (the
+    default filled in), path without a trailing slash or ``/v1`` (LiteLLM serves both)."""
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError:
+        return ("", str(url), None, "")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    host = "loopback" if host in _LOOPBACK else host
+    port = port or {"http": 80, "https": 443}.get(scheme)
+    path = parts.path.rstrip("/")
+    path = path[: -len("/v1")] if path.endswith("/v1") else path
+    return (scheme, host, port, path.rstrip("/"))
 
 
 class OpenWebUI:
@@ -52,10 +71,10 @@ class OpenWebUI:
         try:
             response = self._client.request(method, path, json=body, headers=headers)
         except httpx.TimeoutException:
-            raise ProxyUnreachableError(
+            raise OpenWebUIError(
                 f"Open WebUI at {self.base_url} did not answer {path} in time") from None
         except httpx.TransportError as exc:
-            raise ProxyUnreachableError(
+            raise OpenWebUIError(
                 f"cannot reach Open WebUI at {self.base_url} ({type(exc).__name__}); is it running "
                 "and WEBUI_PORT right?"
             ) from None
@@ -86,7 +105,7 @@ class OpenWebUI:
             if not token:
                 raise OpenWebUIError("Open WebUI's sign-in answered without a token")
             if data.get("role") not in (None, "admin"):
-                raise OpenWebUIError(f"{self._email} is not an admin in Open WebUI")
+                raise OpenWebUIError("the account of WEBUI_ADMIN_EMAIL is not an admin in Open WebUI")
             self._token = str(token)
         return self._token
 
@@ -102,34 +121,61 @@ class OpenWebUI:
             raise OpenWebUIError("Open WebUI's /openai/config has no OPENAI_API_BASE_URLS")
         return data
 
-    @staticmethod
-    def _index(config: Mapping[str, Any], url: str) -> int | None:
-        urls = [str(u).rstrip("/") for u in config.get("OPENAI_API_BASE_URLS") or []]
-        if url.rstrip("/") in urls:
-            return urls.index(url.rstrip("/"))
-        return None
+    def connections(self, urls: Sequence[str] = (LITELLM_INTERNAL_URL,),
+                    old_keys: Sequence[str] = (), config: Mapping[str, Any] | None = None
+                    ) -> list[int]:
+        """The indexes of LiteLLM's connection(s) in Open WebUI's config, however written.
 
-    def held_key(self, url: str = LITELLM_INTERNAL_URL) -> str | None:
-        """The key Open WebUI stored for the LiteLLM connection (None: no such connection)."""
+        A connection is LiteLLM's when its URL is one of ``urls`` up to the way it is written
+        (with or without ``/v1``, a trailing slash, upper case, the default port, any loopback
+        name for another), or when it holds one of ``old_keys`` (the key being replaced, so
+        that no connection is left on a revoked key). ``[]`` when Open WebUI has no connection
+        at all. Raises OpenWebUIError (exit 13), before anything changes, when it has
+        connections but none of them can be told to be LiteLLM's."""
+        config = self.config() if config is None else config
+        wanted = {_endpoint(u) for u in urls}
+        configured = [str(u) for u in config.get("OPENAI_API_BASE_URLS") or []]
+        keys = [str(k) for k in config.get("OPENAI_API_KEYS") or []]
+        found = [i for i, url in enumerate(configured) if _endpoint(url) in wanted]
+        found += [i for i, key in enumerate(keys[: len(configured)])
+                  if key and key in old_keys and i not in found]
+        if not found and any(u.strip() for u in configured):
+            raise OpenWebUIError(
+                f"cannot tell which of Open WebUI's {len(configured)} connection(s) is LiteLLM's: "
+                f"none points at {urls[0]} (or {', '.join(urls[1:]) or 'another name for it'}) "
+                "or holds the key being replaced; nothing was changed. Point LiteLLM's connection "
+                f"at {urls[0]} in Open WebUI (Admin Settings > Connections) and run the task again")
+        return sorted(found)
+
+    def held_key(self, url: str = LITELLM_INTERNAL_URL, *, also: Sequence[str] = (),
+                 old_keys: Sequence[str] = ()) -> str | None:
+        """The key Open WebUI stored for LiteLLM's connection(s) (see ``connections``): None
+        when it has none, or when two of them hold different keys."""
         config = self.config()
-        index = self._index(config, url)
-        if index is None:
-            return None
+        indexes = self.connections((url, *also), old_keys, config)
         keys = list(config.get("OPENAI_API_KEYS") or [])
-        return str(keys[index]) if index < len(keys) else ""
+        held = {str(keys[i]) if i < len(keys) else "" for i in indexes}
+        return held.pop() if len(held) == 1 else None
 
-    def set_key(self, key: str, url: str = LITELLM_INTERNAL_URL) -> bool:
-        """Store ``key`` for the LiteLLM connection; every other setting stays. True if added."""
+    def set_key(self, key: str, url: str = LITELLM_INTERNAL_URL, *, also: Sequence[str] = (),
+                old_keys: Sequence[str] = ()) -> bool:
+        """Store ``key`` in every connection of LiteLLM's (see ``connections``), every other
+        setting kept; with no connection at all, add one for ``url``. True if added.
+        Raises OpenWebUIError (13) when it cannot tell which connection is LiteLLM's, before
+        anything changes, or when Open WebUI does not keep the key."""
         config = self.config()
+        indexes = self.connections((url, *also), old_keys, config)
         urls = list(config.get("OPENAI_API_BASE_URLS") or [])
         keys = list(config.get("OPENAI_API_KEYS") or [])
         keys += [""] * (len(urls) - len(keys))
-        index = self._index(config, url)
-        added = index is None
-        if index is None:
+        added = not indexes
+        if added:
+            urls = [u for u in urls if str(u).strip()]
+            keys = keys[: len(urls)]
             urls.append(url)
             keys.append(key)
-        else:
+            indexes = [len(urls) - 1]
+        for index in indexes:
             keys[index] = key
         body = {
             "ENABLE_OPENAI_API": True if added else config.get("ENABLE_OPENAI_API", True),
@@ -138,7 +184,9 @@ class OpenWebUI:
             "OPENAI_API_CONFIGS": config.get("OPENAI_API_CONFIGS") or {},
         }
         self._request("POST", "/openai/config/update", body)
-        if self.held_key(url) != key:
+        stored = self.config()
+        stored_keys = list(stored.get("OPENAI_API_KEYS") or [])
+        if any(i >= len(stored_keys) or stored_keys[i] != key for i in indexes):
             raise OpenWebUIError("Open WebUI did not store the new key")
         return added
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
+from .errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError, UsageError
 
 PAGE_SIZE = 100  # LiteLLM's largest page for /key/list
 
@@ -115,6 +115,12 @@ class LiteLLM:
         self.requests += 1
         try:
             return self._client.request(method, path, params=params, json=body, headers=headers)
+        except (UnicodeEncodeError, httpx.LocalProtocolError):
+            # a key an HTTP header cannot carry (non-ASCII, spaces at its ends): not the network
+            raise UsageError(
+                "a key has characters an HTTP header cannot carry (outside ASCII, or spaces at "
+                "its ends); `invoke env.check` names it and says how to fix it"
+            ) from None
         except httpx.TimeoutException:
             raise ProxyUnreachableError(
                 f"LiteLLM at {self.base_url} did not answer {path} within {self.timeout:g}s; "

@@ -43,9 +43,11 @@ DEFAULTS: dict[str, Any] = {
         "env_file": "",
         "example_file": "",
         "litellm_url": "",
-        "timeout": 10.0,
-        "lock_timeout": 30.0,
-        "start_timeout": 300.0,
+        # None, not a number: Invoke casts an INVOKE_GATEWAY_* string to the default's type and
+        # would end in a traceback on "abc"; settings.py parses the text and names the setting
+        "timeout": None,
+        "lock_timeout": None,
+        "start_timeout": None,
         "project_name": "",
         "compose_files": "",
         "webui_url": "",
@@ -57,14 +59,17 @@ DEFAULTS: dict[str, Any] = {
                 "alias": "Open WebUI Key",
                 "team_id": "open-webui-team",
                 "team_alias": "Open WebUI Team",
-                "models": [],
+                "models": None,  # None, not []: Invoke cannot cast a variable into a list
                 "duration": "",
-                "max_budget": 0,
+                "max_budget": None,
                 "gate": True,
             },
         },
     },
 }
+
+#: Built-in values of the settings whose config default is None (see DEFAULTS).
+SECONDS_DEFAULTS = {"timeout": 10.0, "lock_timeout": 30.0, "start_timeout": 300.0}
 
 DURATION_RE = re.compile(r"[1-9][0-9]*(s|m|h|d|w|mo)\Z")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -111,15 +116,38 @@ def parse_budget(value: float | str | None) -> float | None:
     return budget
 
 
-def parse_url(value: str, source: str) -> str:
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"bad LiteLLM URL {value!r} (from {source}): expected http://host:port")
+def parse_url(value: str, source: str, what: str = "LiteLLM") -> str:
+    """``http(s)://host[:port]`` with no path: the root of LiteLLM (or Open WebUI).
+
+    ``source`` names where the URL came from. Raises UsageError (exit 2) for another scheme,
+    no host, a bad port, or a path such as ``/v1`` (the tasks add the API paths themselves).
+    """
+    text = value.strip()
     try:
+        parts = urlsplit(text)
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise UsageError(f"bad LiteLLM URL {value!r} (from {source}): bad port") from None
-    return value.strip().rstrip("/")
+        raise UsageError(f"bad {what} URL {_shown(value)} (from {source}): bad port; "
+                         "expected http://host:port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"bad {what} URL {_shown(value)} (from {source}): expected http://host:port")
+    if parts.username or parts.password:
+        raise UsageError(f"bad {what} URL (from {source}): it must not hold a user or password")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        root = f"{parts.scheme}://{parts.netloc}"
+        raise UsageError(f"the {what} URL (from {source}) must be its root, without the path "
+                         f"{_shown(parts.path + ('?' if parts.query else ''))}: use {root}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _text(raw: Mapping[str, Any], name: str) -> str:
+    """A text setting of ``gateway``; UsageError (exit 2) when invoke.yaml gave a list or map."""
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, (Mapping, list, tuple)):
+        raise UsageError(f"gateway.{name} takes a text value, not a list or a map")
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -138,7 +166,23 @@ class KeySpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, name: str, raw: Mapping[str, Any]) -> KeySpec:
+    def from_config(cls, name: str, raw: Any) -> KeySpec:
+        """One entry of ``gateway.keys``; UsageError (exit 2) naming the setting if malformed."""
+        where = f"gateway.keys.{name}"
+        if not isinstance(raw, Mapping):
+            raise UsageError(f"{where} must map env_var, alias, team_id, ... to values "
+                             "(see the README, 'Several consumers')")
+        metadata = raw.get("metadata") or {}
+        if not isinstance(metadata, Mapping):
+            raise UsageError(f"{where}.metadata must map names to values")
+        gate = raw.get("gate", False)
+        if isinstance(gate, str):
+            if gate.strip().lower() not in (*TRUTHY, "no", "false", "0", "off", ""):
+                raise UsageError(f"{where}.gate takes yes or no, not {_shown(gate)}")
+            gate = gate.strip().lower() in TRUTHY
+        models = raw.get("models")
+        if models is not None and not isinstance(models, (str, list, tuple)):
+            raise UsageError(f"{where}.models takes a list of model names")
         env_var = str(raw.get("env_var") or "")
         if not _NAME_RE.match(env_var):
             raise UsageError(f"key {name!r}: env_var {env_var!r} is not a valid variable name")
@@ -150,11 +194,11 @@ class KeySpec:
             alias=alias,
             team_id=team_id,
             team_alias=str(raw.get("team_alias") or team_id),
-            models=parse_models(raw.get("models")),
+            models=parse_models(models),
             duration=parse_duration(str(raw.get("duration") or "")),
             max_budget=parse_budget(raw.get("max_budget")),
-            gate=bool(raw.get("gate", False)),
-            metadata=dict(raw.get("metadata") or {}),
+            gate=bool(gate),
+            metadata=dict(metadata),
         )
 
     def with_overrides(
@@ -203,6 +247,8 @@ class Settings:
     webui_url: str = "http://localhost:3000"
     start_timeout: float = 300.0
     via: str = "auto"
+    #: why the LiteLLM URL is not the one .env's LITELLM_PORT implies ("" when it is)
+    url_note: str = ""
 
     def key(self, name: str | None) -> KeySpec:
         name = name or self.default_key
@@ -224,6 +270,10 @@ class Settings:
         return self.env_file.with_name(self.env_file.name + ".keys.lock")
 
 
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
+
+
 def _gateway_config(config: Any) -> Mapping[str, Any]:
     defaults: Mapping[str, Any] = DEFAULTS["gateway"]
     if config is None:
@@ -232,18 +282,55 @@ def _gateway_config(config: Any) -> Mapping[str, Any]:
         raw = config["gateway"]
     except (KeyError, TypeError):
         return defaults
-    return raw if isinstance(raw, Mapping) else defaults
+    if raw is None:
+        return defaults
+    if not isinstance(raw, Mapping):
+        raise UsageError("gateway in invoke.yaml must map setting names to values")
+    return raw
+
+
+def parse_seconds(value: object, setting: str, *, allow_zero: bool = False) -> float:
+    """A number of seconds from a flag, invoke.yaml or an ``INVOKE_*`` variable.
+
+    ``setting`` names where it came from (``--timeout``, ``gateway.timeout``) for the message.
+    Raises UsageError (exit 2) for text that is not a finite number, or one that is not
+    positive (0 too, unless ``allow_zero``).
+    """
+    if isinstance(value, bool):
+        number = float("nan")
+    else:
+        try:
+            number = float(str(value).strip()) if isinstance(value, str) else float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            number = float("nan")
+    shown = _shown(value)
+    least = "0 or more" if allow_zero else "more than 0"
+    if number != number or number in (float("inf"), float("-inf")):
+        raise UsageError(f"{setting} takes a number of seconds ({least}, e.g. 30 or 2.5), not {shown}")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise UsageError(f"{setting} takes a number of seconds {least}, not {shown}")
+    return number
+
+
+def parse_count(value: object, setting: str) -> int:
+    """A whole number of 0 or more (``--tail``); raises UsageError (exit 2) otherwise."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not text.isascii():
+        raise UsageError(f"{setting} takes a whole number, 0 or more, not {_shown(value)}")
+    return int(text)
+
+
+def _shown(value: object) -> str:
+    """A user's flag or config value for a message, cut short (never from .env)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "...'"
 
 
 def _float(raw: Mapping[str, Any], name: str) -> float:
-    value = raw.get(name, DEFAULTS["gateway"][name])
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"gateway.{name} must be a number of seconds, not {value!r}") from None
-    if not number > 0:
-        raise UsageError(f"gateway.{name} must be positive, not {value!r}")
-    return number
+    value = raw.get(name)
+    if value is None or value == "":
+        return SECONDS_DEFAULTS[name]
+    return parse_seconds(value, f"gateway.{name} (invoke.yaml or INVOKE_GATEWAY_{name.upper()})")
 
 
 def load_settings(
@@ -259,24 +346,34 @@ def load_settings(
     environ = os.environ if environ is None else environ
     values = env_values or {}
 
-    project_dir = Path(raw.get("project_dir") or PROJECT_DIR).expanduser()
-    env_path = Path(env_file or raw.get("env_file") or project_dir / ".env").expanduser()
-    example = Path(raw.get("example_file") or project_dir / ".env.example").expanduser()
+    project_dir = Path(_text(raw, "project_dir") or PROJECT_DIR).expanduser()
+    env_path = Path(env_file or _text(raw, "env_file") or project_dir / ".env").expanduser()
+    example = Path(_text(raw, "example_file") or project_dir / ".env.example").expanduser()
 
     if url:
         litellm_url, url_source = parse_url(url, "--url"), "--url"
-    elif raw.get("litellm_url"):
-        litellm_url = parse_url(str(raw["litellm_url"]), "gateway.litellm_url")
+    elif _text(raw, "litellm_url"):
+        litellm_url = parse_url(_text(raw, "litellm_url"), "gateway.litellm_url")
         url_source = "gateway.litellm_url"
     elif environ.get("LITELLM_PROXY_URL"):
         litellm_url = parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL")
         url_source = "LITELLM_PROXY_URL"
     else:
         port = values.get("LITELLM_PORT", "").strip() or "4000"
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise EnvFileError(f"LITELLM_PORT in {env_path} must be a port number, not {port!r}")
+        if not _is_port(port):
+            raise EnvFileError(f"LITELLM_PORT in {env_path} must be a port number from 1 to 65535")
         litellm_url = f"http://localhost:{int(port)}"
         url_source = "LITELLM_PORT in .env" if "LITELLM_PORT" in values else "default"
+
+    url_note = ""
+    port_in_env = values.get("LITELLM_PORT", "").strip()
+    if url_source != "--url" and _is_port(port_in_env) and url_source != "LITELLM_PORT in .env":
+        implied = f"http://localhost:{int(port_in_env)}"
+        if not _same_endpoint(litellm_url, implied):
+            why = ("gateway.litellm_url (invoke.yaml or INVOKE_GATEWAY_LITELLM_URL)"
+                   if url_source.startswith("gateway.") else "LITELLM_PROXY_URL in the environment")
+            url_note = (f"note: using LiteLLM at {litellm_url}, not {implied} (LITELLM_PORT in "
+                        f"{env_path}): {why} comes first")
 
     if values.get("LITELLM_MASTER_KEY"):
         master_key, master_source = values["LITELLM_MASTER_KEY"], f"LITELLM_MASTER_KEY in {env_path}"
@@ -297,27 +394,35 @@ def load_settings(
     if sum(k.gate for k in keys.values()) > 1:
         raise UsageError("gateway.keys: only one key can be the first-run gate key")
 
-    project_name = str(raw.get("project_name") or values.get("COMPOSE_PROJECT_NAME")
-                       or "ai-gateway").strip()
+    project_name = (_text(raw, "project_name") or values.get("COMPOSE_PROJECT_NAME")
+                    or "ai-gateway").strip()
     if not _PROJECT_RE.match(project_name):
-        raise UsageError(f"bad compose project name {project_name!r}: use lowercase letters, "
-                         "digits, '-' and '_', starting with a letter or digit")
-    files_raw = str(raw.get("compose_files") or environ.get("COMPOSE_FILE") or "")
+        # .env's value is never quoted back (a line of .env may hold a secret)
+        where = ("gateway.project_name" if _text(raw, "project_name")
+                 else f"COMPOSE_PROJECT_NAME in {env_path}")
+        raise (UsageError if _text(raw, "project_name") else EnvFileError)(
+            f"bad compose project name (from {where}): use lowercase letters, "
+            "digits, '-' and '_', starting with a letter or digit")
+    files_raw = _text(raw, "compose_files") or environ.get("COMPOSE_FILE") or ""
     separator = environ.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
     compose_files = tuple(
         (Path(f).expanduser() if Path(f).is_absolute() else project_dir / f)
         for f in files_raw.replace(",", separator).split(separator) if f.strip()
     ) or (project_dir / "docker-compose.yml",)
-    if raw.get("webui_url"):
-        webui_url = parse_url(str(raw["webui_url"]), "gateway.webui_url")
+    if _text(raw, "webui_url"):
+        webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
     else:
         webui_port = values.get("WEBUI_PORT", "").strip() or "3000"
-        if not webui_port.isdigit() or not 0 < int(webui_port) < 65536:
-            raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number, not {webui_port!r}")
+        if not _is_port(webui_port):
+            raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number from 1 to 65535")
         webui_url = f"http://localhost:{int(webui_port)}"
-    via = str(raw.get("via") or "auto")
+    via = _text(raw, "via") or "auto"
     if via not in VIA:
-        raise UsageError(f"gateway.via must be one of {', '.join(VIA)}, not {via!r}")
+        raise UsageError(f"gateway.via must be one of {', '.join(VIA)}, not {_shown(via)}")
+    default_key = _text(raw, "default_key") or DEFAULT_KEY
+    if default_key not in keys:
+        raise UsageError(f"gateway.default_key names no key of gateway.keys "
+                         f"({', '.join(sorted(keys))})")
 
     return Settings(
         project_dir=project_dir,
@@ -330,10 +435,24 @@ def load_settings(
         timeout=_float(raw, "timeout"),
         lock_timeout=_float(raw, "lock_timeout"),
         keys=keys,
-        default_key=str(raw.get("default_key") or DEFAULT_KEY),
+        default_key=default_key,
         project_name=project_name,
         compose_files=compose_files,
         webui_url=webui_url,
         start_timeout=_float(raw, "start_timeout"),
         via=via,
+        url_note=url_note,
     )
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    """Same scheme and port, and the same host (every loopback name counts as one)."""
+    pa, pb = urlsplit(a), urlsplit(b)
+    ha, hb = (pa.hostname or "").lower(), (pb.hostname or "").lower()
+    same_host = ha == hb or (ha in _LOOPBACK and hb in _LOOPBACK)
+    default = {"http": 80, "https": 443}
+    return (pa.scheme == pb.scheme and same_host
+            and (pa.port or default.get(pa.scheme)) == (pb.port or default.get(pb.scheme)))

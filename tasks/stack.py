@@ -10,7 +10,20 @@ from typing import Any
 
 from invoke.tasks import task
 
-from ._cli import confirm, emit, emit_json, guarded, plain, progress, service_change
+from ._cli import (
+    confirm,
+    count_flag,
+    emit,
+    emit_json,
+    guarded,
+    plain,
+    progress,
+    seconds_flag,
+    service_change,
+)
+from ._cli import (
+    note as stderr_note,
+)
 from .errors import StackError, UsageError
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
@@ -25,6 +38,7 @@ def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
 
     gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress,
                            service_change=service_change)
+    stderr_note(gateway.settings.url_note)
     try:
         yield gateway
     except StackError as exc:
@@ -85,12 +99,13 @@ def _offer_init(c: Any, env_file: str | None) -> None:
     "json": "Print the result as JSON for scripts",
 })
 @guarded
-def start(c: Any, env_file: str | None = None, timeout: float = 0.0, create_key: bool = True,
+def start(c: Any, env_file: str | None = None, timeout: str | None = None, create_key: bool = True,
           json: bool = False) -> None:
     """Start the stack and wait until it is healthy (first run: create the virtual key)."""
+    deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
     _offer_init(c, env_file)
     with _gateway(c, env_file) as gateway:
-        outcome = gateway.start(create_key=create_key, timeout=timeout or None)
+        outcome = gateway.start(create_key=create_key, timeout=deadline)
     _report(outcome, json, "the stack is up")
 
 
@@ -118,11 +133,12 @@ def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool =
     "json": "Print the result as JSON for scripts",
 })
 @guarded
-def restart(c: Any, env_file: str | None = None, service: str | None = None, timeout: float = 0.0,
-            json: bool = False) -> None:
+def restart(c: Any, env_file: str | None = None, service: str | None = None,
+            timeout: str | None = None, json: bool = False) -> None:
     """Recreate the services so they run with the current .env, then wait until healthy."""
+    deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
     with _gateway(c, env_file) as gateway:
-        outcome = gateway.restart(service=service, timeout=timeout or None)
+        outcome = gateway.restart(service=service, timeout=deadline)
     outcome.changed = True
     _report(outcome, json, f"restarted {service or 'the stack'}")
 
@@ -168,19 +184,21 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     },
 )
 @guarded
-def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: int = -1,
+def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | None = None,
          service: list[str] | None = None) -> None:
     """The services' logs, with every secret from .env masked."""
     from .compose import SERVICES
 
+    lines = count_flag(tail, "--tail")
     for name in service or []:
         if name not in SERVICES:
             raise UsageError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     with _gateway(c, env_file) as gateway:
         stack = gateway.stack
+        gateway.require_docker()  # the same checks, and exit codes, as every stack task
     args = ["logs", "--no-color"] + (["--follow"] if follow else [])
-    if tail >= 0:
-        args += ["--tail", str(tail)]
+    if lines is not None:
+        args += ["--tail", str(lines)]
     command = stack.compose_args(*args, *(service or []))
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=stack.child_env(), stdin=subprocess.DEVNULL)

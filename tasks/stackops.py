@@ -7,7 +7,7 @@ Invoke, no printing (progress goes through a callback).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,21 +169,26 @@ class Gateway:
 
     def _consumer(self, client: LiteLLM, starting: bool = False) -> Callable[[KeySpec, str], None]:
         webui = self.openwebui()
-        if webui is not None:
-            # fail before anything changes when the admin login is missing or wrong
-            _ = webui.token
-
-        def consume(spec: KeySpec, key: str) -> None:
-            if not spec.gate:
-                return
-            if webui is None:
-                if not starting:
+        if webui is None:
+            def consume(spec: KeySpec, key: str) -> None:
+                if spec.gate and not starting:
                     self.notes.append("Open WebUI is not running; `invoke stack.start` hands it "
                                       "the new key when it starts")
-                return
-            self.notes += hand_over(webui, client, key, progress=self.progress)
 
-        return consume
+            return consume
+        spec = self.settings.gate_key
+        old = [self.values.get(spec.env_var, "")] if spec is not None else []
+        return webui_consumer(webui, client, also=self.litellm_aliases(), old_keys=old,
+                              notes=self.notes, progress=self.progress)
+
+    def litellm_aliases(self) -> list[str]:
+        """Other URLs that reach the LiteLLM service (beside ``http://litellm:4000/v1``): its
+        published host URL, and its container's name on the compose network."""
+        urls = [self.settings.litellm_url]
+        container = self._running_container(LITELLM)
+        if container is not None:
+            urls.append(f"http://{container.name}:4000")
+        return urls
 
     # -- checks --------------------------------------------------------------
 
@@ -215,9 +220,16 @@ class Gateway:
             )
         return spec, has_key
 
-    def preflight(self) -> None:
+    def require_docker(self) -> None:
+        """The docker CLI, its context, the daemon at its endpoint, and Compose: every stack
+        task checks the same, so one cause always ends in one exit code (10)."""
         s = self.stack
         _ = s.client  # daemon reachable at the CLI's endpoint
+        _ = s.cli
+
+    def preflight(self) -> None:
+        s = self.stack
+        self.require_docker()
         if s.cli.warning:
             self.notes.append(s.cli.warning)
         values = self.values
@@ -290,12 +302,13 @@ class Gateway:
                 outcome.openwebui_key = "not running"
                 return
             with webui:
-                held = webui.held_key()
+                also = self.litellm_aliases()
+                held = webui.held_key(also=also, old_keys=[outcome.key])
                 if held == outcome.key:
                     outcome.openwebui_key = "in sync"
                 else:
                     self.progress("Open WebUI holds another key than .env; handing it .env's")
-                    webui.set_key(outcome.key)
+                    webui.set_key(outcome.key, also=also, old_keys=[outcome.key])
                     outcome.notes.append("Open WebUI held another key than .env; it now has "
                                          f"{outcome.masked}")
                     outcome.openwebui_key = "updated"
@@ -308,6 +321,7 @@ class Gateway:
                         "WebUI cannot reach models; run `invoke keys.create` to replace it")
 
     def stop(self, *, volumes: bool = False) -> Outcome:
+        self.require_docker()
         states = self.stack.states()
         if not states:
             return Outcome(notes=[f"nothing to stop: no containers of project "
@@ -337,6 +351,7 @@ class Gateway:
 
     def status(self) -> Outcome:
         outcome = Outcome(changed=False)
+        self.require_docker()
         outcome.services = self.stack.states()
         spec = self.settings.gate_key
         values = self.values
@@ -359,7 +374,8 @@ class Gateway:
                 outcome.openwebui_key = "not running"
             else:
                 with webui:
-                    outcome.openwebui_key = ("in sync" if webui.held_key() == outcome.key
+                    held = webui.held_key(also=self.litellm_aliases(), old_keys=[outcome.key])
+                    outcome.openwebui_key = ("in sync" if held == outcome.key
                                              else "differs from .env (stack.restart fixes it)")
         except (OpenWebUIError, ProxyUnreachableError) as exc:
             outcome.openwebui_key = "unknown"
@@ -367,12 +383,33 @@ class Gateway:
         return outcome
 
 
+def webui_consumer(webui: OpenWebUI, client: LiteLLM, *, also: Sequence[str] = (),
+                   old_keys: Sequence[str] = (), notes: list[str] | None = None,
+                   litellm_url: str = LITELLM_INTERNAL_URL, progress: Progress = _quiet
+                   ) -> Callable[[KeySpec, str], None]:
+    """The consumer that hands the gate key to a running Open WebUI. Checks at once - before
+    any key is made - that the admin login works and that LiteLLM's connection can be told
+    apart (OpenWebUIError, exit 13, otherwise). ``notes`` collects what it did."""
+    webui.connections((litellm_url, *also), old_keys)
+    collected = notes if notes is not None else []
+
+    def consume(spec: KeySpec, key: str) -> None:
+        if spec.gate:
+            collected.extend(hand_over(webui, client, key, litellm_url=litellm_url,
+                                       progress=progress, also=also, old_keys=old_keys))
+
+    return consume
+
+
 def hand_over(webui: OpenWebUI, client: LiteLLM, key: str, *,
-              litellm_url: str = LITELLM_INTERNAL_URL, progress: Progress = _quiet) -> list[str]:
-    """Give Open WebUI ``key`` for its LiteLLM connection and prove it works there."""
+              litellm_url: str = LITELLM_INTERNAL_URL, progress: Progress = _quiet,
+              also: Sequence[str] = (), old_keys: Sequence[str] = ()) -> list[str]:
+    """Give Open WebUI ``key`` for its LiteLLM connection(s) - found by ``litellm_url`` or
+    ``also`` however written, or by holding one of ``old_keys`` - and prove it works there.
+    Raises OpenWebUIError (13) when it cannot tell which connection is LiteLLM's."""
     notes = []
     progress("handing the new key to Open WebUI")
-    if webui.set_key(key, litellm_url):
+    if webui.set_key(key, litellm_url, also=also, old_keys=old_keys):
         notes.append("Open WebUI had no LiteLLM connection; added it")
     progress("checking that Open WebUI reaches LiteLLM's models with it")
     webui.prove(client.models_for(key))

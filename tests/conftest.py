@@ -168,7 +168,10 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path: Path, litellm: Standin) -> Project:
-    env = write_env(tmp_path / ".env")
+    # LITELLM_PORT agrees with the stand-in's URL (LITELLM_PROXY_URL): no "note: using ..." line
+    from urllib.parse import urlsplit
+
+    env = write_env(tmp_path / ".env", LITELLM_PORT=str(urlsplit(litellm.url).port))
     return Project(tmp_path, env, litellm.url)
 
 

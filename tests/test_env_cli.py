@@ -99,7 +99,7 @@ def test_check_passes_a_good_file(project: Project) -> None:
         ({"UI_PASSWORD": "changeme"}, "UI_PASSWORD still holds a placeholder"),
         ({"WEBUI_SECRET_KEY": "<your secret>"}, "WEBUI_SECRET_KEY still holds a placeholder"),
         ({"UI_PASSWORD": "short"}, "shorter than 8"),
-        ({"WEBUI_PORT": "4000"}, "must differ"),
+        ({"WEBUI_PORT": "4000", "LITELLM_PORT": "4000"}, "must differ"),
         ({"LITELLM_PORT": "99999"}, "port number"),
         ({"WEBUI_ADMIN_EMAIL": "admin"}, "not an e-mail"),
         ({"FIRST_RUN": "no"}, "VIRTUAL_KEY is empty and FIRST_RUN is not yes"),

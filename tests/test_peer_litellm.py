@@ -41,7 +41,8 @@ def openapi(proxy: Peer) -> dict[str, Any]:
 
 @pytest.fixture
 def peer_project(tmp_path: Path, proxy: Peer) -> Project:
-    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=PEER_MASTER)
+    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=PEER_MASTER,
+                    LITELLM_PORT=proxy.url.rsplit(":", 1)[1])  # as the URL: no "note:" line
     return Project(tmp_path, env, proxy.url)
 
 
@@ -105,7 +106,8 @@ def test_keys_tasks_say_the_database_is_missing(peer_project: Project, args: lis
 def test_wrong_master_key_without_a_database(proxy: Peer, tmp_path: Path) -> None:
     """Without a database the real proxy answers any non-master key with 400 'No connected db',
     so a wrong master key surfaces as the missing database - the first thing to fix."""
-    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY="sk-wrong-" + "w" * 24)
+    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY="sk-wrong-" + "w" * 24,
+                    LITELLM_PORT=proxy.url.rsplit(":", 1)[1])
     done = Project(tmp_path, env, proxy.url).run("keys.list")
     assert done.returncode == 6 and "virtual keys live in it" in done.stderr
     with LiteLLM(proxy.url, "sk-wrong-" + "w" * 24, timeout=5) as client, pytest.raises(
@@ -190,7 +192,7 @@ def test_the_standin_answers_like_the_real_proxy(proxy: Peer) -> None:
 
 def _flow(litellm: Standin, tmp_path: Path) -> None:
     """Make the client send every kind of request it has, through the real command line."""
-    env = write_env(tmp_path / ".env")
+    env = write_env(tmp_path / ".env", LITELLM_PORT=litellm.url.rsplit(":", 1)[1])
     project = Project(tmp_path, env, litellm.url)
     for args in (["keys.create", "--models", "gpt-4o-mini", "--duration", "7d", "--max-budget", "5"],
                  ["keys.create"], ["keys.rotate", "--grace", "1h"],

@@ -128,5 +128,5 @@ def test_two_keys_in_one_variable_is_refused() -> None:
 def test_bad_timeouts() -> None:
     with pytest.raises(UsageError, match="gateway.timeout"):
         load_settings(config(timeout="soon"), environ={})
-    with pytest.raises(UsageError, match="positive"):
+    with pytest.raises(UsageError, match="more than 0"):
         load_settings(config(timeout=0), environ={})
