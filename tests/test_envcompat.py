@@ -27,8 +27,10 @@ ISSUE_EXAMPLES = {
                                     "compose", "single quotes"),
     "$ in a double-quoted password": (f'WEBUI_ADMIN_PASSWORD="Adm1n$ecret-{SECRETISH}"',
                                       "compose", "single quotes"),
-    "@ # / : in the database password": (f"POSTGRES_PASSWORD='p@ss#w0rd/2024:{SECRETISH}'",
-                                         "url", "- _ . ~"),
+    # the issue's 'p@ss#w0rd/2024:x' is fine now: LiteLLM builds its database URL itself and
+    # percent-encodes it (test_url_characters_litellm_encodes_are_not_flagged); a space it cannot
+    "a space in the database password": (f"POSTGRES_PASSWORD='pass word-{SECRETISH}'",
+                                         "url", "without spaces"),
     "umlauts in the master key": (f"LITELLM_MASTER_KEY=sk-Pässwörter-für-den-Proxy-{SECRETISH}",
                                   "header", "env.init"),
     "a trailing space inside quotes": (f'LITELLM_MASTER_KEY="{MASTER} "', "header", "env.init"),
@@ -41,7 +43,7 @@ ISSUE_EXAMPLES = {
     "\\\\ inside single quotes": (f"WEBUI_SECRET_KEY='a\\\\b-{SECRETISH}'", "compose", "backslash"),
     "\\' inside double quotes": (f'WEBUI_SECRET_KEY="it\\\'s-{SECRETISH}"', "compose", "backslash"),
     "a space inside a virtual key": (f"VIRTUAL_KEY=sk-abc {SECRETISH}", "header", "exactly"),
-    "% in the database user": ("POSTGRES_USER=lite%40llm", "url", "percent-encoding"),
+    "a space in the database name": ("POSTGRES_DB='lite llm'", "url", "DATABASE_NAME"),
 }
 
 
@@ -198,9 +200,21 @@ def test_the_project_compose_file_comparison_finds_each_difference(project: Proj
 
 def test_url_variables_come_from_the_compose_file() -> None:
     settings = load_settings(None)
-    names = envcompat.url_variables(settings.compose_files)
-    assert names == {"POSTGRES_USER": "DATABASE_URL", "POSTGRES_PASSWORD": "DATABASE_URL",
-                     "POSTGRES_DB": "DATABASE_URL"}
+    assert envcompat.url_variables(settings.compose_files) == {}  # no URL is built in compose
+    assert envcompat.encoded_url_variables(settings.compose_files) == {
+        "POSTGRES_USER": "DATABASE_USERNAME", "POSTGRES_PASSWORD": "DATABASE_PASSWORD",
+        "POSTGRES_DB": "DATABASE_NAME"}
+
+
+@pytest.mark.parametrize("line", [f"POSTGRES_PASSWORD='p@ss#w0rd/2024:{SECRETISH}'",
+                                  "POSTGRES_USER=lite%40llm", "POSTGRES_DB='db?x=1&y#z'"])
+def test_url_characters_litellm_encodes_are_not_flagged(project: Project, line: str) -> None:
+    """LiteLLM percent-encodes DATABASE_* itself (checked against the real PostgreSQL by
+    tests/test_stack_compose.py): the issue's URL-breaking password now reaches it intact."""
+    with_line(project, line)
+    done = project.run("env.check", "--json")
+    report = json.loads(done.stdout)
+    assert not [f for f in report["findings"] if f["check"] == "url"], report["findings"]
 
 
 # --------------------------------------------------------------------------- what the tasks write
