@@ -51,7 +51,8 @@ def accepted(url: str, key: str, tries: int = 20) -> int:
 
 
 def test_a_deleted_key_with_two_workers(tmp_path: Path, two_workers: RealProxy) -> None:
-    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=REAL_MASTER)
+    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=REAL_MASTER,
+                    LITELLM_PORT=two_workers.url.rsplit(":", 1)[1])
     project = Project(tmp_path, env, two_workers.url)
     assert project.run("keys.create").returncode == 0
     old = project.value("VIRTUAL_KEY")
