@@ -235,8 +235,8 @@ class MasterRotation:
     def _recreate_litellm(self, new: str) -> bool:
         """Recreate the compose stack's litellm service (it reads the new key from .env) and wait
         until it is healthy - unless it already accepts ``new``. True if it was recreated."""
-        from .proxy import LiteLLM
         from .compose import LITELLM
+        from .proxy import LiteLLM
 
         with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
             with contextlib.suppress(GatewayError):
