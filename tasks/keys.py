@@ -50,6 +50,10 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
     gateway = Gateway(settings, progress=progress)
     try:
+        from .masterkey import recover_master
+
+        # an interrupted master-key rotation first: until it is finished, .env's key may not open LiteLLM
+        gateway.notes.extend(recover_master(gateway, progress))
         with gateway.keys(via, hand_over=hand_over, wait=seconds) as keys:
             yield settings, keys
     finally:
@@ -117,6 +121,8 @@ def create(
         "name": NAME,
         "all": "Rotate every configured key that exists",
         "grace": "Let the old key work this long (30s, 15m, 2h, 7d...) instead of deleting it now",
+        "older-than": "Rotate only a key at least this old (e.g. 30d; its age is LiteLLM's created_at, "
+        "the time of its last rotation); younger keys are left alone quietly (for cron, timers)",
     }
 )
 @guarded
@@ -125,6 +131,7 @@ def rotate(
     name: str | None = None,
     all: bool = False,
     grace: str | None = None,
+    older_than: str | None = None,
     env_file: str | None = None,
     url: str | None = None,
     via: str | None = None,
@@ -135,10 +142,21 @@ def rotate(
     if all and name:
         raise UsageError("give --name or --all, not both")
     grace = parse_duration(grace)
+    from .schedule import duration_seconds, key_age
+
+    min_age = duration_seconds(older_than) if older_than is not None else None
     with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
         names = list(settings.keys) if all else [settings.key(name).name]
-        results, failures = [], []
+        results, failures, skipped = [], [], []
         for key_name in names:
+            if min_age is not None:
+                from . import envfile
+
+                held = envfile.load(settings.env_file).get(settings.key(key_name).env_var)
+                age = key_age(keys.client, held) if held else None
+                if age is not None and age < min_age:
+                    skipped.append({"name": key_name, "action": "skipped", "age_seconds": int(age)})
+                    continue
             try:
                 results.append(keys.rotate(settings.key(key_name), grace=grace))
             except GatewayError as exc:
@@ -146,7 +164,8 @@ def rotate(
                     raise
                 failures.append((key_name, exc))
         if json:
-            emit_json([r.public() for r in results] if all else results[0].public())
+            shown = [r.public() for r in results] + skipped
+            emit_json(shown if all else shown[0])
         else:
             for result in results:
                 _report(result, settings, False)
@@ -243,3 +262,54 @@ def list_(
     for row in table:
         emit("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     emit(f"{len(rows)} key(s)")
+
+
+@task(
+    name="rotate-master",
+    help={
+        "yes": "Do not ask; required when stdin is not a terminal",
+        "salt-key-set": "LiteLLM is not this stack's (the tasks cannot restart it) and it has "
+        "LITELLM_SALT_KEY set: write the new key to .env, then you restart LiteLLM with it",
+        "timeout": "How long to wait for the recreated LiteLLM to become healthy (default: gateway."
+        "start_timeout, 300 s)",
+        "env-file": COMMON["env-file"],
+        "url": COMMON["url"],
+        "json": COMMON["json"],
+    },
+)
+@guarded
+def rotate_master(
+    c: Any,
+    yes: bool = False,
+    salt_key_set: bool = False,
+    timeout: str | None = None,
+    env_file: str | None = None,
+    url: str | None = None,
+    json: bool = False,
+) -> None:
+    """Replace LITELLM_MASTER_KEY: new key in .env, LiteLLM recreated with it, then proven."""
+    from .masterkey import MasterRotation, recover_master
+    from .stackops import Gateway
+
+    seconds = seconds_flag(timeout, "--timeout")
+    settings = settings_from(c, env_file=env_file, url=url, with_env=True)
+    confirm("Replace LiteLLM's master key (LiteLLM is restarted with the new one)?", yes=yes,
+            what="keys.rotate-master")
+    gateway = Gateway(settings, progress=progress)
+    try:
+        notes = recover_master(gateway, progress)
+        rotation = MasterRotation(gateway, progress=progress,
+                                  wait=seconds if seconds is not None else settings.start_timeout)
+        result = rotation.rotate(external_salt_key=salt_key_set)
+        result.notes[:0] = notes
+    finally:
+        gateway.close()
+    if json:
+        emit_json(result.public())
+        return
+    for note in result.notes:
+        emit(note)
+    emit(f"rotated LiteLLM's master key: {result.public()['key']} saved in LITELLM_MASTER_KEY in "
+         f"{settings.env_file}" + (" (LiteLLM recreated with it)" if result.restarted else ""))
+    for fact in result.proven:
+        emit(f"  {fact}")

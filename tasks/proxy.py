@@ -280,6 +280,11 @@ class LiteLLM:
             raise self._fail(response, "/key/delete")
         return True
 
+    def check_admin(self) -> None:
+        """One authenticated admin request (``/key/list``, one hash): AuthError when LiteLLM
+        refuses this client's key as its master key."""
+        self._call("GET", "/key/list", params={"page": 1, "size": 1})
+
     def block_key(self, key: str) -> None:
         self._call("POST", "/key/block", body={"key": key})
 

@@ -433,3 +433,52 @@ def test_rotation_drops_no_request(stack: StackProject) -> None:
         time.sleep(3)
     print(f"the old way: {traffic.sent} requests, {len(traffic.failures)} failed")
     assert traffic.failures, "the old way should break Open WebUI; the traffic check missed it"
+
+
+def test_rotate_master_on_the_running_stack(stack: StackProject) -> None:
+    """keys.rotate-master on the real stack: LiteLLM recreated with the new key, everything proven."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    stack.ok("stack.start")
+    key, old = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
+    # a model stored in LiteLLM's database: its provider key is encrypted with the salt key
+    stack.admin("POST", "/model/new", {"model_name": "stored-model", "litellm_params": {
+        "model": "openai/gpt-4o-mini", "api_base": "http://provider:8000/v1",
+        "api_key": "sk-provider-secret-stored"}})
+    with Traffic(stack) as traffic:
+        time.sleep(2)
+        started = time.monotonic()
+        done = stack.ok("keys.rotate-master", "--yes")
+        took = time.monotonic() - started
+        time.sleep(2)
+    print(f"\nkeys.rotate-master took {took:.1f}s; {traffic.sent} requests through Open WebUI, "
+          f"{len(traffic.failures)} failed while LiteLLM was recreated")
+    new = stack.value("LITELLM_MASTER_KEY")
+    assert new != old and "LiteLLM recreated" in done.stdout
+    assert "the old master key is refused" in done.stdout and "VIRTUAL_KEY still works" in done.stdout
+    assert "Open WebUI still lists LiteLLM's models" in done.stdout
+    no_secrets(done, stack)
+    assert old not in done.stdout + done.stderr
+    assert not (stack.dir / ".env.master-journal.json").exists()
+
+    def admin_status(master: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{stack.port('LITELLM_PORT')}/key/list?page=1&size=1",
+            headers={"Authorization": f"Bearer {master}"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert admin_status(old) == 401 and admin_status(new) == 200
+    assert stack.litellm_accepts(key), "the virtual key lives on"
+    assert chat_through_webui(stack) == "pong from the fake provider"
+    assert chat_through_webui(stack, "stored-model") == "pong from the fake provider", \
+        "the stored model (salt-key encrypted) survives"
+    assert stack.container_env("litellm")["LITELLM_MASTER_KEY"] == new
+    assert "LITELLM_MASTER_KEY" not in stack.container_env("open-webui")
+    status = json.loads(stack.ok("stack.status", "--json").stdout)
+    assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"

@@ -260,8 +260,10 @@ class RealProxy:
 
 
 def start_proxy(folder: Path, postgres: Postgres, provider: Provider, *, workers: int = 1,
-                master: str = REAL_MASTER, config_extra: str = "", wait: float = 150) -> RealProxy:
-    """Start the real proxy on a fresh database and wait for ``/health/readiness`` (db connected)."""
+                master: str = REAL_MASTER, config_extra: str = "", wait: float = 150,
+                database: str | None = None, extra_env: dict[str, str] | None = None) -> RealProxy:
+    """Start the real proxy on a fresh database (or on ``database``, to restart it on the same key
+    store) and wait for ``/health/readiness`` (db connected)."""
     binary = LITELLM_VENV / "bin" / "litellm"
     require(binary.exists(), f"the LiteLLM proxy is not installed in {LITELLM_VENV}")
     require((REAL_ROOT / "generated.stamp").exists(),
@@ -270,7 +272,7 @@ def start_proxy(folder: Path, postgres: Postgres, provider: Provider, *, workers
     require(installed == pinned_version(),
             f"the LiteLLM in {LITELLM_VENV} is {installed}, docker-compose.yml pins {pinned_version()}")
     folder.mkdir(parents=True, exist_ok=True)
-    database = postgres.fresh_database()
+    database = database or postgres.fresh_database()
     provider_url = f"http://127.0.0.1:{provider.server_address[1]}"
     (folder / "config.yaml").write_text(config_yaml(provider_url, extra=config_extra))
     port = free_port()
@@ -280,7 +282,8 @@ def start_proxy(folder: Path, postgres: Postgres, provider: Provider, *, workers
     if workers > 1:
         args += ["--num_workers", str(workers)]
     with log.open("wb") as out:
-        process = subprocess.Popen(args, env=proxy_environ(postgres.url(database), master), stdout=out,
+        process = subprocess.Popen(args, env={**proxy_environ(postgres.url(database), master),
+                                              **(extra_env or {})}, stdout=out,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=folder,
                                    start_new_session=True)
     proxy = RealProxy(process, f"http://127.0.0.1:{port}", master, database, log, postgres, provider,

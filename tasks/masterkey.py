@@ -1,0 +1,297 @@
+"""Rotating LiteLLM's master key (``keys.rotate-master``), and finishing an interrupted rotation.
+
+What the master key is to LiteLLM (1.108.7, read in litellm/proxy and checked on the real proxy):
+an admin credential read from ``LITELLM_MASTER_KEY`` at start - it is not stored in the database,
+and a running proxy keeps accepting the key it started with. It is also the encryption key of the
+credentials LiteLLM stores (models and provider keys added in its UI) - *unless*
+``LITELLM_SALT_KEY`` is set, which this stack always sets (compose refuses to start without it).
+So on this stack a master-key rotation changes nothing in LiteLLM's database: a new key in
+``.env``, LiteLLM recreated with it, and the proof. LiteLLM's ``POST /key/regenerate
+{"new_master_key"}`` is deliberately *not* used: it re-encrypts the stored credentials with the
+new master key even when a salt key is set, and the restarted proxy, which decrypts with the salt
+key, then drops them (seen on the real 1.108.7: a stored model vanished after the restart).
+
+The protocol, each step safe to interrupt:
+1. journal the intent beside .env (``.env.master-journal.json``, 0600): the SHA-256 of the old and
+   the new key, never a key;
+2. write the new key to ``LITELLM_MASTER_KEY`` in .env (one atomic write);
+3. recreate the ``litellm`` service of the compose stack so it runs with it, and wait until it is
+   healthy - or, when LiteLLM is not this stack's to restart, stop with exit 9 saying what to do;
+4. prove it: the new key opens LiteLLM's admin API, the old one is refused, every virtual key .env
+   holds still works, and a running Open WebUI still lists LiteLLM's models with its key;
+5. clear the journal.
+Interrupted before step 2, nothing changed anywhere: the next keys task drops the journal. After
+it, .env holds the new key: the next keys task recreates LiteLLM (or waits for the user to restart
+it) and proves the result. No state leaves a .env whose master key does not open LiteLLM once
+LiteLLM runs with that .env. Plain functions; no Invoke, no printing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import envfile
+from .errors import (
+    AuthError,
+    EnvFileError,
+    GatewayError,
+    IncompleteError,
+    KeyStateError,
+    UsageError,
+)
+from .masking import mask
+
+if TYPE_CHECKING:
+    from .proxy import LiteLLM
+    from .stackops import Gateway
+
+Progress = Callable[[str], None]
+MASTER_VAR = "LITELLM_MASTER_KEY"
+SALT_VAR = "LITELLM_SALT_KEY"
+
+
+def new_master_key() -> str:
+    """A new master key, as env.init makes one: ``sk-`` and 43 URL-safe characters."""
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass
+class MasterJournal:
+    """The journal entry of a master-key rotation (hashes only)."""
+
+    old_sha256: str
+    new_sha256: str
+    started_at: str
+    restart: bool  # True: LiteLLM is the compose stack's, the tasks recreate it
+
+    @staticmethod
+    def path_for(env_file: Path) -> Path:
+        return env_file.with_name(env_file.name + ".master-journal.json")
+
+    @classmethod
+    def read(cls, env_file: Path) -> MasterJournal | None:
+        path = cls.path_for(env_file)
+        try:
+            data = json.loads(envfile.resolve(path).read_text(encoding="utf-8"))
+            return cls(str(data["old_sha256"]), str(data["new_sha256"]), str(data["started_at"]),
+                       bool(data["restart"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EnvFileError(f"cannot read the master-key journal {path} ({type(exc).__name__}); "
+                               "if no keys task is running, check LITELLM_MASTER_KEY and delete it") from None
+
+    def write(self, env_file: Path) -> None:
+        envfile.write_secure(self.path_for(env_file), json.dumps(asdict(self), indent=2).encode())
+
+    @classmethod
+    def drop(cls, env_file: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            envfile.resolve(cls.path_for(env_file)).unlink()
+
+
+@dataclass
+class MasterResult:
+    """What a master-key rotation did. ``key`` is the new master key (render it masked)."""
+
+    action: str  # "rotated" | "finished" | "rolled back"
+    key: str = field(repr=False)
+    restarted: bool
+    seconds: float = 0.0
+    proven: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        return {"action": self.action, "key": mask(self.key), "restarted": self.restarted,
+                "seconds": round(self.seconds, 1), "proven": self.proven, "notes": self.notes}
+
+
+def _admin_ok(client: LiteLLM) -> None:
+    """An authenticated admin call: AuthError when the key is refused."""
+    client.check_admin()
+
+
+class MasterRotation:
+    """Steps of the protocol above, over one gateway (Settings, Docker, LiteLLM, Open WebUI)."""
+
+    def __init__(self, gateway: Gateway, *, progress: Progress | None = None, wait: float = 300) -> None:
+        self.gateway = gateway
+        self.settings = gateway.settings
+        self.progress = progress or (lambda _m: None)
+        self.wait = wait
+
+    @property
+    def env_file(self) -> Path:
+        return self.settings.env_file
+
+    def ours(self) -> bool:
+        """Is LiteLLM this compose stack's running ``litellm`` service (ours to recreate)?"""
+        from .compose import LITELLM
+
+        return self.gateway._running_container(LITELLM) is not None
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        with envfile.file_lock(self.settings.keys_lock_file, self.settings.lock_timeout,
+                               "the keys of this .env"):
+            yield
+
+    # -- the steps -----------------------------------------------------------
+
+    def rotate(self, *, external_salt_key: bool = False) -> MasterResult:
+        """Steps 1-5. Raises UsageError (the master key is not .env's), KeyStateError (LiteLLM is not
+        ours and the salt key is not confirmed; a rotation is pending), AuthError (.env's key is
+        refused), IncompleteError (exit 9: LiteLLM must be restarted by hand)."""
+        import time
+
+        started = time.monotonic()
+        with self._locked():
+            doc = envfile.load(self.env_file)
+            old = doc.get(MASTER_VAR)
+            if not old or not self.settings.master_key_source.startswith(MASTER_VAR + " in "):
+                raise UsageError(f"keys.rotate-master rotates the {MASTER_VAR} that .env holds; "
+                                 f"the key in use comes from {self.settings.master_key_source or 'nowhere'}")
+            if MasterJournal.read(self.env_file) is not None:
+                raise KeyStateError("a master-key rotation is already pending; run `invoke keys.list` "
+                                    "(any keys task) to finish it first")
+            ours = self.ours()
+            if ours and not doc.get(SALT_VAR):
+                raise KeyStateError(
+                    f"{SALT_VAR} is empty in .env, so LiteLLM encrypts what it stores with the master "
+                    "key and a new one would make that unreadable; docker-compose.yml requires a salt "
+                    "key - see README, 'Rotating the master key'")
+            if not ours and not external_salt_key:
+                raise KeyStateError(
+                    "LiteLLM is not this compose stack's running service, so the tasks cannot restart "
+                    f"it; if that LiteLLM has {SALT_VAR} set (else a new master key makes the "
+                    "credentials it stores unreadable), run again with --salt-key-set, then restart it "
+                    "with the new key as told")
+            with self.gateway.litellm("host" if not ours else None) as client:
+                client.require_database()
+                _admin_ok(client)  # .env's key opens LiteLLM now
+            new = new_master_key()
+            journal = MasterJournal(sha256(old), sha256(new),
+                                    datetime.now(timezone.utc).isoformat(timespec="seconds"), ours)
+            self.progress("noting the rotation in the master-key journal (hashes only)")
+            journal.write(self.env_file)
+            self.progress(f"writing the new master key to {self.env_file}")
+            try:
+                envfile.update(self.env_file, {MASTER_VAR: new}, lock_timeout=self.settings.lock_timeout)
+            except BaseException:
+                MasterJournal.drop(self.env_file)
+                raise
+            result = self._finish(journal, new, old=old, action="rotated")
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _finish(self, journal: MasterJournal, new: str, *, old: str | None, action: str) -> MasterResult:
+        """Steps 3-5 with .env holding ``new``. ``old``: the old key when known (to prove it refused)."""
+        from .proxy import LiteLLM
+
+        restarted = False
+        if journal.restart:
+            restarted = self._recreate_litellm(new)
+        s = self.settings
+        client = LiteLLM(s.litellm_url, new, timeout=s.timeout)
+        with client:
+            try:
+                _admin_ok(client)
+            except AuthError:
+                if journal.restart:
+                    raise
+                raise IncompleteError(
+                    f"{MASTER_VAR} in {self.env_file} now holds the new master key "
+                    f"{mask(new)}; LiteLLM still runs with the old one: set LiteLLM's "
+                    f"{MASTER_VAR} to the value in .env and restart LiteLLM, then run any keys task "
+                    "(e.g. `invoke keys.list`) to prove it and finish") from None
+            proven = ["the new master key opens LiteLLM's admin API"]
+            if old:
+                old_client = LiteLLM(s.litellm_url, old, timeout=s.timeout)
+                with old_client:
+                    try:
+                        _admin_ok(old_client)
+                    except AuthError:
+                        proven.append("the old master key is refused")
+                    else:
+                        raise GatewayError("LiteLLM still accepts the old master key after its restart; "
+                                           f"check how LiteLLM gets {MASTER_VAR}")
+            proven += self._prove_virtual_keys(client)
+        proven += self._prove_openwebui()
+        MasterJournal.drop(self.env_file)
+        return MasterResult(action, new, restarted, proven=proven)
+
+    def _recreate_litellm(self, new: str) -> bool:
+        """Recreate the compose stack's litellm service (it reads the new key from .env) and wait
+        until it is healthy - unless it already accepts ``new``. True if it was recreated."""
+        from .compose import LITELLM
+        from .proxy import LiteLLM
+
+        with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
+            with contextlib.suppress(GatewayError):
+                _admin_ok(client)
+                return False
+        stack = self.gateway.stack
+        self.progress("recreating the litellm service with the new key")
+        stack.up([LITELLM], recreate=True, no_deps=True)
+        stack.wait([LITELLM], timeout=self.wait)
+        return True
+
+    def _prove_virtual_keys(self, client: LiteLLM) -> list[str]:
+        doc = envfile.load(self.env_file)
+        proven = []
+        for spec in self.settings.keys.values():
+            key = doc.get(spec.env_var)
+            if key:
+                client.models_for(key)  # raises when LiteLLM refuses it
+                proven.append(f"{spec.env_var} still works")
+        return proven
+
+    def _prove_openwebui(self) -> list[str]:
+        webui = self.gateway.openwebui()
+        if webui is None:
+            return []
+        with webui:
+            if not webui.models():
+                raise GatewayError("Open WebUI lists no models from LiteLLM after the master-key rotation")
+        return ["Open WebUI still lists LiteLLM's models"]
+
+    # -- recovery ------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Finish or roll back an interrupted rotation (run by every keys task first). Notes."""
+        journal = MasterJournal.read(self.env_file)
+        if journal is None:
+            return []
+        with self._locked():
+            journal = MasterJournal.read(self.env_file)
+            if journal is None:
+                return []
+            held = envfile.load(self.env_file).get(MASTER_VAR)
+            if sha256(held) == journal.old_sha256:
+                MasterJournal.drop(self.env_file)  # interrupted before .env changed: nothing to undo
+                return ["rolled back an interrupted master-key rotation (nothing had changed)"]
+            if sha256(held) != journal.new_sha256:
+                raise KeyStateError(
+                    f"{MASTER_VAR} in .env is neither the old nor the new key of an interrupted "
+                    f"master-key rotation; check it, then delete {MasterJournal.path_for(self.env_file)}")
+            result = self._finish(journal, held, old=None, action="finished")
+        return ["finished an interrupted master-key rotation: " + "; ".join(result.proven)]
+
+
+def recover_master(gateway: Gateway, progress: Progress | None = None) -> list[str]:
+    """:meth:`MasterRotation.recover` for a keys task's gateway (a no-op without a journal)."""
+    if MasterJournal.read(gateway.settings.env_file) is None:
+        return []
+    return MasterRotation(gateway, progress=progress).recover()
