@@ -69,7 +69,8 @@ def lite(real: RealProxy, relay: Relay) -> Iterator[RealProxy]:
 @pytest.fixture
 def rp(tmp_path: Path, lite: RealProxy, relay: Relay) -> Project:
     """A project whose .env holds the real proxy's master key; the tasks reach it via the relay."""
-    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=REAL_MASTER, LITELLM_PORT=relay.url.rsplit(":", 1)[1])
+    env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=REAL_MASTER,
+                    LITELLM_PORT=relay.url.rsplit(":", 1)[1])
     return Project(tmp_path, env, relay.url)
 
 
