@@ -22,15 +22,16 @@ journaled new key the operation is finished, otherwise the pending key is delete
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import envfile
 from .errors import (
@@ -40,11 +41,12 @@ from .errors import (
     IncompleteError,
     Interrupted,
     KeyStateError,
+    ProxyUnreachableError,
     UsageError,
 )
 from .masking import mask
 from .proxy import LiteLLM, token_of
-from .settings import GATE_VAR, TRUTHY, KeySpec, Settings
+from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, duration_seconds
 
 MANAGED_BY = "ai-gateway-tasks"
 
@@ -65,8 +67,54 @@ def retired_alias(alias: str, txid: str) -> str:
     return f"{alias} (retired {txid})"
 
 
+#: How a journaled operation reads in a message.
+OP_WORDS = {"created": "key creation", "rotated": "rotation"}
+
+#: Special model names LiteLLM takes in a key's ``models`` besides the models it serves.
+SPECIAL_MODELS = ("all-proxy-models", "all-team-models", "*", "")
+
+
+def check_models(requested: Iterable[str], served: list[str], *, team_id: str = "",
+                 team_models: Iterable[str] = ()) -> None:
+    """Raise UsageError (exit 2) naming each requested model LiteLLM does not serve (with the
+    list it serves), or that the team ``team_id`` does not allow (``team_models``; empty or
+    ``all-proxy-models`` = all). A name with ``*`` must match at least one served model."""
+    requested = [m for m in requested if m not in SPECIAL_MODELS]
+    unknown = [m for m in requested
+               if m not in served and not ("*" in m and fnmatch.filter(served, m))]
+    if unknown:
+        raise UsageError(
+            f"LiteLLM serves no model {', '.join(map(repr, unknown))}; it serves: "
+            f"{', '.join(served) or 'nothing (its config has no model_list)'}")
+    allowed = [m for m in team_models if m not in SPECIAL_MODELS]
+    if allowed and not any(m in SPECIAL_MODELS for m in team_models):
+        refused = [m for m in requested if m not in allowed
+                   and not any(fnmatch.fnmatch(m, a) for a in allowed if "*" in a)]
+        if refused:
+            raise UsageError(
+                f"team {team_id!r} does not allow {', '.join(map(repr, refused))}; it allows: "
+                f"{', '.join(allowed)}")
+
+
+def reached(key_models: Iterable[str], served: list[str]) -> list[str]:
+    """The served models among those ``/v1/models`` lists for a key (the real LiteLLM lists a
+    model the key is restricted to even when nothing serves it)."""
+    return [m for m in key_models if m in served]
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _when(value: Any) -> datetime | None:
+    """An ISO expiry from LiteLLM as an aware datetime; None for never (or unreadable)."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 def key_status(info: Mapping[str, Any] | None, now: datetime | None = None) -> str:
@@ -132,6 +180,17 @@ class Journal:
 # --------------------------------------------------------------------------- results
 
 
+OldKeyFate = Literal["deleted", "expires", "kept", "inactive", "gone"]
+
+
+@dataclass
+class Retired:
+    """What the retire step did with the old key."""
+
+    fate: OldKeyFate
+    expires: str | None = None
+
+
 @dataclass
 class KeyResult:
     name: str
@@ -143,6 +202,11 @@ class KeyResult:
     models: list[str] = field(default_factory=list)
     expires: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: what became of the key it replaced: deleted, expires (at ``old_expires``, the grace
+    #: period), kept (its own expiry came first), inactive (already expired or blocked:
+    #: deleted, no grace), gone (LiteLLM no longer had it), or None (nothing replaced)
+    old_key: OldKeyFate | None = None
+    old_expires: str | None = None
 
     @property
     def masked(self) -> str:
@@ -187,6 +251,7 @@ class KeyManager:
         self.consumer = consumer
         self.progress = progress or (lambda _msg: None)
         self.journal = Journal(settings.journal_file)
+        self._served_models: list[str] | None = None
 
     # -- helpers -------------------------------------------------------------
 
@@ -235,18 +300,20 @@ class KeyManager:
             spec = self._spec_for_entry(name, entry)
             held = doc.get(spec.env_var)
             new_token = entry.get("new_token")
+            what = OP_WORDS.get(str(entry.get("op")), "key operation")
             if new_token and held and token_of(held) == new_token:
-                notes += self._finish(spec, entry, held)
-                notes.append(
-                    f"finished an interrupted {entry.get('op', 'key operation')} of {name!r}: "
-                    f".env holds the new key {mask(held)}"
-                )
+                finish_notes, _retired = self._finish(spec, entry, held)
+                notes += finish_notes
+                notes.append(f"finished an interrupted {what} of {name!r}: .env holds the new "
+                             f"key {mask(held)}")
             else:
-                self._roll_back(entry)
-                notes.append(
-                    f"rolled back an interrupted {entry.get('op', 'key operation')} of {name!r}: "
-                    "deleted the unfinished key; .env is as it was"
-                )
+                found = self._roll_back(entry)
+                if found:
+                    notes.append(f"rolled back an interrupted {what} of {name!r}: deleted the "
+                                 "unfinished key; .env is as it was")
+                else:
+                    notes.append(f"rolled back an interrupted {what} of {name!r}: LiteLLM has no "
+                                 "unfinished key of it; .env is as it was")
             self.journal.drop(name)
         return notes
 
@@ -256,11 +323,14 @@ class KeyManager:
         with self._operation():
             return self.recover()
 
-    def _roll_back(self, entry: Mapping[str, Any]) -> None:
+    def _roll_back(self, entry: Mapping[str, Any]) -> bool:
+        """Delete the unfinished key of ``entry``: by its hash when the journal has it, else
+        every key LiteLLM has under its pending alias (unique to that run). False when there
+        was none."""
         if entry.get("new_token"):
-            self.client.delete_keys(keys=[str(entry["new_token"])])
-        else:  # killed before the journal got the hash: the pending alias is unique to this run
-            self.client.delete_keys(aliases=[str(entry["pending_alias"])])
+            return self.client.delete_keys(keys=[str(entry["new_token"])])
+        tokens = [str(k.get("token")) for k in self._find_by_alias(str(entry["pending_alias"]))]
+        return bool(tokens) and self.client.delete_keys(keys=tokens)
 
     def _settle_gate(self, spec: KeySpec) -> bool:
         """FIRST_RUN=no once the gate key's variable holds a working key. True if it changed."""
@@ -269,28 +339,52 @@ class KeyManager:
             return True
         return False
 
-    def _finish(self, spec: KeySpec, entry: Mapping[str, Any], new_key: str) -> list[str]:
+    def _retire(self, entry: Mapping[str, Any]) -> Retired | None:
+        """Step 5: delete the old key, or with a grace period let it expire at the earlier of
+        its own expiry and now + grace. An expired or blocked key is deleted, never revived
+        (LiteLLM's ``/key/update {"duration"}`` gives even an expired key a new life)."""
+        old_token = entry.get("old_token")
+        if not old_token or old_token == entry.get("new_token"):
+            return None
+        grace = entry.get("grace")
+        retired = retired_alias(str(entry["alias"]), str(entry["txid"]))
+        if grace:
+            info = self.client.key_info(str(old_token))
+            status = key_status(info)
+            if status in ("deleted", "missing"):
+                return Retired("gone")
+            if status == "active":
+                assert info is not None
+                expires = _when(info.get("expires"))
+                until = _now() + timedelta(seconds=duration_seconds(str(grace)))
+                body: dict[str, Any] = {"key": old_token, "key_alias": retired}
+                if expires is None or expires > until:
+                    body["duration"] = grace
+                self.progress(f"letting the old key expire within {grace}")
+                try:
+                    self.client.update_key(body)
+                except ApiError as exc:
+                    if exc.status != 404:
+                        raise
+                    return Retired("gone")
+                if "duration" in body:
+                    return Retired("expires", until.isoformat(timespec="seconds"))
+                return Retired("kept", str(info.get("expires")))
+            self.progress(f"deleting the old key ({status}: no grace period for it)")
+            self.client.delete_keys(keys=[str(old_token)])
+            return Retired("inactive")
+        self.progress("deleting the old key")
+        found = self.client.delete_keys(keys=[str(old_token)])
+        return Retired("deleted" if found else "gone")
+
+    def _finish(self, spec: KeySpec, entry: Mapping[str, Any], new_key: str
+                ) -> tuple[list[str], Retired | None]:
         """Steps after the switch: consumer, retire old, final alias. Safe to repeat."""
         self._settle_gate(spec)
         if self.consumer is not None:
             self.progress(f"handing the new key to the consumer of {spec.name!r}")
             self.consumer(spec, new_key)
-        old_token = entry.get("old_token")
-        if old_token and old_token != entry.get("new_token"):
-            grace = entry.get("grace")
-            if grace:
-                self.progress(f"letting the old key expire in {grace}")
-                retired = retired_alias(str(entry["alias"]), str(entry["txid"]))
-                try:
-                    self.client.update_key(
-                        {"key": old_token, "key_alias": retired, "duration": grace}
-                    )
-                except ApiError as exc:
-                    if exc.status != 404:
-                        raise
-            else:
-                self.progress("deleting the old key")
-                self.client.delete_keys(keys=[str(old_token)])
+        retired = self._retire(entry)
         alias = str(entry["alias"])
         self.progress(f"naming the new key {alias!r}")
         try:
@@ -302,20 +396,33 @@ class KeyManager:
             alias = f"{alias} ({entry['txid']})"
             self.client.update_key({"key": token_of(new_key), "key_alias": alias})
             return [f"another key is already named {entry['alias']!r}; the new key is named "
-                    f"{alias!r}"]
-        return []
+                    f"{alias!r}"], retired
+        return [], retired
 
     # -- create / rotate -----------------------------------------------------
 
+    def _team_models(self, spec: KeySpec) -> tuple[bool, list[str]]:
+        """(whether LiteLLM has the team, the models it allows: [] = all)."""
+        team = self.client.team_info(spec.team_id)
+        if team is None:
+            return False, []
+        info = team.get("team_info") or team
+        models = info.get("models") if isinstance(info, Mapping) else None
+        return True, [str(m) for m in models] if isinstance(models, list) else []
+
     def _ensure_team(self, spec: KeySpec) -> None:
-        if self.client.team_info(spec.team_id) is None:
-            self.progress(f"creating team {spec.team_id!r}")
-            try:
-                self.client.new_team(spec.team_id, spec.team_alias)
-            except ApiError as exc:
-                # made meanwhile by someone else: fine; anything else is real
-                if self.client.team_info(spec.team_id) is None:
-                    raise exc from None
+        self.progress(f"creating team {spec.team_id!r}")
+        try:
+            self.client.new_team(spec.team_id, spec.team_alias)
+        except ApiError as exc:
+            # made meanwhile by someone else: fine; anything else is real
+            if self.client.team_info(spec.team_id) is None:
+                raise exc from None
+
+    def _served(self) -> list[str]:
+        if self._served_models is None:
+            self._served_models = self.client.served_models()
+        return self._served_models
 
     def _replace(
         self,
@@ -325,7 +432,14 @@ class KeyManager:
         old_token: str | None,
         template: Mapping[str, Any] | None,
         grace: str | None,
+        check: bool = True,
     ) -> KeyResult:
+        served = self._served()
+        team_exists, team_models = self._team_models(spec)
+        if check:  # before anything is made
+            check_models(spec.models, served, team_id=spec.team_id, team_models=team_models)
+        if not team_exists:
+            self._ensure_team(spec)
         txid = secrets.token_hex(4)
         pending_alias = pending_alias_of(spec.alias, txid)
         entry: dict[str, Any] = {
@@ -343,30 +457,39 @@ class KeyManager:
         }
         body = self._generate_body(spec, pending_alias, template, old_token)
         switched = False
+        in_flight = False
         new_key = ""
         try:
             self.journal.put(spec.name, entry)
             self.progress(f"generating a new key for {spec.name!r}")
+            in_flight = True
             created = self.client.generate_key(body)
+            in_flight = False
             new_key = str(created["key"])
             entry["new_token"] = str(created.get("token") or token_of(new_key))
             self.journal.put(spec.name, entry)
             self.progress("checking that the new key works (/v1/models)")
             try:
-                self.client.models_for(new_key)
+                reaches = reached(self.client.models_for(new_key), served)
             except ApiError as exc:
-                raise ApiError(f"the new key does not work: {exc.message}") from None
+                raise ApiError(f"the new key does not work: {exc.message}", exc.status) from exc
+            if not reaches:
+                raise KeyStateError(
+                    f"the new key reaches none of the models LiteLLM serves "
+                    f"({', '.join(served) or 'none'}); its models: "
+                    f"{', '.join(body['models']) or 'all the team allows'} (team "
+                    f"{spec.team_id!r}); `invoke keys.create --force --models ...` picks others")
             self.progress(f"writing the new key to {self.settings.env_file}")
             self._update_env(self._env_changes(spec, new_key))
             switched = True
             try:
-                finish_notes = self._finish(spec, entry, new_key)
+                finish_notes, retired = self._finish(spec, entry, new_key)
             except GatewayError as exc:
                 raise IncompleteError(
                     f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but the "
                     f"rest failed: {exc.message}; run any keys task (e.g. `invoke keys.list`) "
                     "to finish"
-                ) from None
+                ) from exc
             self.journal.drop(spec.name)
         except (GatewayError, KeyboardInterrupt) as exc:
             if switched:
@@ -374,14 +497,27 @@ class KeyManager:
                     raise Interrupted(
                         f"interrupted after .env got the new key {mask(new_key)}; the next keys "
                         "task finishes the job (e.g. `invoke keys.list`)"
-                    ) from None
+                    ) from exc
+                raise
+            if in_flight and (isinstance(exc, KeyboardInterrupt)
+                              or (isinstance(exc, ProxyUnreachableError) and exc.maybe_done)):
+                # LiteLLM may have made the key, or may be making it still: the journal keeps
+                # its pending alias, and the next keys task looks it up and deletes it
+                maybe = (f"LiteLLM may have made a new key named {pending_alias!r} (or be "
+                         "making it still); .env and the old key are unchanged; the next keys "
+                         "task (e.g. `invoke keys.list`) deletes it if it exists")
+                if isinstance(exc, KeyboardInterrupt):
+                    raise Interrupted(f"interrupted while LiteLLM was making the new key: "
+                                      f"{maybe}") from exc
+                exc.extend(maybe)
                 raise
             undone = self._undo(spec.name, entry)
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(
                     f"interrupted; {undone}; .env and the old key are unchanged"
-                ) from None
-            raise type(exc)(f"{exc}; {undone}; .env and the old key are unchanged") from None
+                ) from exc
+            exc.extend(f"{undone}; .env and the old key are unchanged")
+            raise
         return KeyResult(
             name=spec.name,
             env_var=spec.env_var,
@@ -392,6 +528,8 @@ class KeyManager:
             team_id=str(created.get("team_id") or spec.team_id),
             models=list(created.get("models") or spec.models),
             expires=created.get("expires"),
+            old_key=retired.fate if retired else None,
+            old_expires=retired.expires if retired else None,
         )
 
     def _undo(self, name: str, entry: Mapping[str, Any]) -> str:
@@ -492,7 +630,6 @@ class KeyManager:
                                              old_token=token)
                 result.notes[:0] = notes
                 return result
-            self._ensure_team(spec)
             result = self._replace(spec, op="created", old_token=None,
                                    template=None, grace=None)
             result.notes[:0] = notes
@@ -542,8 +679,8 @@ class KeyManager:
             old_token = None
         else:
             old_token = old_token or (token_of(old_key) if old_key else str(info.get("token")))
-        self._ensure_team(spec)
-        return self._replace(spec, op=op, old_token=old_token, template=info, grace=grace)
+        return self._replace(spec, op=op, old_token=old_token, template=info, grace=grace,
+                             check="models" in changed)
 
     # -- revoke --------------------------------------------------------------
 
@@ -581,26 +718,35 @@ class KeyManager:
         return matches, f"the key {matches[0][:12]}"
 
     def revoke(self, tokens: list[str], *, block: bool = False) -> KeyResult:
+        """Delete (or block) ``tokens`` in LiteLLM; clear the .env variables that held them.
+
+        A key LiteLLM no longer has but .env holds (an earlier revoke whose answer was lost)
+        is cleared from .env; KeyStateError (8) when LiteLLM has none of them and .env holds
+        none either."""
         with self._operation():
             self.client.require_database()
             notes = self.recover()
+            doc = self._doc()
+            cleared = [s for s in self.settings.keys.values()
+                       if doc.get(s.env_var) and token_of(doc.get(s.env_var)) in tokens]
             if block:
                 for token in tokens:
                     self.client.block_key(token)
             elif not self.client.delete_keys(keys=tokens):
-                raise KeyStateError("LiteLLM found no such key to delete (already revoked?)")
-            doc = self._doc()
-            cleared = [s for s in self.settings.keys.values()
-                       if doc.get(s.env_var) and token_of(doc.get(s.env_var)) in tokens]
+                if not cleared:
+                    raise KeyStateError("LiteLLM found no such key to delete (already revoked?)")
+                notes.append("LiteLLM no longer had the key (an earlier run deleted it?)")
             if cleared and not block:
                 self._update_env({s.env_var: "" for s in cleared})
             first_run = doc.get(GATE_VAR).strip().lower() in TRUTHY
             for spec in cleared:
                 if block:
                     notes.append(
-                        f"{spec.env_var} in .env still holds the blocked key, so its user's "
-                        f"requests now fail; `invoke keys.create --name {spec.name}` replaces it "
-                        "(a blocked key is replaced), `/key/unblock` in LiteLLM makes it work again")
+                        f"{spec.env_var} in .env still holds the blocked key, so LiteLLM refuses "
+                        "its user's requests (a LiteLLM with several workers after up to its key "
+                        f"cache TTL, 60 s by default); `invoke keys.create --name {spec.name}` "
+                        "replaces it (a blocked key is replaced), `/key/unblock` in LiteLLM makes "
+                        "it work again")
                 else:
                     notes.append(f"removed the key from {spec.env_var} in .env")
                     if spec.gate and first_run:

@@ -150,18 +150,46 @@ def rotate(
         else:
             for result in results:
                 _report(result, settings, False)
-                if grace:
-                    emit(f"the old key keeps working for {grace}, then LiteLLM expires it")
-        for key_name, failure in failures:
+                emit(old_key_line(result, grace))
+        if not failures:
+            return
+        # each failure once: all but the last here, the last as the task's error line
+        for key_name, failure in failures[:-1]:
             print(f"error: {key_name}: {failure.message}", file=sys.stderr)
-        if failures:
-            raise failures[0][1]
+        key_name, last = failures[-1]
+        last.args = (f"{key_name}: {last.message}" if len(names) > 1 else last.message,)
+        raise last
+
+
+#: LiteLLM's workers each cache the keys they have seen (README, "Several LiteLLM workers").
+CACHE_WINDOW = ("a LiteLLM with several workers may still accept it from a worker's cache for "
+                "up to its key cache TTL (60 s by default)")
+
+
+def old_key_line(result: KeyResult, grace: str | None) -> str:
+    """What became of the key a rotation replaced, as a person reads it."""
+    fate = result.old_key
+    if fate == "expires":
+        return (f"the old key keeps working until {result.old_expires} (--grace {grace}), then "
+                "LiteLLM expires it")
+    if fate == "kept":
+        return (f"the old key expires at {result.old_expires}, sooner than --grace {grace}; its "
+                "expiry is unchanged")
+    if fate == "inactive":
+        return ("the old key was already expired or blocked, so no grace period applies; "
+                f"deleted it in LiteLLM ({CACHE_WINDOW})")
+    if fate == "gone":
+        return "LiteLLM no longer had the old key"
+    if fate == "deleted":
+        return f"deleted the old key in LiteLLM ({CACHE_WINDOW})"
+    return "no old key to retire"
 
 
 @task(
     help={
         **COMMON,
-        "name": "Revoke the key .env holds for this configured key (e.g. open-webui)",
+        "name": "Revoke the key .env holds for this configured key (default: open-webui, "
+        "when no --alias or --key is given)",
         "alias": "Revoke every key with this alias",
         "key": "Revoke by hash (or its first 8+ hex digits, see keys.list), or '-' to read the "
         "key itself from stdin",
@@ -183,7 +211,10 @@ def revoke(
     wait: str | None = None,
     json: bool = False,
 ) -> None:
-    """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there."""
+    """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there.
+    With no --name/--alias/--key: the key .env holds for the default consumer."""
+    if alias is None and key is None and name is None:
+        name = ""  # the default key (gateway.default_key)
     exactly_one({"name": name, "alias": alias, "key": key})
     if key == "-":
         key = read_stdin_line("keys.revoke --key -")
@@ -199,7 +230,7 @@ def revoke(
         if json:
             emit_json({**result.public(), "tokens": tokens})
             return
-        emit(f"{result.action} {described}")
+        emit(f"{result.action} {described} in LiteLLM ({CACHE_WINDOW})")
         for note in result.notes:
             emit(note)
 

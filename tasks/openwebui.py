@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import OpenWebUIError
+from .errors import OpenWebUIError, OpenWebUIUnreachableError
 
 LITELLM_INTERNAL_URL = "http://litellm:4000/v1"
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
@@ -52,7 +52,6 @@ class OpenWebUI:
         self._email = email
         self._password = password
         self._token = ""
-        self.requests = 0
         self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout),
                                     transport=transport, trust_env=False)
 
@@ -60,6 +59,9 @@ class OpenWebUI:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._client.close()
 
     def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None,
@@ -67,17 +69,16 @@ class OpenWebUI:
         headers = {"Accept": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
-        self.requests += 1
         try:
             response = self._client.request(method, path, json=body, headers=headers)
-        except httpx.TimeoutException:
-            raise OpenWebUIError(
-                f"Open WebUI at {self.base_url} did not answer {path} in time") from None
+        except httpx.TimeoutException as exc:
+            raise OpenWebUIUnreachableError(
+                f"Open WebUI at {self.base_url} did not answer {path} in time") from exc
         except httpx.TransportError as exc:
-            raise OpenWebUIError(
+            raise OpenWebUIUnreachableError(
                 f"cannot reach Open WebUI at {self.base_url} ({type(exc).__name__}); is it running "
                 "and WEBUI_PORT right?"
-            ) from None
+            ) from exc
         try:
             data = response.json()
         except ValueError:
@@ -96,11 +97,13 @@ class OpenWebUI:
             try:
                 data = self._request("POST", "/api/v1/auths/signin",
                                      {"email": self._email, "password": self._password}, auth=False)
+            except OpenWebUIUnreachableError:
+                raise
             except OpenWebUIError as exc:
                 raise OpenWebUIError(
                     f"Open WebUI refused the admin sign-in ({exc.message}); check WEBUI_ADMIN_EMAIL "
                     "and WEBUI_ADMIN_PASSWORD in .env against its admin account"
-                ) from None
+                ) from exc
             token = data.get("token") if isinstance(data, dict) else None
             if not token:
                 raise OpenWebUIError("Open WebUI's sign-in answered without a token")
@@ -195,13 +198,20 @@ class OpenWebUI:
         items = data.get("data", []) if isinstance(data, dict) else []
         return [str(m.get("id")) for m in items if isinstance(m, dict)]
 
-    def prove(self, expected: list[str], timeout: float = 20.0) -> list[str]:
-        """Wait until /api/models lists at least one of ``expected`` (LiteLLM's models)."""
+    def prove(self, expected: Sequence[str], timeout: float = 20.0) -> list[str]:
+        """Wait until /api/models lists at least one of ``expected`` - the models LiteLLM
+        serves that the key reaches - for at most ``timeout`` seconds; returns what it lists.
+        Raises OpenWebUIError (13) when it lists none of them in time, or when ``expected`` is
+        empty (a list of nothing proves nothing)."""
+        if not expected:
+            raise OpenWebUIError(
+                "cannot prove that Open WebUI uses the key: the key reaches none of the models "
+                "LiteLLM serves")
         deadline = time.monotonic() + timeout
         while True:
             seen = self.models()
             # an admin may have set a prefix for the connection: "gw.gpt-4o-mini"
-            if not expected or any(s == m or s.endswith(f".{m}") for s in seen for m in expected):
+            if any(s == m or s.endswith(f".{m}") for s in seen for m in expected):
                 return seen
             if time.monotonic() >= deadline:
                 raise OpenWebUIError(

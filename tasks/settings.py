@@ -89,6 +89,18 @@ def parse_duration(value: str | None) -> str | None:
     return value
 
 
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000}
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration ``parse_duration`` accepted; ``1mo`` counts 30 days (LiteLLM
+    counts calendar months, a day or so apart). Raises UsageError on anything else."""
+    match = re.match(r"([0-9]+)(mo|[smhdw])\Z", value.strip())
+    if not match:
+        raise UsageError(f"bad duration {value!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 def parse_models(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """A comma-separated list (or a list from config). Empty means all models."""
     if value is None:

@@ -22,7 +22,7 @@ from .errors import (
     ProxyUnreachableError,
     UsageError,
 )
-from .keyops import KeyManager, key_status
+from .keyops import KeyManager, key_status, reached
 from .masking import mask
 from .openwebui import LITELLM_INTERNAL_URL, OpenWebUI
 from .proxy import LiteLLM
@@ -312,9 +312,11 @@ class Gateway:
                     outcome.notes.append("Open WebUI held another key than .env; it now has "
                                          f"{outcome.masked}")
                     outcome.openwebui_key = "updated"
-                if outcome.key_status in ("active", "unknown"):
-                    webui.prove(client.models_for(outcome.key) if outcome.key_status == "active"
-                                else [])
+                if outcome.key_status == "active":
+                    webui.prove(reached(client.models_for(outcome.key), client.served_models()))
+                elif outcome.key_status == "unknown":
+                    outcome.notes.append("LiteLLM cannot say whether the key is active, so "
+                                         "whether Open WebUI reaches models with it is unchecked")
                 else:
                     outcome.notes.append(
                         f"warning: {spec.env_var} is {outcome.key_status} in LiteLLM, so Open "
@@ -412,7 +414,7 @@ def hand_over(webui: OpenWebUI, client: LiteLLM, key: str, *,
     if webui.set_key(key, litellm_url, also=also, old_keys=old_keys):
         notes.append("Open WebUI had no LiteLLM connection; added it")
     progress("checking that Open WebUI reaches LiteLLM's models with it")
-    webui.prove(client.models_for(key))
+    webui.prove(reached(client.models_for(key), client.served_models()))
     notes.append("Open WebUI now uses the new key (checked: /api/models)")
     return notes
 
