@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
 
+from . import envfile
 from ._cli import (
     confirm,
     emit,
@@ -21,7 +22,7 @@ from ._cli import (
     settings_from,
 )
 from .errors import GatewayError, UsageError
-from .settings import Settings, parse_duration
+from .settings import Settings, parse_duration, parse_via
 
 if TYPE_CHECKING:
     from .keyops import KeyManager, KeyResult
@@ -41,21 +42,32 @@ COMMON = {
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
             as_json: bool = False, hand_over: bool = True, wait: str | None = None
             ) -> Iterator[tuple[Settings, KeyManager]]:
-    from .settings import VIA
-    from .stackops import Gateway
+    """Settings, a LiteLLM client (reach.py) and a KeyManager; with ``hand_over``, Open WebUI
+    as the consumer of the gate key - looked up (Docker) only when a key will really change."""
+    from . import reach
+    from .keyops import KeyManager
+    from .openwebui import OpenWebUIConsumer
 
-    if via is not None and via not in VIA:
-        raise UsageError(f"--via must be one of {', '.join(VIA)}, not {via!r}")
+    via = parse_via(via, "--via")
     seconds = seconds_flag(wait, "--wait") or 0.0
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
-    gateway = Gateway(settings, progress=progress)
+    containers = reach.Containers(settings)
+    consumer: OpenWebUIConsumer | None = None
     try:
-        with gateway.keys(via, hand_over=hand_over, wait=seconds) as keys:
-            yield settings, keys
+        with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress) as client:
+            if hand_over:
+                gate = settings.gate_key
+                consumer = OpenWebUIConsumer(
+                    lambda: reach.openwebui(settings, containers), client,
+                    also=lambda: reach.litellm_aliases(settings, containers),
+                    old_keys=lambda: [envfile.load(settings.env_file).get(gate.env_var)]
+                    if gate is not None else [],
+                    progress=progress)
+            yield settings, KeyManager(settings, client, consumer=consumer, progress=progress)
     finally:
-        for note in gateway.notes:  # JSON output stays parseable: notes go to stderr there
-            print(note, file=sys.stderr if as_json else sys.stdout, flush=True)
-        gateway.close()
+        if consumer is not None:
+            consumer.close()
+        containers.close()
 
 
 def _report(result: KeyResult, settings: Settings, as_json: bool) -> None:

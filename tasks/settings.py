@@ -152,6 +152,16 @@ def parse_url(value: str, source: str, what: str = "LiteLLM") -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def parse_via(value: str | None, source: str) -> str | None:
+    """How to reach LiteLLM: auto, host or container (None: not given). UsageError (exit 2)
+    naming ``source`` (``--via``, ``gateway.via``) otherwise."""
+    if value is None:
+        return None
+    if value not in VIA:
+        raise UsageError(f"{source} must be one of {', '.join(VIA)}, not {_shown(value)}")
+    return value
+
+
 def _text(raw: Mapping[str, Any], name: str) -> str:
     """A text setting of ``gateway``; UsageError (exit 2) when invoke.yaml gave a list or map."""
     value = raw.get(name)
@@ -428,9 +438,7 @@ def load_settings(
         if not _is_port(webui_port):
             raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number from 1 to 65535")
         webui_url = f"http://localhost:{int(webui_port)}"
-    via = _text(raw, "via") or "auto"
-    if via not in VIA:
-        raise UsageError(f"gateway.via must be one of {', '.join(VIA)}, not {_shown(via)}")
+    via = parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto"
     default_key = _text(raw, "default_key") or DEFAULT_KEY
     if default_key not in keys:
         raise UsageError(f"gateway.default_key names no key of gateway.keys "
