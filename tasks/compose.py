@@ -27,6 +27,10 @@ from .settings import Settings
 
 POSTGRES, LITELLM, OPENWEBUI = "postgres", "litellm", "open-webui"
 SERVICES = (POSTGRES, LITELLM, OPENWEBUI)
+# Where the services listen inside the compose network (docker-compose.yml): one place.
+LITELLM_CONTAINER_PORT, OPENWEBUI_CONTAINER_PORT = 4000, 8080
+LITELLM_SERVICE_URL = f"http://{LITELLM}:{LITELLM_CONTAINER_PORT}"
+OPENWEBUI_SERVICE_URL = f"http://{OPENWEBUI}:{OPENWEBUI_CONTAINER_PORT}"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 SECRET_VARS = ("LITELLM_MASTER_KEY", "POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY",
@@ -294,10 +298,6 @@ class Stack:
             if container.labels.get(SERVICE_LABEL) == service:
                 return container
         return None
-
-    def running(self, service: str) -> bool:
-        state = self.states().get(service)
-        return bool(state and state.status == "running")
 
     def logs(self, service: str, tail: int = 20) -> list[str]:
         container = self.container_of(service)

@@ -20,6 +20,11 @@ class GatewayError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
+    def extend(self, text: str) -> GatewayError:
+        """Add ``text`` to the message, in place: the type, attributes and cause stay."""
+        self.args = (" ".join(f"{self.message}; {text}".split()),)
+        return self
+
 
 class UsageError(GatewayError):
     """A flag or its value is wrong (bad duration, unknown key name, conflicting flags)."""
@@ -38,9 +43,16 @@ class LockBusyError(EnvFileError):
 
 
 class ProxyUnreachableError(GatewayError):
-    """LiteLLM cannot be reached: connection refused, reset, or no answer in time."""
+    """LiteLLM cannot be reached: connection refused, reset, or no answer in time.
+
+    ``maybe_done`` is True when the request may have reached LiteLLM and been carried out
+    (an answer that timed out or broke off), False when it surely was not sent."""
 
     exit_code = 4
+
+    def __init__(self, message: str, *, maybe_done: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_done = maybe_done
 
 
 class AuthError(GatewayError):
@@ -60,10 +72,9 @@ class ApiError(GatewayError):
 
     exit_code = 7
 
-    def __init__(self, message: str, status: int | None = None, kind: str = "") -> None:
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.kind = kind
 
 
 class KeyStateError(GatewayError):
@@ -106,6 +117,10 @@ class OpenWebUIError(GatewayError):
     exit_code = 13
 
 
+class OpenWebUIUnreachableError(OpenWebUIError):
+    """Open WebUI cannot be reached: connection refused, reset, or no answer in time."""
+
+
 class Interrupted(GatewayError):
     """Ctrl-C or SIGTERM; the message says what state things were left in."""
 
@@ -126,7 +141,7 @@ EXIT_CODES = {
     10: "Docker or Docker Compose missing, or the daemon unreachable",
     11: "a service of the stack failed to start or become healthy",
     12: "a port the stack publishes is taken by another program",
-    13: "Open WebUI refused the admin login, or did not take or use the key",
+    13: "Open WebUI unreachable, refused the admin login, or did not take or use the key",
     130: "interrupted (Ctrl-C / SIGTERM / SIGHUP)",
     141: "stdout was closed before the output was written (e.g. `| head`)",
 }

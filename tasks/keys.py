@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
 
+from . import envfile
 from ._cli import (
     confirm,
     emit,
@@ -21,7 +22,7 @@ from ._cli import (
     settings_from,
 )
 from .errors import GatewayError, UsageError
-from .settings import Settings, parse_duration
+from .settings import Settings, parse_duration, parse_via
 
 if TYPE_CHECKING:
     from .keyops import KeyManager, KeyResult
@@ -41,24 +42,49 @@ COMMON = {
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
             as_json: bool = False, hand_over: bool = True, wait: str | None = None
             ) -> Iterator[tuple[Settings, KeyManager]]:
-    from .settings import VIA
-    from .stackops import Gateway
+    """Settings, a LiteLLM client (reach.py) and a KeyManager; with ``hand_over``, Open WebUI
+    as the consumer of the gate key - looked up (Docker) only when a key will really change."""
+    from . import reach
+    from .keyops import KeyManager
+    from .openwebui import OpenWebUIConsumer
 
-    if via is not None and via not in VIA:
-        raise UsageError(f"--via must be one of {', '.join(VIA)}, not {via!r}")
+    via = parse_via(via, "--via")
     seconds = seconds_flag(wait, "--wait") or 0.0
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
+    containers = reach.Containers(settings)
+    consumer: OpenWebUIConsumer | None = None
+    try:
+        # an interrupted master-key rotation first: until it is finished, .env's key may not
+        # open LiteLLM (a file check; Docker only when a journal is there)
+        for note in _recover_master(settings):
+            print(note, file=sys.stderr if as_json else sys.stdout, flush=True)
+        with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress) as client:
+            if hand_over:
+                gate = settings.gate_key
+                consumer = OpenWebUIConsumer(
+                    lambda: reach.openwebui(settings, containers), client,
+                    also=lambda: reach.litellm_aliases(settings, containers),
+                    old_keys=lambda: [envfile.load(settings.env_file).get(gate.env_var)]
+                    if gate is not None else [],
+                    progress=progress)
+            yield settings, KeyManager(settings, client, consumer=consumer, progress=progress)
+    finally:
+        if consumer is not None:
+            consumer.close()
+        containers.close()
+
+
+def _recover_master(settings: Settings) -> list[str]:
+    from .masterkey import MasterJournal, recover_master
+
+    if MasterJournal.read(settings.env_file) is None:
+        return []
+    from .stackops import Gateway
+
     gateway = Gateway(settings, progress=progress)
     try:
-        from .masterkey import recover_master
-
-        # an interrupted master-key rotation first: until it is finished, .env's key may not open LiteLLM
-        gateway.notes.extend(recover_master(gateway, progress))
-        with gateway.keys(via, hand_over=hand_over, wait=seconds) as keys:
-            yield settings, keys
+        return recover_master(gateway, progress)
     finally:
-        for note in gateway.notes:  # JSON output stays parseable: notes go to stderr there
-            print(note, file=sys.stderr if as_json else sys.stdout, flush=True)
         gateway.close()
 
 
@@ -169,18 +195,46 @@ def rotate(
         else:
             for result in results:
                 _report(result, settings, False)
-                if grace:
-                    emit(f"the old key keeps working for {grace}, then LiteLLM expires it")
-        for key_name, failure in failures:
+                emit(old_key_line(result, grace))
+        if not failures:
+            return
+        # each failure once: all but the last here, the last as the task's error line
+        for key_name, failure in failures[:-1]:
             print(f"error: {key_name}: {failure.message}", file=sys.stderr)
-        if failures:
-            raise failures[0][1]
+        key_name, last = failures[-1]
+        last.args = (f"{key_name}: {last.message}" if len(names) > 1 else last.message,)
+        raise last
+
+
+#: LiteLLM's workers each cache the keys they have seen (README, "Several LiteLLM workers").
+CACHE_WINDOW = ("a LiteLLM with several workers may still accept it from a worker's cache for "
+                "up to its key cache TTL (60 s by default)")
+
+
+def old_key_line(result: KeyResult, grace: str | None) -> str:
+    """What became of the key a rotation replaced, as a person reads it."""
+    fate = result.old_key
+    if fate == "expires":
+        return (f"the old key keeps working until {result.old_expires} (--grace {grace}), then "
+                "LiteLLM expires it")
+    if fate == "kept":
+        return (f"the old key expires at {result.old_expires}, sooner than --grace {grace}; its "
+                "expiry is unchanged")
+    if fate == "inactive":
+        return ("the old key was already expired or blocked, so no grace period applies; "
+                f"deleted it in LiteLLM ({CACHE_WINDOW})")
+    if fate == "gone":
+        return "LiteLLM no longer had the old key"
+    if fate == "deleted":
+        return f"deleted the old key in LiteLLM ({CACHE_WINDOW})"
+    return "no old key to retire"
 
 
 @task(
     help={
         **COMMON,
-        "name": "Revoke the key .env holds for this configured key (e.g. open-webui)",
+        "name": "Revoke the key .env holds for this configured key (default: open-webui, "
+        "when no --alias or --key is given)",
         "alias": "Revoke every key with this alias",
         "key": "Revoke by hash (or its first 8+ hex digits, see keys.list), or '-' to read the "
         "key itself from stdin",
@@ -202,7 +256,10 @@ def revoke(
     wait: str | None = None,
     json: bool = False,
 ) -> None:
-    """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there."""
+    """Delete (or --block) a key in LiteLLM and remove it from .env if it was stored there.
+    With no --name/--alias/--key: the key .env holds for the default consumer."""
+    if alias is None and key is None and name is None:
+        name = ""  # the default key (gateway.default_key)
     exactly_one({"name": name, "alias": alias, "key": key})
     if key == "-":
         key = read_stdin_line("keys.revoke --key -")
@@ -218,7 +275,7 @@ def revoke(
         if json:
             emit_json({**result.public(), "tokens": tokens})
             return
-        emit(f"{result.action} {described}")
+        emit(f"{result.action} {described} in LiteLLM ({CACHE_WINDOW})")
         for note in result.notes:
             emit(note)
 

@@ -11,16 +11,24 @@ by a restart. The tasks sign in as the admin from .env (``WEBUI_ADMIN_EMAIL`` /
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import OpenWebUIError
+from .compose import LITELLM_SERVICE_URL
+from .errors import OpenWebUIError, OpenWebUIUnreachableError
+from .proxy import LiteLLM
+from .rotation import reached
+from .settings import KeySpec
 
-LITELLM_INTERNAL_URL = "http://litellm:4000/v1"
+LITELLM_INTERNAL_URL = f"{LITELLM_SERVICE_URL}/v1"
 _LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def _quiet(_message: str) -> None:
+    pass
 
 
 def _endpoint(url: str) -> tuple[str, str, int | None, str]:
@@ -52,7 +60,6 @@ class OpenWebUI:
         self._email = email
         self._password = password
         self._token = ""
-        self.requests = 0
         self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout),
                                     transport=transport, trust_env=False)
 
@@ -60,6 +67,9 @@ class OpenWebUI:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._client.close()
 
     def _request(self, method: str, path: str, body: Mapping[str, Any] | None = None,
@@ -67,17 +77,16 @@ class OpenWebUI:
         headers = {"Accept": "application/json"}
         if auth:
             headers["Authorization"] = f"Bearer {self.token}"
-        self.requests += 1
         try:
             response = self._client.request(method, path, json=body, headers=headers)
-        except httpx.TimeoutException:
-            raise OpenWebUIError(
-                f"Open WebUI at {self.base_url} did not answer {path} in time") from None
+        except httpx.TimeoutException as exc:
+            raise OpenWebUIUnreachableError(
+                f"Open WebUI at {self.base_url} did not answer {path} in time") from exc
         except httpx.TransportError as exc:
-            raise OpenWebUIError(
+            raise OpenWebUIUnreachableError(
                 f"cannot reach Open WebUI at {self.base_url} ({type(exc).__name__}); is it running "
                 "and WEBUI_PORT right?"
-            ) from None
+            ) from exc
         try:
             data = response.json()
         except ValueError:
@@ -96,11 +105,13 @@ class OpenWebUI:
             try:
                 data = self._request("POST", "/api/v1/auths/signin",
                                      {"email": self._email, "password": self._password}, auth=False)
+            except OpenWebUIUnreachableError:
+                raise
             except OpenWebUIError as exc:
                 raise OpenWebUIError(
                     f"Open WebUI refused the admin sign-in ({exc.message}); check WEBUI_ADMIN_EMAIL "
                     "and WEBUI_ADMIN_PASSWORD in .env against its admin account"
-                ) from None
+                ) from exc
             token = data.get("token") if isinstance(data, dict) else None
             if not token:
                 raise OpenWebUIError("Open WebUI's sign-in answered without a token")
@@ -195,13 +206,20 @@ class OpenWebUI:
         items = data.get("data", []) if isinstance(data, dict) else []
         return [str(m.get("id")) for m in items if isinstance(m, dict)]
 
-    def prove(self, expected: list[str], timeout: float = 20.0) -> list[str]:
-        """Wait until /api/models lists at least one of ``expected`` (LiteLLM's models)."""
+    def prove(self, expected: Sequence[str], timeout: float = 20.0) -> list[str]:
+        """Wait until /api/models lists at least one of ``expected`` - the models LiteLLM
+        serves that the key reaches - for at most ``timeout`` seconds; returns what it lists.
+        Raises OpenWebUIError (13) when it lists none of them in time, or when ``expected`` is
+        empty (a list of nothing proves nothing)."""
+        if not expected:
+            raise OpenWebUIError(
+                "cannot prove that Open WebUI uses the key: the key reaches none of the models "
+                "LiteLLM serves")
         deadline = time.monotonic() + timeout
         while True:
             seen = self.models()
             # an admin may have set a prefix for the connection: "gw.gpt-4o-mini"
-            if not expected or any(s == m or s.endswith(f".{m}") for s in seen for m in expected):
+            if any(s == m or s.endswith(f".{m}") for s in seen for m in expected):
                 return seen
             if time.monotonic() >= deadline:
                 raise OpenWebUIError(
@@ -209,3 +227,73 @@ class OpenWebUI:
                     f"({', '.join(expected[:3])}...) through it; check its connection settings"
                 )
             time.sleep(0.5)
+
+
+def hand_over(webui: OpenWebUI, client: LiteLLM, key: str, *,
+              litellm_url: str = LITELLM_INTERNAL_URL, progress: Callable[[str], None] = _quiet,
+              also: Sequence[str] = (), old_keys: Sequence[str] = ()) -> list[str]:
+    """Give Open WebUI ``key`` for its LiteLLM connection(s) - found by ``litellm_url`` or
+    ``also`` however written, or by holding one of ``old_keys`` - and prove it there: Open WebUI
+    must list a model LiteLLM serves that the key reaches. Raises OpenWebUIError (13)."""
+    notes = []
+    progress("handing the new key to Open WebUI")
+    if webui.set_key(key, litellm_url, also=also, old_keys=old_keys):
+        notes.append("Open WebUI had no LiteLLM connection; added it")
+    progress("checking that Open WebUI reaches LiteLLM's models with it")
+    webui.prove(reached(client.models_for(key), client.served_models()))
+    notes.append("Open WebUI now uses the new key (checked: /api/models)")
+    return notes
+
+
+class OpenWebUIConsumer:
+    """Open WebUI as the consumer of the gate key: ``check()`` before a key is made (the admin
+    login works and LiteLLM's connection can be told apart), ``accept()`` after the switch.
+    Open WebUI is looked up (``find``: Docker) only when one of them is called, that is only
+    when a key will really change; other keys are never its business."""
+
+    def __init__(self, find: Callable[[], OpenWebUI | None], client: LiteLLM, *,
+                 also: Callable[[], Sequence[str]] = lambda: (),
+                 old_keys: Callable[[], Sequence[str]] = lambda: (),
+                 litellm_url: str = LITELLM_INTERNAL_URL, starting: bool = False,
+                 progress: Callable[[str], None] = _quiet) -> None:
+        self._find = find
+        self.client = client
+        self._also = also
+        self._old_keys = old_keys
+        self.litellm_url = litellm_url
+        self.starting = starting
+        self.progress = progress
+        self._looked = False
+        self._webui: OpenWebUI | None = None
+        self._urls: tuple[Sequence[str], Sequence[str]] = ((), ())
+
+    def serves(self, spec: KeySpec) -> bool:
+        return spec.gate
+
+    def _lookup(self) -> OpenWebUI | None:
+        if not self._looked:
+            self._looked = True
+            self._webui = self._find()
+            if self._webui is not None:
+                self._urls = (tuple(self._also()), tuple(self._old_keys()))
+        return self._webui
+
+    def check(self, spec: KeySpec) -> None:
+        webui = self._lookup()
+        if webui is not None:
+            also, old = self._urls
+            webui.connections((self.litellm_url, *also), old)
+
+    def accept(self, spec: KeySpec, key: str) -> list[str]:
+        webui = self._lookup()
+        if webui is None:
+            return [] if self.starting else [
+                "Open WebUI is not running; `invoke stack.start` hands it the new key when it "
+                "starts"]
+        also, old = self._urls
+        return hand_over(webui, self.client, key, litellm_url=self.litellm_url,
+                         progress=self.progress, also=also, old_keys=old)
+
+    def close(self) -> None:
+        if self._webui is not None:
+            self._webui.close()

@@ -76,7 +76,6 @@ class LiteLLM:
         self.base_url = base_url.rstrip("/")
         self._master_key = master_key
         self.timeout = timeout
-        self.requests = 0
         self._client = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
@@ -112,7 +111,6 @@ class LiteLLM:
         token = self._master_key if key is None else key
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.requests += 1
         try:
             return self._client.request(method, path, params=params, json=body, headers=headers)
         except (UnicodeEncodeError, httpx.LocalProtocolError):
@@ -121,21 +119,26 @@ class LiteLLM:
                 "a key has characters an HTTP header cannot carry (outside ASCII, or spaces at "
                 "its ends); `invoke env.check` names it and says how to fix it"
             ) from None
-        except httpx.TimeoutException:
+        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
             raise ProxyUnreachableError(
                 f"LiteLLM at {self.base_url} did not answer {path} within {self.timeout:g}s; "
                 "is it still starting? (gateway.timeout sets the limit)"
-            ) from None
-        except httpx.ConnectError:
+            ) from exc
+        except httpx.TimeoutException as exc:  # sent: LiteLLM may be doing it still
+            raise ProxyUnreachableError(
+                f"LiteLLM at {self.base_url} did not answer {path} within {self.timeout:g}s; "
+                "is it still starting? (gateway.timeout sets the limit)", maybe_done=True
+            ) from exc
+        except httpx.ConnectError as exc:
             raise ProxyUnreachableError(
                 f"cannot connect to LiteLLM at {self.base_url}; is the stack running "
                 "(`invoke stack.start`) and the port right (LITELLM_PORT, --url)?"
-            ) from None
+            ) from exc
         except httpx.TransportError as exc:
             raise ProxyUnreachableError(
                 f"the connection to LiteLLM at {self.base_url} broke during {path} "
-                f"({type(exc).__name__})"
-            ) from None
+                f"({type(exc).__name__})", maybe_done=True
+            ) from exc
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
@@ -177,7 +180,7 @@ class LiteLLM:
                 f"LiteLLM at {self.base_url} refused the master key ({message}); check "
                 "LITELLM_MASTER_KEY in .env against the one LiteLLM was started with"
             )
-        return ApiError(f"LiteLLM {path}: HTTP {status}: {message}", status, kind)
+        return ApiError(f"LiteLLM {path}: HTTP {status}: {message}", status)
 
     def _call(
         self,
@@ -323,11 +326,15 @@ class LiteLLM:
 
     # ------------------------------------------------------------------ using a key
 
-    def models_for(self, key: str) -> list[str]:
+    def served_models(self) -> list[str]:
+        """The models LiteLLM serves (``/v1/models`` with the master key)."""
+        return self.models_for(self._master_key, admin=True)
+
+    def models_for(self, key: str, *, admin: bool = False) -> list[str]:
         """The models ``key`` reaches (``/v1/models``); raises ApiError when it is refused."""
         response = self._send("GET", "/v1/models", key=key)
         if response.status_code >= 400:
-            raise self._fail(response, "/v1/models", admin=False)
+            raise self._fail(response, "/v1/models", admin=admin)
         data = self._json(response)
         if not isinstance(data, Mapping) or not isinstance(data.get("data"), list):
             raise ApiError(f"{self.base_url}/v1/models did not answer with a model list")

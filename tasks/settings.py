@@ -89,6 +89,18 @@ def parse_duration(value: str | None) -> str | None:
     return value
 
 
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592000}
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration ``parse_duration`` accepted; ``1mo`` counts 30 days (LiteLLM
+    counts calendar months, a day or so apart). Raises UsageError on anything else."""
+    match = re.match(r"([0-9]+)(mo|[smhdw])\Z", value.strip())
+    if not match:
+        raise UsageError(f"bad duration {value!r}")
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
 def parse_models(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
     """A comma-separated list (or a list from config). Empty means all models."""
     if value is None:
@@ -138,6 +150,16 @@ def parse_url(value: str, source: str, what: str = "LiteLLM") -> str:
         raise UsageError(f"the {what} URL (from {source}) must be its root, without the path "
                          f"{_shown(parts.path + ('?' if parts.query else ''))}: use {root}")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def parse_via(value: str | None, source: str) -> str | None:
+    """How to reach LiteLLM: auto, host or container (None: not given). UsageError (exit 2)
+    naming ``source`` (``--via``, ``gateway.via``) otherwise."""
+    if value is None:
+        return None
+    if value not in VIA:
+        raise UsageError(f"{source} must be one of {', '.join(VIA)}, not {_shown(value)}")
+    return value
 
 
 def _text(raw: Mapping[str, Any], name: str) -> str:
@@ -416,9 +438,7 @@ def load_settings(
         if not _is_port(webui_port):
             raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number from 1 to 65535")
         webui_url = f"http://localhost:{int(webui_port)}"
-    via = _text(raw, "via") or "auto"
-    if via not in VIA:
-        raise UsageError(f"gateway.via must be one of {', '.join(VIA)}, not {_shown(via)}")
+    via = parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto"
     default_key = _text(raw, "default_key") or DEFAULT_KEY
     if default_key not in keys:
         raise UsageError(f"gateway.default_key names no key of gateway.keys "

@@ -11,10 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import envfile, envops
+from . import envfile, envops, reach
 from .compose import LITELLM, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
 from .errors import (
-    DockerUnavailableError,
     EnvFileError,
     GatewayError,
     KeyStateError,
@@ -22,10 +21,11 @@ from .errors import (
     ProxyUnreachableError,
     UsageError,
 )
-from .keyops import KeyManager, key_status
+from .keyops import KeyManager
 from .masking import mask
-from .openwebui import LITELLM_INTERNAL_URL, OpenWebUI
+from .openwebui import LITELLM_INTERNAL_URL, OpenWebUI, OpenWebUIConsumer
 from .proxy import LiteLLM
+from .rotation import key_status, reached
 from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
 
 Progress = Callable[[str], None]
@@ -64,6 +64,7 @@ class Gateway:
         #: one line per service state change while waiting (shown even without a terminal)
         self.service_change = service_change or self.progress
         self._stack = stack
+        self._containers: reach.Containers | None = None
         self.notes: list[str] = []
 
     @classmethod
@@ -82,78 +83,32 @@ class Gateway:
 
     @property
     def stack(self) -> Stack:
-        if self._stack is None:
-            self._stack = Stack(self.settings, self.values)
-        return self._stack
+        return self.containers.stack
 
     def close(self) -> None:
-        if self._stack is not None:
+        if self._containers is not None:
+            self._containers.close()
+        elif self._stack is not None:
             self._stack.close()
 
+    @property
+    def containers(self) -> reach.Containers:
+        if self._containers is None:
+            self._containers = reach.Containers(self.settings, self._stack)
+        return self._containers
+
     def _running_container(self, service: str) -> Any | None:
-        try:
-            container = self.stack.container_of(service)
-        except DockerUnavailableError:
-            return None
-        if container is None or container.status != "running":
-            return None
-        return container
+        return self.containers.running(service)
 
     def litellm(self, via: str | None = None, wait: float = 0) -> LiteLLM:
         """A LiteLLM client over the host port, or from inside its container (``via``);
         ``wait``: give a starting LiteLLM that many seconds to become ready."""
-        via = via or self.settings.via
-        s = self.settings
-        if not s.master_key:
-            raise EnvFileError(f"no LITELLM_MASTER_KEY in {s.env_file} or the environment; "
-                               "run `invoke env.init` or set it")
-        host_error: ProxyUnreachableError | None = None
-        if via != "container":
-            client = LiteLLM(s.litellm_url, s.master_key, timeout=s.timeout)
-            try:
-                if wait:
-                    client.wait_ready(wait, progress=self.progress)
-                elif via == "auto":
-                    client.readiness()
-                return client
-            except ProxyUnreachableError as exc:
-                client.close()
-                if via == "host":
-                    raise
-                host_error = exc
-        container = self._running_container(LITELLM)
-        if container is None:
-            if host_error is None:
-                raise ProxyUnreachableError(
-                    f"no running {LITELLM} container in compose project {s.project_name!r}; "
-                    "start the stack (`invoke stack.start`)")
-            raise ProxyUnreachableError(
-                f"{host_error.message}; nor is a {LITELLM} container of project "
-                f"{s.project_name!r} running to reach it from inside; start the stack, or {MANUAL}")
-        from .transport import ContainerTransport
-
-        self.progress(f"reaching LiteLLM from inside the {container.name} container")
-        client = LiteLLM("http://litellm:4000", s.master_key, timeout=s.timeout,
-                         transport=ContainerTransport(container, 4000, s.timeout))
-        if wait:
-            client.wait_ready(wait, progress=self.progress)
-        return client
+        return reach.litellm(self.settings, self.containers, via=via, wait=wait,
+                             progress=self.progress)
 
     def openwebui(self) -> OpenWebUI | None:
         """An admin client for Open WebUI, or None when its container is not running."""
-        container = self._running_container(OPENWEBUI)
-        if container is None:
-            return None
-        values = self.values
-        client = OpenWebUI(self.settings.webui_url, values.get("WEBUI_ADMIN_EMAIL", ""),
-                           values.get("WEBUI_ADMIN_PASSWORD", ""), timeout=self.settings.timeout)
-        if client.health():
-            return client
-        from .transport import ContainerTransport
-
-        return OpenWebUI("http://open-webui:8080", values.get("WEBUI_ADMIN_EMAIL", ""),
-                         values.get("WEBUI_ADMIN_PASSWORD", ""), timeout=self.settings.timeout,
-                         transport=ContainerTransport(container, 8080, self.settings.timeout))
+        return reach.openwebui(self.settings, self.containers)
 
     @contextlib.contextmanager
     def keys(self, via: str | None = None, *, starting: bool = False,
@@ -162,33 +117,24 @@ class Gateway:
         (``hand_over``; only tasks that make keys need it). ``starting``: stack.start itself
         starts Open WebUI with the key afterwards."""
         with self.litellm(via, wait) as client:
-            manager = KeyManager(self.settings, client, progress=self.progress)
-            if hand_over:
-                manager.consumer = self._consumer(client, starting)
-            yield manager
+            consumer = self.consumer(client, starting) if hand_over else None
+            try:
+                yield KeyManager(self.settings, client, consumer=consumer, progress=self.progress)
+            finally:
+                if consumer is not None:
+                    consumer.close()
 
-    def _consumer(self, client: LiteLLM, starting: bool = False) -> Callable[[KeySpec, str], None]:
-        webui = self.openwebui()
-        if webui is None:
-            def consume(spec: KeySpec, key: str) -> None:
-                if spec.gate and not starting:
-                    self.notes.append("Open WebUI is not running; `invoke stack.start` hands it "
-                                      "the new key when it starts")
-
-            return consume
+    def consumer(self, client: LiteLLM, starting: bool = False) -> OpenWebUIConsumer:
+        """Open WebUI as the gate key's consumer, looked up only when a key will change."""
         spec = self.settings.gate_key
-        old = [self.values.get(spec.env_var, "")] if spec is not None else []
-        return webui_consumer(webui, client, also=self.litellm_aliases(), old_keys=old,
-                              notes=self.notes, progress=self.progress)
+        return OpenWebUIConsumer(
+            self.openwebui, client, also=self.litellm_aliases,
+            old_keys=lambda: [self.values.get(spec.env_var, "")] if spec is not None else [],
+            starting=starting, progress=self.progress)
 
     def litellm_aliases(self) -> list[str]:
-        """Other URLs that reach the LiteLLM service (beside ``http://litellm:4000/v1``): its
-        published host URL, and its container's name on the compose network."""
-        urls = [self.settings.litellm_url]
-        container = self._running_container(LITELLM)
-        if container is not None:
-            urls.append(f"http://{container.name}:4000")
-        return urls
+        """Other URLs that reach the LiteLLM service: its host URL, its container's name."""
+        return reach.litellm_aliases(self.settings, self.containers)
 
     # -- checks --------------------------------------------------------------
 
@@ -312,9 +258,11 @@ class Gateway:
                     outcome.notes.append("Open WebUI held another key than .env; it now has "
                                          f"{outcome.masked}")
                     outcome.openwebui_key = "updated"
-                if outcome.key_status in ("active", "unknown"):
-                    webui.prove(client.models_for(outcome.key) if outcome.key_status == "active"
-                                else [])
+                if outcome.key_status == "active":
+                    webui.prove(reached(client.models_for(outcome.key), client.served_models()))
+                elif outcome.key_status == "unknown":
+                    outcome.notes.append("LiteLLM cannot say whether the key is active, so "
+                                         "whether Open WebUI reaches models with it is unchecked")
                 else:
                     outcome.notes.append(
                         f"warning: {spec.env_var} is {outcome.key_status} in LiteLLM, so Open "
@@ -384,37 +332,14 @@ class Gateway:
 
 
 def webui_consumer(webui: OpenWebUI, client: LiteLLM, *, also: Sequence[str] = (),
-                   old_keys: Sequence[str] = (), notes: list[str] | None = None,
-                   litellm_url: str = LITELLM_INTERNAL_URL, progress: Progress = _quiet
-                   ) -> Callable[[KeySpec, str], None]:
-    """The consumer that hands the gate key to a running Open WebUI. Checks at once - before
-    any key is made - that the admin login works and that LiteLLM's connection can be told
-    apart (OpenWebUIError, exit 13, otherwise). ``notes`` collects what it did."""
-    webui.connections((litellm_url, *also), old_keys)
-    collected = notes if notes is not None else []
-
-    def consume(spec: KeySpec, key: str) -> None:
-        if spec.gate:
-            collected.extend(hand_over(webui, client, key, litellm_url=litellm_url,
-                                       progress=progress, also=also, old_keys=old_keys))
-
-    return consume
-
-
-def hand_over(webui: OpenWebUI, client: LiteLLM, key: str, *,
-              litellm_url: str = LITELLM_INTERNAL_URL, progress: Progress = _quiet,
-              also: Sequence[str] = (), old_keys: Sequence[str] = ()) -> list[str]:
-    """Give Open WebUI ``key`` for its LiteLLM connection(s) - found by ``litellm_url`` or
-    ``also`` however written, or by holding one of ``old_keys`` - and prove it works there.
-    Raises OpenWebUIError (13) when it cannot tell which connection is LiteLLM's."""
-    notes = []
-    progress("handing the new key to Open WebUI")
-    if webui.set_key(key, litellm_url, also=also, old_keys=old_keys):
-        notes.append("Open WebUI had no LiteLLM connection; added it")
-    progress("checking that Open WebUI reaches LiteLLM's models with it")
-    webui.prove(client.models_for(key))
-    notes.append("Open WebUI now uses the new key (checked: /api/models)")
-    return notes
+                   old_keys: Sequence[str] = (), litellm_url: str = LITELLM_INTERNAL_URL,
+                   progress: Progress = _quiet) -> OpenWebUIConsumer:
+    """A consumer for an Open WebUI already at hand (tests, scripts); checks it at once."""
+    consumer = OpenWebUIConsumer(lambda: webui, client, also=lambda: also,
+                                 old_keys=lambda: old_keys, litellm_url=litellm_url,
+                                 progress=progress)
+    consumer.check(KeySpec("", "", "", "", "", gate=True))
+    return consumer
 
 
 def _db_ok(client: LiteLLM) -> bool:

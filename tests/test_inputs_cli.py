@@ -131,7 +131,7 @@ BAD_FLAGS = [
     (["keys.list", "--via", "ssh"], "--via"),
     (["keys.list", "--url", "localhost:4000"], "--url"),
     (["keys.list", "--url", "http://127.0.0.1:4000/v1"], "use http://127.0.0.1:4000"),
-    (["keys.revoke"], "exactly one"),
+    (["keys.revoke", "--alias", "x", "--key", "abcdef12"], "exactly one"),
     (["keys.revoke", "--name", "open-webui", "--alias", "x"], "exactly one"),
     (["keys.rotate", "--all", "--name", "open-webui"], "--all"),
 ]

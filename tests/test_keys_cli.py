@@ -208,7 +208,7 @@ def test_malformed_env_file(project: Project) -> None:
         (["keys.create", "--alias", " "], "--alias must not be empty"),
         (["keys.rotate", "--all", "--name", "open-webui"], "--name or --all"),
         (["keys.rotate", "--grace", "soon"], "bad duration"),
-        (["keys.revoke", "--yes"], "give exactly one of"),
+        (["keys.revoke", "--alias", "x", "--key", "abcdef12", "--yes"], "give exactly one of"),
         (["keys.revoke", "--name", "open-webui", "--alias", "x", "--yes"], "give exactly one of"),
         (["keys.revoke", "--key", "xyz", "--yes"], "--key takes a key hash"),
         (["keys.create", "--via", "sideways"], "--via must be one of auto, host, container"),

@@ -10,10 +10,9 @@ import pytest
 
 from tasks import envfile
 from tasks.keyops import KeyManager
-from tasks.openwebui import OpenWebUI
+from tasks.openwebui import OpenWebUI, hand_over
 from tasks.proxy import LiteLLM
 from tasks.settings import load_settings
-from tasks.stackops import hand_over
 from tests.conftest import MASTER, MODELS, Project, Standin
 from tests.peers import start_openwebui
 

@@ -69,6 +69,7 @@ def lite(real: RealProxy, relay: Relay) -> Iterator[RealProxy]:
 @pytest.fixture
 def rp(tmp_path: Path, lite: RealProxy, relay: Relay) -> Project:
     """A project whose .env holds the real proxy's master key; the tasks reach it via the relay."""
+    # LITELLM_PORT agrees with the relay's URL (LITELLM_PROXY_URL): no "note: using ..." line
     env = write_env(tmp_path / ".env", LITELLM_MASTER_KEY=REAL_MASTER,
                     LITELLM_PORT=relay.url.rsplit(":", 1)[1])
     return Project(tmp_path, env, relay.url)
@@ -341,8 +342,10 @@ def test_sigkill_at_each_rotation_step(rp: Project, lite: RealProxy, relay: Rela
                                        switched: bool) -> None:
     ok(rp, "keys.create")
     created = rp.value("VIRTUAL_KEY")
-    seen = relay.count(path)
-    relay.hold(path, mode, seconds=60)
+    # the first /v1/models asks what LiteLLM serves (master key); the second is the proof
+    skip = 1 if path == "/v1/models" else 0
+    seen = relay.count(path) + skip
+    relay.hold(path, mode, seconds=60, skip=skip)
     proc = rp.start("keys.rotate")
     try:
         relay.wait_for(path, seen)
@@ -369,3 +372,78 @@ def test_eight_concurrent_rotations(rp: Project, lite: RealProxy) -> None:
     assert codes == [0] * 8, [p.communicate() for p in procs]
     assert_healthy(rp, lite)
     assert len(lite.keys()) == 1, "nothing left behind"
+
+
+# --------------------------------------------------------------------------- issue 10's defects
+
+
+def test_grace_never_revives_an_expired_key(rp: Project, lite: RealProxy) -> None:
+    """Seen here: /key/update {"duration"} on an expired key revives it; rotate must not send it."""
+    ok(rp, "keys.create", "--duration", "2s")
+    old = rp.value("VIRTUAL_KEY")
+    time.sleep(3)
+    assert not lite.accepts(old)
+    out = ok(rp, "keys.rotate", "--grace", "1h")
+    assert "no grace period applies" in out and "keeps working" not in out
+    assert not lite.accepts(old), "the expired key must stay dead"
+    assert [k["token"] for k in active(lite)] == [sha(rp.value("VIRTUAL_KEY"))]
+
+
+def test_grace_never_lengthens_a_sooner_expiry(rp: Project, lite: RealProxy) -> None:
+    ok(rp, "keys.create", "--duration", "1h")
+    old = rp.value("VIRTUAL_KEY")
+    expires = lite.info(old)["expires"]
+    out = ok(rp, "keys.rotate", "--grace", "7d")
+    assert "its expiry is unchanged" in out
+    info = lite.info(old)
+    assert info["expires"] == expires and info["key_alias"] != ALIAS and lite.accepts(old)
+
+
+def test_a_timed_out_generate_leaves_a_trace_the_next_task_cleans(rp: Project, lite: RealProxy,
+                                                                    relay: Relay) -> None:
+    """gateway.timeout 1 s; the relay holds /key/generate 3 s, then LiteLLM stores the key."""
+    ok(rp, "keys.create")
+    created = rp.value("VIRTUAL_KEY")
+    relay.hold("/key/generate", "before", seconds=3)
+    done = rp.run("keys.rotate", env={"INVOKE_GATEWAY_TIMEOUT": "1"}, timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert "may have made a new key named 'Open WebUI Key [pending" in done.stderr
+    assert (rp.dir / ".env.keys-journal.json").exists()
+    deadline = time.monotonic() + 30
+    while not [k for k in lite.keys() if "[pending" in str(k.get("key_alias"))]:
+        assert time.monotonic() < deadline, "LiteLLM never stored the held key"
+        time.sleep(0.2)
+    out = ok(rp, "keys.list")
+    assert "deleted the unfinished key" in out
+    assert assert_healthy(rp, lite) == created
+
+
+def test_a_model_typo_is_refused_before_anything_is_made(rp: Project, lite: RealProxy,
+                                                          relay: Relay) -> None:
+    before = rp.env.read_bytes()
+    done = rp.run("keys.create", "--models", "gpt4o", timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "'gpt4o'" in done.stderr and "gpt-4o-mini" in done.stderr
+    assert rp.env.read_bytes() == before and lite.keys() == []
+    assert relay.count("/key/generate") == 0 and relay.count("/team/new") == 0
+
+
+def test_a_key_restricted_to_an_unserved_model_is_no_proof(rp: Project, lite: RealProxy) -> None:
+    """The real proxy lists an unserved model for a key restricted to it."""
+    made = lite.ok("POST", "/key/generate", {"key_alias": ALIAS, "models": ["no-such-model"]})
+    rp.env.write_text(rp.read().replace("VIRTUAL_KEY=\n", f"VIRTUAL_KEY={made['key']}\n"))
+    before = rp.env.read_bytes()
+    done = rp.run("keys.rotate", timeout=120)
+    assert done.returncode == 8, done.stderr
+    assert "reaches none of the models LiteLLM serves" in done.stderr
+    assert rp.env.read_bytes() == before
+    assert [k["token"] for k in lite.keys()] == [made["token"]]
+
+
+def test_revoke_with_no_selector_revokes_the_default_key(rp: Project, lite: RealProxy) -> None:
+    ok(rp, "keys.create")
+    key = rp.value("VIRTUAL_KEY")
+    out = ok(rp, "keys.revoke", "--yes")
+    assert "removed the key from VIRTUAL_KEY" in out and "refused" not in out
+    assert rp.value("VIRTUAL_KEY") == "" and not lite.accepts(key) and lite.keys() == []

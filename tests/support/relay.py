@@ -28,6 +28,7 @@ class _Hold:
     mode: str  # "before" | "after"
     seconds: float
     remaining: int = 1
+    skip: int = 0
 
 
 @dataclass
@@ -43,11 +44,13 @@ class Relay:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def hold(self, path: str, mode: str = "before", seconds: float = 30, times: int = 1) -> None:
-        """Freeze the next ``times`` requests to ``path`` for ``seconds`` (``mode`` as above)."""
+    def hold(self, path: str, mode: str = "before", seconds: float = 30, times: int = 1,
+             skip: int = 0) -> None:
+        """Freeze the next ``times`` requests to ``path`` for ``seconds`` (``mode`` as above),
+        after letting ``skip`` of them through."""
         assert mode in ("before", "after")
         with self.lock:
-            self.holds.append(_Hold(path, mode, seconds, times))
+            self.holds.append(_Hold(path, mode, seconds, times, skip))
 
     def count(self, path: str) -> int:
         with self.lock:
@@ -76,6 +79,9 @@ class Relay:
         with self.lock:
             for hold in self.holds:
                 if hold.path == path and hold.remaining > 0:
+                    if hold.skip > 0:
+                        hold.skip -= 1
+                        return None
                     hold.remaining -= 1
                     return hold
         return None

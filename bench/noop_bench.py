@@ -1,0 +1,87 @@
+"""A keys task that changes no key never touches Docker: time a no-op ``keys.create`` and a
+``keys.list`` with ``DOCKER_HOST`` on a socket that accepts and never answers (target < 2 s),
+and ``keys.list`` beside a bare ``invoke --list`` of a one-task tasks.py (target within 1.5x).
+
+Run: ``python bench/noop_bench.py`` (the LiteLLM stand-in on 127.0.0.1; prints the figures).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import MASTER, MODELS, write_env  # noqa: E402
+from tests.litellm_standin import serve_in_thread  # noqa: E402
+
+
+def hanging_socket(path: str) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])  # accepted, never answered
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server
+
+
+def timed(args: list[str], cwd: Path, env: dict[str, str], runs: int = 5) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+        assert done.returncode == 0, done.stderr
+    return times
+
+
+def show(label: str, times: list[float]) -> float:
+    median = statistics.median(times)
+    print(f"{label:58s} min {min(times):.2f}s  median {median:.2f}s  max {max(times):.2f}s")
+    return median
+
+
+def main() -> None:
+    server = serve_in_thread(MASTER, MODELS)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        sock = str(folder / "docker.sock")
+        hanging = hanging_socket(sock)
+        env_file = write_env(folder / ".env", LITELLM_PORT=server.url.rsplit(":", 1)[1])
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("INVOKE_", "LITELLM_"))}
+        env.update({"INVOKE_GATEWAY_ENV_FILE": str(env_file), "LITELLM_PROXY_URL": server.url,
+                    "DOCKER_HOST": f"unix://{sock}"})
+        invoke = [sys.executable, "-m", "invoke", "-r", str(REPO)]
+        subprocess.run([*invoke, "keys.create"], cwd=folder, env=env, check=True,
+                       capture_output=True, stdin=subprocess.DEVNULL)
+        show("no-op keys.create, hanging Docker socket", timed([*invoke, "keys.create"], folder, env))
+        keys_list = show("keys.list, hanging Docker socket", timed([*invoke, "keys.list"], folder, env))
+        bare = folder / "bare"
+        bare.mkdir()
+        (bare / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    pass\n")
+        base = show("bare `invoke --list` (one-task tasks.py)",
+                    timed([sys.executable, "-m", "invoke", "--list"], bare, env))
+        print(f"keys.list / bare invoke --list: {keys_list / base:.2f}x")
+        hanging.close()
+    server.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""How the tasks reach LiteLLM and Open WebUI: over the host port, or - when that fails or
+``--via container`` says so - from inside their container (``docker exec``, see transport.py).
+
+Docker is looked up only when it is needed: a keys task whose LiteLLM answers on the host port,
+and that changes no key, never touches the Docker socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import envfile
+from .compose import (
+    LITELLM,
+    LITELLM_CONTAINER_PORT,
+    LITELLM_SERVICE_URL,
+    OPENWEBUI,
+    OPENWEBUI_CONTAINER_PORT,
+    OPENWEBUI_SERVICE_URL,
+    Stack,
+)
+from .errors import DockerUnavailableError, EnvFileError, ProxyUnreachableError
+from .openwebui import OpenWebUI
+from .proxy import LiteLLM
+from .settings import Settings
+
+MANUAL = ("create it by hand in LiteLLM's admin UI (README: 'Creating a key by hand') and put "
+          "it in VIRTUAL_KEY in .env")
+
+
+class Containers:
+    """The stack's running containers, with the Docker client made on first use."""
+
+    def __init__(self, settings: Settings, stack: Stack | None = None) -> None:
+        self.settings = settings
+        self._stack = stack
+
+    @property
+    def stack(self) -> Stack:
+        if self._stack is None:
+            self._stack = Stack(self.settings, envfile.load(self.settings.env_file).values)
+        return self._stack
+
+    def running(self, service: str) -> Any | None:
+        """The service's running container, or None (also when Docker is not reachable)."""
+        try:
+            container = self.stack.container_of(service)
+        except DockerUnavailableError:
+            return None
+        if container is None or container.status != "running":
+            return None
+        return container
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+
+
+def litellm(settings: Settings, containers: Containers, *, via: str | None = None,
+            wait: float = 0, progress: Callable[[str], None] = lambda _m: None) -> LiteLLM:
+    """A LiteLLM client over the host port, or from inside its container (``via``: auto, host,
+    container; default ``settings.via``); ``wait``: seconds a starting LiteLLM may take to be
+    ready. Raises ProxyUnreachableError (4) or EnvFileError (3, no master key)."""
+    via = via or settings.via
+    s = settings
+    if not s.master_key:
+        raise EnvFileError(f"no LITELLM_MASTER_KEY in {s.env_file} or the environment; "
+                           "run `invoke env.init` or set it")
+    host_error: ProxyUnreachableError | None = None
+    if via != "container":
+        client = LiteLLM(s.litellm_url, s.master_key, timeout=s.timeout)
+        try:
+            if wait:
+                client.wait_ready(wait, progress=progress)
+            elif via == "auto":
+                client.readiness()
+            return client
+        except ProxyUnreachableError as exc:
+            client.close()
+            if via == "host":
+                raise
+            host_error = exc
+    container = containers.running(LITELLM)
+    if container is None:
+        if host_error is None:
+            raise ProxyUnreachableError(
+                f"no running {LITELLM} container in compose project {s.project_name!r}; "
+                "start the stack (`invoke stack.start`)")
+        raise ProxyUnreachableError(
+            f"{host_error.message}; nor is a {LITELLM} container of project "
+            f"{s.project_name!r} running to reach it from inside; start the stack, or {MANUAL}"
+        ) from host_error
+    from .transport import ContainerTransport
+
+    progress(f"reaching LiteLLM from inside the {container.name} container")
+    client = LiteLLM(LITELLM_SERVICE_URL, s.master_key, timeout=s.timeout,
+                     transport=ContainerTransport(container, LITELLM_CONTAINER_PORT, s.timeout))
+    if wait:
+        client.wait_ready(wait, progress=progress)
+    return client
+
+
+def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
+    """An admin client for Open WebUI (host port, else from inside its container), or None
+    when its container is not running."""
+    container = containers.running(OPENWEBUI)
+    if container is None:
+        return None
+    values = envfile.load(settings.env_file).values
+    email, password = values.get("WEBUI_ADMIN_EMAIL", ""), values.get("WEBUI_ADMIN_PASSWORD", "")
+    client = OpenWebUI(settings.webui_url, email, password, timeout=settings.timeout)
+    if client.health():
+        return client
+    client.close()
+    from .transport import ContainerTransport
+
+    return OpenWebUI(OPENWEBUI_SERVICE_URL, email, password, timeout=settings.timeout,
+                     transport=ContainerTransport(container, OPENWEBUI_CONTAINER_PORT,
+                                                  settings.timeout))
+
+
+def litellm_aliases(settings: Settings, containers: Containers) -> list[str]:
+    """Other URLs that reach the LiteLLM service (beside its service URL): its published host
+    URL, and its container's name on the compose network."""
+    urls = [settings.litellm_url]
+    container = containers.running(LITELLM)
+    if container is not None:
+        urls.append(f"http://{container.name}:{LITELLM_CONTAINER_PORT}")
+    return urls
