@@ -19,6 +19,9 @@ from tests.litellm_standin import StandinServer, serve_in_thread
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOWS = sys.platform == "win32"
+#: tests/windows/ holds tests that only mean something on Windows; tests/test_windows.py runs
+#: them (with the other non-Docker suites) under a Windows CPython. Elsewhere: not collected.
+collect_ignore_glob = [] if WINDOWS else ["windows/*"]
 #: Symlinks need a privilege on Windows (and Wine's are not faithful): those tests are POSIX only.
 posix_symlinks = pytest.mark.skipif(WINDOWS, reason="symlinks need SeCreateSymbolicLinkPrivilege on "
                                     "Windows and are not faithful under Wine")

@@ -1,20 +1,20 @@
 """Owner-only files on Windows: the decision logic against a recorded stand-in of the Windows
-security API (any platform), and the real pywin32 calls under a Windows CPython (Wine in CI).
+security API, on any platform. The real pywin32 calls run in tests/windows/test_on_windows.py
+under a Windows CPython (Wine in CI).
 
 What Wine cannot show - that another account is really refused, and that the DACL keeps its
-"protected" flag on disk - is covered only by the stand-in tests here (see the README).
+"protected" flag on disk - is covered only by these stand-in tests (see the README).
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tasks import envfile, perms
+from tasks import perms
 from tasks.errors import EnvFileError
 
 ME = ("S-1-5-21-1-2-3-1001", "PC\\me")
@@ -159,64 +159,3 @@ def test_env_check_reports_the_access_list(tmp_path: Path) -> None:
     assert not perms.is_private(path, platform="win32", api=fake)
     assert perms.describe(path, platform="win32", api=fake) == (
         "access list: NT AUTHORITY\\SYSTEM, PC\\me, BUILTIN\\Users")
-
-
-# --------------------------------------------------------------------------- real Windows
-
-windows = pytest.mark.skipif(sys.platform != "win32", reason="the real Windows API (tests/test_windows.py "
-                             "runs this module under a Windows CPython)")
-
-
-def _everyone_can_open(path: Path) -> bool:
-    return any(ace.allowed and ace.sid in ("S-1-1-0", "S-1-5-32-545", "S-1-5-11")
-               for ace in perms.windows_api().read_dacl(str(path)).aces)
-
-
-@windows
-def test_windows_descriptor_given_to_the_api_is_protected_and_owner_only() -> None:
-    import win32security
-
-    api = perms.windows_api()
-    assert isinstance(api, perms.Win32Acl)
-    descriptor = api._descriptor
-    control, _ = descriptor.GetSecurityDescriptorControl()
-    assert control & win32security.SE_DACL_PROTECTED
-    dacl = descriptor.GetSecurityDescriptorDacl()
-    assert dacl.GetAceCount() == 1
-    (ace_type, _), _mask, sid = dacl.GetAce(0)
-    assert ace_type == win32security.ACCESS_ALLOWED_ACE_TYPE
-    assert win32security.ConvertSidToStringSid(sid) == api.current_user()[0]
-
-
-@windows
-def test_windows_a_new_temp_file_is_private_before_a_byte_is_written(tmp_path: Path) -> None:
-    plain = tmp_path / "plain.txt"
-    plain.write_text("x")
-    assert _everyone_can_open(plain), "the folder's default must be open, or this proves nothing"
-    fd, path = perms.create_private(tmp_path, ".env.", ".tmp")
-    try:
-        assert path.stat().st_size == 0
-        assert perms.is_private(path) and not _everyone_can_open(path)
-    finally:
-        os.close(fd)
-
-
-@windows
-def test_windows_env_written_by_the_store_is_private(tmp_path: Path) -> None:
-    path = tmp_path / ".env"
-    envfile.write_secure(path, b"A=1\n", exclusive=True)
-    assert perms.is_private(path) and not _everyone_can_open(path)
-    envfile.update(path, {"A": "2"})  # replaced: the new file is private too
-    assert perms.is_private(path) and path.read_bytes() == b"A=2\n"
-
-
-@windows
-def test_windows_lock_down_an_open_file(tmp_path: Path) -> None:
-    path = tmp_path / ".env"
-    path.write_text("A=1\n")
-    assert not perms.is_private(path)
-    result = perms.lock_down(path)
-    assert "Everyone" in result.before and result.changed
-    assert perms.is_private(path) and not _everyone_can_open(path)
-    again = perms.lock_down(path)
-    assert not again.changed
