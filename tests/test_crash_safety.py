@@ -97,7 +97,7 @@ def test_terminated_writers_never_tear_the_file(tmp_path: Path) -> None:
     """The same, with writers started as fresh processes and ended by ``Popen.kill()``:
     TerminateProcess on Windows (which has no SIGKILL), SIGKILL elsewhere."""
     path = tmp_path / ".env"
-    path.write_text("# crash test\n" + "".join(f"{n}=value-0-{n}-{'x' * 40}\n" for n in NAMES))
+    path.write_bytes(("# crash test\n" + "".join(f"{n}=value-0-{n}-{'x' * 40}\n" for n in NAMES)).encode())
     make_private(path)
     rng = random.Random(20261130)
     repo = Path(__file__).resolve().parent.parent

@@ -50,7 +50,7 @@ def test_the_suites_pass_under_a_windows_cpython(tmp_path: Path) -> None:
     junit = tmp_path / "windows.xml"
     started = time.monotonic()
     done = winpy.run(
-        ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--tb=short", "-n", WORKERS,
+        ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--tb=short", "-n", WORKERS, "--durations=8",
          "-m", "not docker and not peer and not contract",
          f"--junitxml={winpy.windows_path(junit)}", *SUITES],
         timeout=TIMEOUT,
@@ -71,6 +71,8 @@ def test_the_suites_pass_under_a_windows_cpython(tmp_path: Path) -> None:
           f"{counts['errors']} errors, {counts['skipped']} skipped, in {took:.0f}s")
     for name, why in sorted(skips.items()):
         print(f"  skipped {name}: {why}")
+    if "slowest" in output:
+        print(output[output.index("slowest") - 30:].split("=====", 1)[0].rstrip())
     assert counts["failures"] == counts["errors"] == 0 and done.returncode == 0, (
         f"under Windows:\n{output[-12000:]}")
     unexplained = {n: why for n, why in skips.items()

@@ -61,9 +61,14 @@ def environ(**extra: str) -> dict[str, str]:
 
 
 def start_server() -> None:
-    """A wineserver that outlives each Windows process, and leaves 60 s after the last."""
-    subprocess.run(["wineserver", "-p60"], env=environ(), stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+    """A wineserver and Wine's own services (started by ``wineboot``) with stdio on /dev/null:
+    started by the first Windows process instead, the services would inherit its stdout pipe
+    and keep it open - a captured run would wait for them. The server stays 60 s after the
+    last Windows process ends."""
+    quiet = {"env": environ(), "stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
+    subprocess.run(["wineserver", "-p60"], timeout=60, check=False, **quiet)  # type: ignore[call-overload]
+    subprocess.run(["wine", "wineboot"], timeout=300, check=False, **quiet)  # type: ignore[call-overload]
 
 
 def command(args: Sequence[str]) -> list[str]:
