@@ -50,8 +50,8 @@ def test_the_suites_pass_under_a_windows_cpython(tmp_path: Path) -> None:
     junit = tmp_path / "windows.xml"
     started = time.monotonic()
     done = winpy.run(
-        ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--tb=short", "-n", WORKERS, "--durations=8",
-         "-m", "not docker and not peer and not contract",
+        ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfEs", "--tb=short", "-n", WORKERS,
+         "--durations=8", "-m", "not docker and not peer and not contract",
          f"--junitxml={winpy.windows_path(junit)}", *SUITES],
         timeout=TIMEOUT,
     )
