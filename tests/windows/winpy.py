@@ -39,6 +39,8 @@ def missing() -> str | None:
     if not (ROOT / "READY").exists():
         return f"no Windows CPython in {ROOT} (tests/windows/setup.sh makes it)"
     prefix = ROOT / "prefix"
+    if not prefix.is_dir():
+        return f"no Wine prefix in {prefix} (tests/windows/setup.sh makes it)"
     if prefix.stat().st_uid != os.getuid():
         return f"the Wine prefix {prefix} belongs to another user"
     return None
