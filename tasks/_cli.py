@@ -211,15 +211,35 @@ def emit_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
 
 
+def is_terminal(stream: Any) -> bool:
+    """Is ``stream`` a person's terminal? ``isatty()``, except on Windows, where the NUL device
+    (``< NUL``, ``subprocess.DEVNULL``) also claims to be one: there the handle must also be a
+    console (``GetConsoleMode`` succeeds)."""
+    try:
+        if not stream.isatty():
+            return False
+        fileno = stream.fileno()
+    except (AttributeError, ValueError, OSError):
+        return False
+    if sys.platform != "win32":
+        return True
+    import ctypes
+    import msvcrt
+
+    mode = ctypes.c_uint32()
+    handle = msvcrt.get_osfhandle(fileno)
+    return bool(ctypes.windll.kernel32.GetConsoleMode(ctypes.c_void_p(handle), ctypes.byref(mode)))
+
+
 def progress(message: str) -> None:
     """Progress for a person at a terminal; silent in scripts, CI and Makefiles."""
-    if sys.stderr.isatty():
+    if is_terminal(sys.stderr):
         print(f"... {message}", file=sys.stderr, flush=True)
 
 
 def service_change(message: str) -> None:
     """A service changed state while a task waits: one line on stderr, terminal or not."""
-    prefix = "... " if sys.stderr.isatty() else ""
+    prefix = "... " if is_terminal(sys.stderr) else ""
     print(f"{prefix}{message}", file=sys.stderr, flush=True)
 
 
@@ -227,7 +247,7 @@ def confirm(question: str, *, yes: bool, what: str) -> None:
     """Ask at a terminal; without one, demand ``--yes`` instead of blocking."""
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not is_terminal(sys.stdin):
         raise UsageError(f"{what} needs --yes when stdin is not a terminal")
     try:
         answer = input(f"{question} [y/N] ").strip().lower()

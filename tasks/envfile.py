@@ -10,11 +10,13 @@ lines, order, quoting, ``export`` prefixes, CRLF endings, a UTF-8 BOM, inline co
 as it was; a name that is absent is appended. The new text is parsed again before it is
 written and must read back exactly as intended, or nothing is written.
 
-Writing goes to a temporary file created 0600 in the same folder (``mkstemp``), which is
-flushed, synced and then moved over the target with ``os.replace`` (or hard-linked into place
-when the target must not exist yet). So the file is 0600 from the instant it exists, and a
-reader sees either the old or the new file, never a mix. Writers hold ``<name>.lock`` beside
-the file, so two tasks at once never lose an update.
+Writing goes to a temporary file in the same folder created owner-only (0600; on Windows an
+owner-only DACL given at creation, see ``perms``), which is flushed, synced and then moved over
+the target with ``os.replace`` (or hard-linked into place when the target must not exist yet).
+So the file is private from the instant it exists, and a reader sees either the old or the new
+file, never a mix. On Windows, where a file another program holds open cannot be replaced, the
+writer retries within the lock timeout. Writers hold ``<name>.lock`` (``filelock``) beside the
+file, so two tasks at once never lose an update.
 
 Symlinks: a ``.env`` that is a symlink is followed; the file it points to is updated in place
 (in its own folder) and the link stays a link. A dangling link is an error.
@@ -27,12 +29,12 @@ import io
 import os
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import filelock
 from dotenv.parser import Binding, parse_stream
 
 from . import perms
@@ -265,25 +267,44 @@ def clean_stale_temps(target: Path) -> list[Path]:
     return removed
 
 
-def write_secure(path: Path, data: bytes, *, exclusive: bool = False) -> Path:
-    """Write ``data`` atomically to ``path`` (followed if a symlink), mode 0600 throughout.
+def _replace(tmp: Path, target: Path, deadline: float) -> None:
+    """``os.replace``, retried on Windows while another program holds ``target`` open.
 
+    Windows refuses to replace a file another process has open without delete sharing
+    (an editor, a virus scanner, ``docker compose`` reading it): PermissionError, WinError 5
+    or 32. That passes; the writer waits for it until ``deadline`` (the lock's timeout).
+    """
+    while True:
+        try:
+            os.replace(tmp, target)
+            return
+        except PermissionError:
+            if sys.platform != "win32" or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: float = 30.0) -> Path:
+    """Write ``data`` atomically to ``path`` (followed if a symlink), owner-only throughout.
+
+    The temporary file is created owner-only (``perms.create_private``: 0600, or an owner-only
+    DACL on Windows) before a byte is written, then synced and moved into place.
     ``exclusive``: fail if the file exists (checked atomically, by hard-linking into place).
-    Returns the path actually written.
+    ``timeout``: seconds to keep retrying when Windows refuses the replace because another
+    program holds the file open. Returns the path actually written; raises EnvFileError.
     """
     target = Path(path) if exclusive else resolve(Path(path))
     directory = target.parent
     if not directory.is_dir():
         raise EnvFileError(f"cannot write {path}: folder {directory} does not exist")
+    deadline = time.monotonic() + timeout
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=_temp_prefix(target), suffix=".tmp")
+        fd, tmp = perms.create_private(directory, _temp_prefix(target), ".tmp")
     except PermissionError:
         raise EnvFileError(f"cannot write {path}: no permission to create files in {directory}") from None
     except OSError as exc:
         raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
-    tmp = Path(tmp_name)
     try:
-        perms.restrict_new_file(tmp)  # mkstemp already made it 0600; Windows needs an ACL
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -295,7 +316,13 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False) -> Path:
                 raise EnvFileError(f"{path} already exists") from None
             tmp.unlink()
         else:
-            os.replace(tmp, target)
+            try:
+                _replace(tmp, target, deadline)
+            except PermissionError:
+                raise EnvFileError(
+                    f"cannot write {path}: another program has held it open for over {timeout:g}s; "
+                    "close it (an editor?) and run the task again"
+                ) from None
         _fsync_dir(directory)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -310,55 +337,25 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False) -> Path:
 
 @contextlib.contextmanager
 def file_lock(lock_path: Path, timeout: float, what: str = "the .env file") -> Iterator[None]:
-    """An exclusive advisory lock on ``lock_path`` (created 0600), waiting up to ``timeout``."""
+    """An exclusive lock on ``lock_path`` between processes, waiting up to ``timeout`` seconds.
+
+    ``filelock`` (``flock`` on POSIX, ``msvcrt.locking`` on Windows); the lock file is created
+    0600. Raises LockBusyError after ``timeout``, EnvFileError when the lock file cannot be made.
+    """
+    lock = filelock.FileLock(lock_path, timeout=timeout, mode=0o600)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        lock.acquire(poll_interval=0.02)
+    except filelock.Timeout:
+        raise LockBusyError(
+            f"another task has held {what} for over {timeout:g}s ({lock_path}); "
+            "wait for it to finish, or stop it"
+        ) from None
     except OSError as exc:
         raise EnvFileError(f"cannot create lock file {lock_path}: {exc.strerror or exc}") from None
-    deadline = time.monotonic() + timeout
     try:
-        while not _try_lock(fd):
-            if time.monotonic() >= deadline:
-                raise LockBusyError(
-                    f"another task has held {what} for over {timeout:g}s ({lock_path}); "
-                    "wait for it to finish, or stop it"
-                )
-            time.sleep(0.02)
-        try:
-            yield
-        finally:
-            _unlock(fd)
+        yield
     finally:
-        os.close(fd)
-
-
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
-    import msvcrt
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        os.lseek(fd, 0, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-
-else:
-    import fcntl
-
-    def _try_lock(fd: int) -> bool:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def _unlock(fd: int) -> None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+        lock.release()
 
 
 def lock_path_for(path: Path) -> Path:
@@ -375,5 +372,5 @@ def update(path: Path, changes: Mapping[str, str], *, lock_timeout: float = 30.0
         if all(doc.entries.get(k) and doc.get(k) == v for k, v in changes.items()):
             return doc  # nothing to change: do not touch the file
         data = doc.render(changes)
-        write_secure(path, data)
+        write_secure(path, data, timeout=lock_timeout)
         return parse_bytes(data, path)

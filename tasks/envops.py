@@ -420,13 +420,10 @@ def gate_findings(settings: Settings, values: dict[str, str]) -> list[Finding]:
 
 def mode_finding(path: Path) -> Finding:
     target = envfile.resolve(path)
-    private = perms.is_private(target)
-    if private is None:  # pragma: no cover - Windows
-        return Finding("ok", "mode", "no mode bits on Windows; `invoke env.lock-permissions` sets the ACL")
-    mode = perms.describe_mode(perms.mode_of(target))
-    if private:
-        return Finding("ok", "mode", f"mode {mode}: readable by you alone")
-    return Finding("error", "mode", f"mode {mode}: others can read it; run `invoke env.lock-permissions`")
+    what = perms.describe(target)  # `mode 0600`, or on Windows `access list: PC\me`
+    if perms.is_private(target):
+        return Finding("ok", "mode", f"{what}: readable by you alone")
+    return Finding("error", "mode", f"{what}: others can read it; run `invoke env.lock-permissions`")
 
 
 # --------------------------------------------------------------------------- running stack

@@ -1,28 +1,40 @@
-"""Owner-only file permissions on POSIX (mode 0600) and Windows (an ACL for the current user).
+"""Owner-only files: mode 0600 on POSIX, an owner-only protected DACL on Windows.
 
-On Windows there are no mode bits: ``icacls`` removes inherited access and grants the
-current user alone. The Windows branch is exercised here by simulation (``tests/test_perms.py``
-injects the platform and records the argument lists); it has not been run on a Windows machine.
+POSIX: new files are created 0600 (``mkstemp``); ``lock_down`` chmods an existing file.
+
+Windows has no mode bits. Through the Windows API (pywin32's ``win32security``; no ``icacls``,
+whose output is localised): a new file is created by ``CreateFile`` with a security descriptor
+whose DACL is *protected* (nothing inherited from the folder) and holds one ACE, full access
+for the current user - so it is private from the instant it exists, and no other handle can be
+opened on it before that. ``lock_down`` sets the same DACL on an existing file. Both read the
+DACL back and raise :class:`EnvFileError` when it is not owner-only, so a stub API (as Wine's
+``icacls`` is) cannot pass silently.
+
+Where this is proven (see the README's Windows section): under Wine with python.org's Windows
+CPython, the calls are made and the DACL reads back owner-only and protected; Wine only maps it
+to mode bits, so that another account is really refused is not shown there. The decision logic
+(what counts as owner-only, what is reported, failures) also runs on Linux against a recorded
+stand-in of the API (``tests/test_perms.py``).
 """
 
 from __future__ import annotations
 
-import getpass
 import os
+import secrets
 import stat
-import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from .errors import EnvFileError
 
-Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
-
-
-def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, timeout=30, check=False)
+#: ERROR_FILE_EXISTS / ERROR_ALREADY_EXISTS from CreateFile with CREATE_NEW
+_EXISTS = (80, 183)
+#: LocalSystem: the operating system itself (backup, indexing, antivirus) - allowed beside the
+#: owner, as OpenSSH for Windows allows it on private keys; Wine adds it to every DACL it reads.
+SYSTEM_SID = "S-1-5-18"
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,159 @@ class LockResult:
         return self.before != self.after
 
 
+@dataclass(frozen=True)
+class Ace:
+    """One access control entry as read back: allow or deny, for whom (string SID and name)."""
+
+    allowed: bool
+    sid: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Dacl:
+    """A file's DACL as read back. ``present`` False is a NULL DACL: everyone has full access."""
+
+    present: bool
+    protected: bool
+    aces: tuple[Ace, ...]
+
+    def owner_only(self, user_sid: str) -> bool:
+        """True when the DACL exists and allows ``user_sid`` alone (and the operating system,
+        LocalSystem). Whether it is protected from inheritance is not part of the test: the
+        ACEs it holds now decide who can open the file (Wine also drops the flag)."""
+        allowed = [ace for ace in self.aces if ace.allowed]
+        return (self.present and any(ace.sid == user_sid for ace in allowed)
+                and all(ace.sid in (user_sid, SYSTEM_SID) for ace in allowed))
+
+    def describe(self) -> str:
+        """Who may access the file: ``DOMAIN\\user, BUILTIN\\Users`` (inherited ACEs included)."""
+        if not self.present:
+            return "everyone (no access list)"
+        names = list(dict.fromkeys(ace.name for ace in self.aces if ace.allowed))
+        return ", ".join(names) or "nobody"
+
+
+class WindowsAcl(Protocol):
+    """The few Windows security calls this module needs (pywin32 in :class:`Win32Acl`)."""
+
+    def current_user(self) -> tuple[str, str]:
+        """The process token's user: (string SID, ``DOMAIN\\name``)."""
+        ...
+
+    def create_private(self, path: str) -> int:
+        """Create ``path`` (fails with FileExistsError if it exists) with the owner-only DACL;
+        return a writable binary file descriptor."""
+        ...
+
+    def set_owner_only(self, path: str) -> None:
+        """Replace the DACL of an existing ``path`` by the owner-only, protected one."""
+        ...
+
+    def read_dacl(self, path: str) -> Dacl:
+        ...
+
+
+class Win32Acl:
+    """:class:`WindowsAcl` through pywin32 (``win32security``, ``win32file``). Windows only."""
+
+    def __init__(self) -> None:
+        import ntsecuritycon
+        import win32api
+        import win32con
+        import win32file
+        import win32security
+
+        self._sec, self._file, self._con = win32security, win32file, win32con
+        token = win32security.OpenProcessToken(win32api.GetCurrentProcess(), win32con.TOKEN_QUERY)
+        self._sid = win32security.GetTokenInformation(token, win32security.TokenUser)[0]
+        dacl = win32security.ACL()
+        dacl.AddAccessAllowedAce(win32security.ACL_REVISION, ntsecuritycon.FILE_ALL_ACCESS, self._sid)
+        descriptor = win32security.SECURITY_DESCRIPTOR()
+        descriptor.SetSecurityDescriptorOwner(self._sid, False)
+        descriptor.SetSecurityDescriptorDacl(True, dacl, False)
+        descriptor.SetSecurityDescriptorControl(win32security.SE_DACL_PROTECTED,
+                                                win32security.SE_DACL_PROTECTED)
+        self._descriptor = descriptor
+
+    def _name(self, sid: Any) -> str:
+        try:
+            name, domain, _ = self._sec.LookupAccountSid(None, sid)
+        except self._sec.error:
+            return str(self._sec.ConvertSidToStringSid(sid))
+        return f"{domain}\\{name}" if domain else str(name)
+
+    def current_user(self) -> tuple[str, str]:
+        return str(self._sec.ConvertSidToStringSid(self._sid)), self._name(self._sid)
+
+    def create_private(self, path: str) -> int:
+        if sys.platform != "win32":  # pragma: no cover - Windows only
+            raise OSError(f"cannot create {path}: CreateFile needs Windows")
+        import msvcrt
+
+        attributes = self._sec.SECURITY_ATTRIBUTES()
+        attributes.SECURITY_DESCRIPTOR = self._descriptor
+        attributes.bInheritHandle = False
+        try:
+            handle = self._file.CreateFile(
+                path, self._con.GENERIC_READ | self._con.GENERIC_WRITE,
+                0,  # no sharing: nobody else opens it while it is being written
+                attributes, self._file.CREATE_NEW, self._file.FILE_ATTRIBUTE_NORMAL, None,
+            )
+        except self._sec.error as exc:
+            if exc.winerror in _EXISTS:
+                raise FileExistsError(path) from None
+            raise OSError(exc.winerror, exc.strerror, path) from None
+        return msvcrt.open_osfhandle(handle.Detach(), os.O_WRONLY | os.O_BINARY)
+
+    def set_owner_only(self, path: str) -> None:
+        try:
+            self._sec.SetFileSecurity(path, self._sec.DACL_SECURITY_INFORMATION
+                                      | self._sec.PROTECTED_DACL_SECURITY_INFORMATION,
+                                      self._descriptor)
+        except self._sec.error as exc:
+            raise OSError(exc.winerror, exc.strerror, path) from None
+
+    def read_dacl(self, path: str) -> Dacl:
+        sec = self._sec
+        try:
+            descriptor = sec.GetFileSecurity(path, sec.DACL_SECURITY_INFORMATION)
+        except sec.error as exc:
+            raise OSError(exc.winerror, exc.strerror, path) from None
+        control, _ = descriptor.GetSecurityDescriptorControl()
+        dacl = descriptor.GetSecurityDescriptorDacl()
+        if dacl is None:
+            return Dacl(present=False, protected=bool(control & sec.SE_DACL_PROTECTED), aces=())
+        aces = []
+        for index in range(dacl.GetAceCount()):
+            (ace_type, _flags), _mask, sid = dacl.GetAce(index)[:3]
+            if ace_type not in (sec.ACCESS_ALLOWED_ACE_TYPE, sec.ACCESS_DENIED_ACE_TYPE):
+                continue
+            aces.append(Ace(ace_type == sec.ACCESS_ALLOWED_ACE_TYPE,
+                            str(sec.ConvertSidToStringSid(sid)), self._name(sid)))
+        return Dacl(present=True, protected=bool(control & sec.SE_DACL_PROTECTED), aces=tuple(aces))
+
+
+_api: WindowsAcl | None = None
+
+
+def windows_api() -> WindowsAcl:
+    """The process-wide :class:`Win32Acl` (built on first use; tests may replace ``_api``)."""
+    global _api
+    if _api is None:
+        try:
+            _api = Win32Acl()
+        except ImportError:
+            raise EnvFileError(
+                "pywin32 is missing; `python -m pip install pywin32` (a dependency on Windows)"
+            ) from None
+    return _api
+
+
+def _on_windows(platform: str | None) -> bool:
+    return (platform or sys.platform) == "win32"
+
+
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -44,75 +209,89 @@ def describe_mode(mode: int) -> str:
     return f"{mode:04o}"
 
 
-def windows_user() -> str:
-    domain = os.environ.get("USERDOMAIN", "")
-    user = os.environ.get("USERNAME") or getpass.getuser()
-    return f"{domain}\\{user}" if domain else user
+def _verify(path: Path, api: WindowsAcl, sid: str) -> Dacl:
+    dacl = api.read_dacl(str(path))
+    if not dacl.owner_only(sid):
+        raise EnvFileError(
+            f"{path} is still open to {dacl.describe()} after setting an owner-only access list; "
+            "fix its permissions by hand"
+        )
+    return dacl
 
 
-def _icacls_grants(path: Path, run: Runner) -> list[str]:
-    """The principals `icacls <path>` lists, one per ACE line."""
-    done = run(["icacls", str(path)])
-    if done.returncode != 0:
-        raise EnvFileError(f"icacls could not read the access list of {path}: {done.stderr.strip()}")
-    principals = []
-    for raw in done.stdout.splitlines():
-        line = raw.strip()
-        if line.startswith(str(path)):
-            line = line[len(str(path)) :].strip()
-        if ":" in line and "(" in line:
-            principals.append(line.split(":", 1)[0].strip())
-    return principals
+def lock_down(path: Path, *, platform: str | None = None, api: WindowsAcl | None = None) -> LockResult:
+    """Make ``path`` readable and writable by its owner alone; say what it was before.
 
-
-def lock_down_windows(path: Path, run: Runner = _run, user: str | None = None) -> LockResult:
-    """Remove inherited and foreign access; grant only ``user`` read and write."""
-    user = user or windows_user()
-    before = _icacls_grants(path, run)
-
-    def icacls(*args: str) -> None:
-        done = run(["icacls", str(path), *args])
-        if done.returncode != 0:
-            message = done.stderr.strip() or done.stdout.strip()
-            raise EnvFileError(f"icacls failed on {path}: {message}")
-
-    icacls("/inheritance:r", "/grant:r", f"{user}:(R,W,D)")
-    for principal in _icacls_grants(path, run):  # explicit grants left after inheritance
-        if principal.lower() != user.lower():
-            icacls("/remove:g", principal)
-    after = _icacls_grants(path, run)
-    if [p.lower() for p in after] != [user.lower()]:
-        raise EnvFileError(f"{path} is still open to {', '.join(after)} after icacls; fix it by hand")
-    return LockResult(path, ", ".join(before) or "(none)", user)
-
-
-def lock_down(path: Path, *, platform: str | None = None, run: Runner = _run) -> LockResult:
-    """Make ``path`` readable and writable by its owner alone; say what it was before."""
-    platform = platform or sys.platform
-    if platform == "win32":
-        return lock_down_windows(path, run)
+    Returns before/after as mode strings (``0644`` -> ``0600``) on POSIX, as the accounts the
+    DACL allows on Windows (read back, ``PC\\me``). Raises :class:`EnvFileError` when the file
+    is missing, its permissions cannot be changed, or (Windows) the DACL does not read back
+    owner-only.
+    """
     try:
-        before = mode_of(path)
-        if before != 0o600:
+        if _on_windows(platform):
+            api = api or windows_api()
+            sid, _ = api.current_user()
+            before = api.read_dacl(str(path))
+            after = before
+            if not before.owner_only(sid):
+                api.set_owner_only(str(path))
+                after = _verify(path, api, sid)
+            return LockResult(path, before.describe(), after.describe())
+        before_mode = mode_of(path)
+        if before_mode != 0o600:
             os.chmod(path, 0o600)
-        return LockResult(path, describe_mode(before), describe_mode(mode_of(path)))
+        return LockResult(path, describe_mode(before_mode), describe_mode(mode_of(path)))
     except FileNotFoundError:
         raise EnvFileError(f"{path} not found; run `invoke env.init` first") from None
     except PermissionError:
-        raise EnvFileError(f"cannot change the mode of {path}: permission denied (not its owner?)") from None
+        raise EnvFileError(
+            f"cannot change the permissions of {path}: access denied (not its owner?)"
+        ) from None
+    except OSError as exc:
+        raise EnvFileError(f"cannot change the permissions of {path}: {exc.strerror or exc}") from None
 
 
-def restrict_new_file(path: Path, *, platform: str | None = None, run: Runner = _run) -> None:
-    """Called on a fresh temporary file before any secret is written into it."""
-    platform = platform or sys.platform
-    if platform == "win32":
-        lock_down_windows(path, run)
-    else:
-        os.chmod(path, 0o600)
+def create_private(directory: Path, prefix: str, suffix: str, *, platform: str | None = None,
+                   api: WindowsAcl | None = None) -> tuple[int, Path]:
+    """A new, uniquely named, empty file in ``directory`` that only its owner may open.
+
+    Returns ``(fd, path)``: a binary descriptor open for writing (the caller closes it). On
+    POSIX ``mkstemp`` (mode 0600); on Windows ``CreateFile`` with the owner-only protected DACL,
+    read back before anything is written. Raises OSError as the OS does, EnvFileError when the
+    DACL does not read back owner-only.
+    """
+    if not _on_windows(platform):
+        fd, name = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+        return fd, Path(name)
+    api = api or windows_api()
+    sid, _ = api.current_user()
+    for _attempt in range(100):
+        path = Path(directory) / f"{prefix}{secrets.token_hex(6)}{suffix}"
+        try:
+            fd = api.create_private(str(path))
+        except FileExistsError:
+            continue
+        try:
+            _verify(path, api, sid)
+        except BaseException:
+            os.close(fd)
+            path.unlink()
+            raise
+        return fd, path
+    raise FileExistsError(f"no free temporary name in {directory}")  # pragma: no cover
 
 
-def is_private(path: Path) -> bool | None:
-    """True when only the owner can read ``path``; None where mode bits do not apply."""
-    if sys.platform == "win32":  # pragma: no cover
-        return None
+def is_private(path: Path, *, platform: str | None = None, api: WindowsAcl | None = None) -> bool:
+    """True when only the owner can read ``path``: mode ``0600`` or narrower on POSIX, an
+    owner-only protected DACL on Windows."""
+    if _on_windows(platform):
+        api = api or windows_api()
+        return api.read_dacl(str(path)).owner_only(api.current_user()[0])
     return mode_of(path) & 0o077 == 0
+
+
+def describe(path: Path, *, platform: str | None = None, api: WindowsAcl | None = None) -> str:
+    """Who may read ``path``, for a finding: ``mode 0644``, or ``access list: PC\\me``."""
+    if _on_windows(platform):
+        return f"access list: {(api or windows_api()).read_dacl(str(path)).describe()}"
+    return f"mode {describe_mode(mode_of(path))}"

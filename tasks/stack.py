@@ -75,12 +75,12 @@ def _report(outcome: Any, as_json: bool, done: str) -> None:
 def _offer_init(c: Any, env_file: str | None) -> None:
     """No .env: offer env.init at a terminal; elsewhere say what to run."""
     from . import envops
-    from ._cli import settings_from
+    from ._cli import is_terminal, settings_from
 
     settings = settings_from(c, env_file=env_file)
     if settings.env_file.exists() or settings.env_file.is_symlink():
         return
-    if not sys.stdin.isatty():
+    if not is_terminal(sys.stdin):
         from .errors import EnvFileError
 
         raise EnvFileError(f"{settings.env_file} not found; run `invoke env.init` first "

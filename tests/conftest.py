@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -17,6 +18,48 @@ import pytest
 from tests.litellm_standin import StandinServer, serve_in_thread
 
 REPO = Path(__file__).resolve().parent.parent
+WINDOWS = sys.platform == "win32"
+#: tests/windows/ holds tests that only mean something on Windows; tests/test_windows.py runs
+#: them (with the other non-Docker suites) under a Windows CPython. Elsewhere: not collected.
+collect_ignore_glob = [] if WINDOWS else ["windows/*"]
+#: Symlinks need a privilege on Windows (and Wine's are not faithful): those tests are POSIX only.
+posix_symlinks = pytest.mark.skipif(WINDOWS, reason="symlinks need SeCreateSymbolicLinkPrivilege on "
+                                    "Windows and are not faithful under Wine")
+
+
+def private(path: Path) -> bool:
+    """Readable by its owner alone: mode exactly 0600 on POSIX, an owner-only DACL on Windows."""
+    if WINDOWS:
+        from tasks import perms
+
+        return perms.is_private(path)
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def make_private(path: Path) -> None:
+    """As env.init leaves a file: chmod 0600, or the owner-only DACL on Windows."""
+    if WINDOWS:
+        from tasks import perms
+
+        perms.lock_down(path)
+    else:
+        path.chmod(0o600)
+
+
+def make_public(path: Path) -> None:
+    """Readable by everyone: chmod 0644, or on Windows an ACE granting Everyone read access."""
+    if not WINDOWS:
+        path.chmod(0o644)
+        return
+    import ntsecuritycon
+    import win32security
+
+    descriptor = win32security.GetFileSecurity(str(path), win32security.DACL_SECURITY_INFORMATION)
+    dacl = descriptor.GetSecurityDescriptorDacl()
+    everyone = win32security.CreateWellKnownSid(win32security.WinWorldSid)
+    dacl.AddAccessAllowedAce(win32security.ACL_REVISION, ntsecuritycon.FILE_GENERIC_READ, everyone)
+    descriptor.SetSecurityDescriptorDacl(True, dacl, False)
+    win32security.SetFileSecurity(str(path), win32security.DACL_SECURITY_INFORMATION, descriptor)
 MASTER = "sk-test-master-" + "m" * 24
 MODELS = ["gpt-4o-mini", "claude-haiku", "llama-3"]
 
@@ -117,7 +160,7 @@ def write_env(path: Path, **values: str) -> Path:
     }
     base.update(values)
     path.write_text("".join(f"{k}={v}\n" for k, v in base.items()))
-    path.chmod(0o600)
+    make_private(path)
     return path
 
 

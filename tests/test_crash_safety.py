@@ -12,12 +12,15 @@ import os
 import random
 import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tasks import envfile
+from tests.conftest import make_private, private
 
 KILLS = 500
 NAMES = [f"VAR_{i}" for i in range(6)]
@@ -39,7 +42,8 @@ def _valid(value: str, name: str) -> int:
     return int(parts[1])
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork() to start writers quickly")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork() to start writers quickly "
+                    "(Windows: test_terminated_writers_never_tear_the_file)")
 def test_sigkill_during_updates_never_tears_the_file(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     path.write_text("# crash test\n" + "".join(f"{n}=value-0-{n}-{'x' * 40}\n" for n in NAMES))
@@ -72,3 +76,52 @@ def test_sigkill_during_updates_never_tears_the_file(tmp_path: Path) -> None:
     updates = len({g for g in generations if g})
     print(f"\n{KILLS} SIGKILLs; file intact after each; {updates} distinct completed writes seen; "
           f"{leftovers} temporary files left by killed writers, all cleaned by the next write")
+
+
+#: Fewer on Windows: a process start costs seconds under Wine, and one update some 50 ms
+TERMINATIONS = 12 if sys.platform == "win32" else 25
+KILL_WITHIN = 0.3 if sys.platform == "win32" else 0.05
+WRITER = """
+import sys
+from pathlib import Path
+from tasks import envfile
+from tests.conftest import make_private, private
+path, n = Path(sys.argv[1]), int(sys.argv[2])
+names = [f"VAR_{i}" for i in range(6)]
+print("ready", flush=True)
+while True:
+    n += 1
+    envfile.update(path, {name: f"value-{n}-{name}-{'x' * 40}" for name in names})
+"""
+
+
+def test_terminated_writers_never_tear_the_file(tmp_path: Path) -> None:
+    """The same, with writers started as fresh processes and ended by ``Popen.kill()``:
+    TerminateProcess on Windows (which has no SIGKILL), SIGKILL elsewhere."""
+    path = tmp_path / ".env"
+    text = "# crash test\n" + "".join(f"{n}=value-0-{n}-{'x' * 40}\n" for n in NAMES)
+    path.write_bytes(text.encode())
+    make_private(path)
+    rng = random.Random(20261130)
+    repo = Path(__file__).resolve().parent.parent
+    generations = set()
+    for kill in range(TERMINATIONS):
+        writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str((kill + 1) * 100_000)],
+                                  cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, KILL_WITHIN))
+        writer.kill()
+        writer.communicate(timeout=30)
+        assert writer.returncode != 0
+        doc = envfile.load(path)
+        assert private(path), f"kill {kill}: no longer private"
+        assert doc.text().startswith("# crash test\n"), f"kill {kill}: comment lost"
+        assert sorted(doc.values) == sorted(NAMES), f"kill {kill}: variables lost"
+        seen = {_valid(doc.values[name], name) for name in NAMES}
+        assert len(seen) == 1, f"kill {kill}: a mix of two writes: {seen}"
+        generations |= seen
+    envfile.update(path, {"VAR_0": "value-0-VAR_0-" + "x" * 40})
+    assert list(tmp_path.glob(".env.*.tmp")) == []
+    assert len(generations) > 1, "no writer ever completed a write: the kills proved nothing"
+    print(f"\n{TERMINATIONS} writers killed with Popen.kill(); file intact after each; "
+          f"{len(generations)} distinct completed writes seen")

@@ -14,6 +14,7 @@ from dotenv import dotenv_values
 
 from tasks import envfile
 from tasks.errors import EnvFileError, LockBusyError
+from tests.conftest import WINDOWS, make_private, make_public, posix_symlinks, private
 
 SECRET = "sk-SECRET-do-not-print-1234567890"
 
@@ -21,7 +22,7 @@ SECRET = "sk-SECRET-do-not-print-1234567890"
 def put(tmp_path: Path, data: bytes | str, name: str = ".env") -> Path:
     path = tmp_path / name
     path.write_bytes(data.encode() if isinstance(data, str) else data)
-    path.chmod(0o600)
+    make_private(path)
     return path
 
 
@@ -175,6 +176,7 @@ def test_huge_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- symlinks
 
 
+@posix_symlinks
 def test_symlink_is_followed_and_stays_a_link(tmp_path: Path) -> None:
     real = put(tmp_path, "A=1\n", "secrets.env")
     link = tmp_path / ".env"
@@ -182,9 +184,10 @@ def test_symlink_is_followed_and_stays_a_link(tmp_path: Path) -> None:
     envfile.update(link, {"A": "2"})
     assert link.is_symlink()
     assert real.read_text() == "A=2\n"
-    assert mode(real) == 0o600
+    assert private(real)
 
 
+@posix_symlinks
 def test_dangling_symlink(tmp_path: Path) -> None:
     link = tmp_path / ".env"
     link.symlink_to(tmp_path / "gone.env")
@@ -198,9 +201,10 @@ def test_dangling_symlink(tmp_path: Path) -> None:
 
 def test_update_tightens_a_world_readable_file(tmp_path: Path) -> None:
     path = put(tmp_path, "A=1\n")
-    path.chmod(0o644)
+    make_public(path)
+    assert not private(path)
     envfile.update(path, {"A": "2"})
-    assert mode(path) == 0o600
+    assert private(path)
 
 
 def test_new_files_are_0600_even_with_a_permissive_umask(tmp_path: Path) -> None:
@@ -209,7 +213,7 @@ def test_new_files_are_0600_even_with_a_permissive_umask(tmp_path: Path) -> None
         envfile.write_secure(tmp_path / ".env", b"A=1\n", exclusive=True)
     finally:
         os.umask(old)
-    assert mode(tmp_path / ".env") == 0o600
+    assert private(tmp_path / ".env")
 
 
 def test_exclusive_write_never_replaces(tmp_path: Path) -> None:
@@ -221,7 +225,8 @@ def test_exclusive_write_never_replaces(tmp_path: Path) -> None:
 
 
 def test_mode_is_never_wider_than_0600_during_writes(tmp_path: Path) -> None:
-    """Watch the folder while 200 updates run: every file seen holding a secret is 0600."""
+    """Watch the folder while 200 updates run: every file seen holding a secret is private
+    (0600; on Windows its DACL, read while the writer works)."""
     path = put(tmp_path, "A=0\n")
     seen_wide: list[str] = []
     done = threading.Event()
@@ -229,11 +234,15 @@ def test_mode_is_never_wider_than_0600_during_writes(tmp_path: Path) -> None:
     def watch() -> None:
         while not done.is_set():
             for entry in os.scandir(tmp_path):
+                if entry.name.endswith(".lock"):
+                    continue
                 try:
-                    if stat.S_IMODE(entry.stat().st_mode) & 0o077 and not entry.name.endswith(".lock"):
-                        seen_wide.append(entry.name)
-                except FileNotFoundError:
-                    pass
+                    wide = not private(Path(entry.path)) if WINDOWS else (
+                        stat.S_IMODE(entry.stat().st_mode) & 0o077)
+                except OSError:  # gone (replaced or cleaned) between listing and looking
+                    continue
+                if wide:
+                    seen_wide.append(entry.name)
 
     watcher = threading.Thread(target=watch)
     watcher.start()
@@ -245,7 +254,8 @@ def test_mode_is_never_wider_than_0600_during_writes(tmp_path: Path) -> None:
         watcher.join()
     assert seen_wide == []
     lock = envfile.lock_path_for(path)
-    assert mode(lock) == 0o600
+    if not WINDOWS:  # (filelock removes the lock file after use on Windows)
+        assert mode(lock) == 0o600
 
 
 def test_stale_temp_files_are_cleaned_by_the_next_write(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MASTER, Project, Standin
+from tests.conftest import MASTER, Project, Standin, private
 
 ALIAS = "Open WebUI Key"
 
@@ -47,7 +47,7 @@ def test_create_first_run(project: Project, litellm: Standin) -> None:
     assert litellm.state.teams["open-webui-team"]["team_alias"] == "Open WebUI Team"
     assert f"sk-...{key[-4:]}" in done.stdout
     no_secrets(done, key)
-    assert (project.env.stat().st_mode & 0o777) == 0o600
+    assert private(project.env)
 
 
 def test_create_is_idempotent(project: Project, litellm: Standin) -> None:
