@@ -167,21 +167,24 @@ def rotate(
     """Replace a key with a new one; the old one goes only after the new one is proven."""
     if all and name:
         raise UsageError("give --name or --all, not both")
+    if grace is not None and not grace.strip():
+        raise UsageError("--grace takes a duration such as 1h, not an empty value")
     grace = parse_duration(grace)
-    from .schedule import duration_seconds, key_age
+    from .schedule import due, min_age
 
-    min_age = duration_seconds(older_than) if older_than is not None else None
+    oldest = min_age(older_than)
     with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
         names = list(settings.keys) if all else [settings.key(name).name]
         results, failures, skipped = [], [], []
         for key_name in names:
-            if min_age is not None:
+            if oldest is not None:
                 from . import envfile
 
-                held = envfile.load(settings.env_file).get(settings.key(key_name).env_var)
-                age = key_age(keys.client, held) if held else None
-                if age is not None and age < min_age:
-                    skipped.append({"name": key_name, "action": "skipped", "age_seconds": int(age)})
+                spec = settings.key(key_name)
+                held = envfile.load(settings.env_file).get(spec.env_var)
+                is_due, age = due(keys.client, held, spec.alias, oldest)
+                if not is_due:
+                    skipped.append({"name": key_name, "action": "skipped", "age_seconds": int(age or 0)})
                     continue
             try:
                 results.append(keys.rotate(settings.key(key_name), grace=grace))

@@ -85,11 +85,13 @@ class MasterJournal:
         path = cls.path_for(env_file)
         try:
             data = json.loads(envfile.resolve(path).read_text(encoding="utf-8"))
+            if not isinstance(data.get("restart"), bool):
+                raise TypeError("restart")
             return cls(str(data["old_sha256"]), str(data["new_sha256"]), str(data["started_at"]),
-                       bool(data["restart"]))
+                       data["restart"])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise EnvFileError(f"cannot read the master-key journal {path} ({type(exc).__name__}); "
                                "if no keys task is running, check LITELLM_MASTER_KEY and delete it") from None
 
@@ -137,9 +139,13 @@ class MasterRotation:
         return self.settings.env_file
 
     def ours(self) -> bool:
-        """Is LiteLLM this compose stack's running ``litellm`` service (ours to recreate)?"""
+        """Is LiteLLM this compose stack's running ``litellm`` service (ours to recreate)? Only when
+        the tasks reach it at the port .env publishes it on - a LiteLLM given by ``--url``,
+        ``LITELLM_PROXY_URL`` or ``gateway.litellm_url`` is another one, even beside a running stack."""
         from .compose import LITELLM
 
+        if self.settings.url_source not in ("LITELLM_PORT in .env", "default"):
+            return False
         return self.gateway._running_container(LITELLM) is not None
 
     @contextlib.contextmanager
@@ -171,7 +177,7 @@ class MasterRotation:
                 raise KeyStateError(
                     f"{SALT_VAR} is empty in .env, so LiteLLM encrypts what it stores with the master "
                     "key and a new one would make that unreadable; docker-compose.yml requires a salt "
-                    "key - see README, 'Rotating the master key'")
+                    "key - see README, 'keys.rotate-master'")
             if not ours and not external_salt_key:
                 raise KeyStateError(
                     "LiteLLM is not this compose stack's running service, so the tasks cannot restart "

@@ -10,28 +10,45 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from .settings import parse_duration
+from .rotation import key_status
+from .settings import duration_seconds, parse_duration
 
 if TYPE_CHECKING:
     from .proxy import LiteLLM
 
-#: Seconds per unit of LiteLLM's duration syntax (a month is 30 days, as LiteLLM counts it).
-UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "mo": 30 * 86400}
-
-
-def duration_seconds(value: str) -> int:
-    """``30s``, ``15m``, ``2h``, ``7d``, ``1w``, ``1mo`` -> seconds. Raises UsageError (exit 2)."""
+def min_age(value: str | None) -> int | None:
+    """``--older-than``: seconds, or None when not given. Raises UsageError (exit 2) for an empty
+    or bad value."""
+    if value is None:
+        return None
     checked = parse_duration(value)
-    assert checked is not None
-    number = int(checked.rstrip("smhdwo"))
-    return number * UNIT_SECONDS[checked[len(str(number)):]]
+    if checked is None:
+        from .errors import UsageError
+
+        raise UsageError("--older-than takes a duration such as 30d, not an empty value")
+    return duration_seconds(checked)
 
 
-def key_age(client: LiteLLM, key: str, now: datetime | None = None) -> float | None:
-    """Seconds since LiteLLM made ``key`` (a plaintext key or its hash); None when LiteLLM does not
-    know it or gives no ``created_at``."""
-    info = client.key_info(key)
-    created = (info or {}).get("created_at")
+def due(client: LiteLLM, held: str, alias: str, older_than: int) -> tuple[bool, float | None]:
+    """Is the key of a configured consumer due for rotation? ``held``: the key .env holds (may be
+    empty); ``alias``: its alias, used when LiteLLM does not know ``held``. Due when that key is at
+    least ``older_than`` seconds old, or not active (expired, blocked: a dead key is always due), or
+    when no key can be found at all (the rotation then says what is wrong). Returns (due, age)."""
+    info = client.key_info(held) if held else None
+    if info is None:
+        named = [k for k in client.list_keys(key_alias=alias) if k.get("key_alias") == alias]
+        info = named[0] if named else None
+    if info is None:
+        return True, None
+    if key_status(info) != "active":
+        return True, None
+    age = key_age(info)
+    return (age is None or age >= older_than), age
+
+
+def key_age(info: dict[str, object], now: datetime | None = None) -> float | None:
+    """Seconds since LiteLLM made the key ``info`` describes (its ``created_at``); None without one."""
+    created = info.get("created_at")
     if not created:
         return None
     made = datetime.fromisoformat(str(created).replace("Z", "+00:00"))

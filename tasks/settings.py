@@ -77,8 +77,13 @@ _PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 VIA = ("auto", "host", "container")
 
 
+#: The longest duration taken (100 years, in seconds): longer ones overflow date arithmetic.
+MAX_DURATION = 100 * 365 * 86400
+
+
 def parse_duration(value: str | None) -> str | None:
-    """LiteLLM's duration syntax: 30s, 15m, 2h, 7d, 1w, 1mo. Empty means never expires."""
+    """LiteLLM's duration syntax: 30s, 15m, 2h, 7d, 1w, 1mo, at most 100 years. Empty means
+    never expires. Raises UsageError (exit 2) otherwise."""
     if value is None or value == "":
         return None
     value = value.strip()
@@ -86,6 +91,8 @@ def parse_duration(value: str | None) -> str | None:
         raise UsageError(
             f"bad duration {value!r}: use a whole number and a unit, e.g. 30s, 15m, 2h, 7d, 1w, 1mo"
         )
+    if duration_seconds(value) > MAX_DURATION:
+        raise UsageError(f"bad duration {value!r}: at most 100 years")
     return value
 
 

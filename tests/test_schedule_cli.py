@@ -1,0 +1,83 @@
+"""keys.rotate --older-than / --grace edge cases and rotate-master's sense of "ours", through the
+command line against the stand-in (found by a new-user review; the happy paths run against the
+real LiteLLM in tests/test_real_master.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from tasks import envfile
+from tasks.masterkey import MasterRotation
+from tests.conftest import Project, Standin
+
+ALIAS = "Open WebUI Key"
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("args", [["--grace", "3000000d"], ["--grace", "10000000000000000000000s"],
+                                  ["--older-than", "5000000000w"], ["--grace", ""],
+                                  ["--older-than", ""], ["--older-than", " "]])
+def test_bad_durations_change_nothing(project: Project, litellm: Standin, args: list[str]) -> None:
+    assert project.run("keys.create").returncode == 0
+    before = project.env.read_bytes()
+    done = project.run("keys.rotate", *args)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert project.env.read_bytes() == before and not (project.dir / ".env.keys-journal.json").exists()
+    assert len(litellm.active()) == 1
+
+
+@pytest.mark.parametrize("state", ["expired", "blocked"])
+def test_a_dead_key_is_always_due(project: Project, litellm: Standin, state: str) -> None:
+    assert project.run("keys.create").returncode == 0
+    old = project.value("VIRTUAL_KEY")
+    with litellm.state.lock:
+        record = litellm.state.keys[sha(old)]
+        if state == "expired":
+            record["expires"] = "2000-01-01T00:00:00+00:00"
+        else:
+            record["blocked"] = True
+    done = project.run("keys.rotate", "--older-than", "30d")
+    assert done.returncode == 0, done.stderr
+    assert "rotated" in done.stdout and project.value("VIRTUAL_KEY") != old
+    assert litellm.accepts(project.value("VIRTUAL_KEY"))
+
+
+def test_a_young_key_not_in_env_is_left_alone(project: Project, litellm: Standin) -> None:
+    assert project.run("keys.create").returncode == 0
+    envfile.update(project.env, {"VIRTUAL_KEY": ""})  # .env lost it; LiteLLM has it, seconds old
+    done = project.run("keys.rotate", "--older-than", "30d", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["action"] == "skipped"
+    assert [k["key_alias"] for k in litellm.active()] == [ALIAS], "the young key was not replaced"
+
+
+def test_no_key_anywhere_is_said(project: Project, litellm: Standin) -> None:
+    done = project.run("keys.rotate", "--older-than", "30d")
+    assert done.returncode == 8 and "nothing to rotate" in done.stderr
+
+
+def test_a_litellm_given_by_url_is_not_ours_even_beside_a_running_stack() -> None:
+    running = SimpleNamespace(_running_container=lambda service: object())
+    for source, ours in (("LITELLM_PORT in .env", True), ("default", True), ("--url", False),
+                         ("LITELLM_PROXY_URL", False), ("gateway.litellm_url", False)):
+        gateway = SimpleNamespace(settings=SimpleNamespace(url_source=source),
+                                  _running_container=running._running_container)
+        assert MasterRotation(gateway).ours() is ours, source  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("entry", [{"restart": "no"}, [], {"old_sha256": "x"}])
+def test_a_malformed_master_journal_is_one_line(project: Project, entry: object) -> None:
+    body = entry if not isinstance(entry, dict) or "old_sha256" in entry else {
+        "old_sha256": "a", "new_sha256": "b", "started_at": "now", **entry}
+    (project.dir / ".env.master-journal.json").write_text(json.dumps(body))
+    done = project.run("keys.list")
+    assert done.returncode == 3, done.stderr
+    assert "cannot read the master-key journal" in done.stderr and done.stderr.count("\n") == 1
