@@ -54,7 +54,7 @@ def main() -> None:
                 ended = time.time()
                 ours.append(time.perf_counter() - started)
                 last_healthy = max(healthy_at(f"{project.name}-{s}-1")
-                                   for s in ("postgres", "litellm", "open-webui"))
+                                   for s in ("postgres", "litellm", "open-webui", "provider"))
                 lags.append(ended - last_healthy)
                 project.ok("stack.stop")
                 started = time.perf_counter()
@@ -64,7 +64,8 @@ def main() -> None:
                 project.ok("stack.stop")
         finally:
             project.down()
-    print(f"median of {runs} runs; test stack (LiteLLM and PostgreSQL stand-ins, real Open WebUI)")
+    print(f"median of {runs} runs; test stack: the real PostgreSQL, LiteLLM (with its key store) and "
+          "Open WebUI, a fake provider")
     print(f"{'first stack.start (creates the key)':<44} {first:>7.1f}s")
     print(f"{'stack.start (from stopped)':<44} {statistics.median(ours):>7.1f}s")
     print(f"{'docker compose up -d --wait (from stopped)':<44} {statistics.median(bare):>7.1f}s")

@@ -216,7 +216,7 @@ def test_keys_tasks_over_the_host_port_without_docker(project: Project, litellm:
 
 
 def test_keys_tasks_when_litellm_is_down_and_no_docker(tmp_path: Path) -> None:
-    env_file = write_env(tmp_path / ".env")
+    env_file = write_env(tmp_path / ".env", LITELLM_PORT="9")  # as the URL: no "note: using ..." line
     project = Project(tmp_path, env_file, "http://127.0.0.1:9")  # nothing listens on port 9
     done = project.run("keys.list", env={"PATH": NO_DOCKER_PATH})
     assert done.returncode == 4
