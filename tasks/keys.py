@@ -75,7 +75,7 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
 
 
 def _recover_master(settings: Settings) -> list[str]:
-    from .masterkey import MasterJournal, recover_master
+    from .masterkey import MasterJournal, MasterRotation
 
     if MasterJournal.read(settings.env_file) is None:
         return []
@@ -83,7 +83,7 @@ def _recover_master(settings: Settings) -> list[str]:
 
     gateway = Gateway(settings, progress=progress)
     try:
-        return recover_master(gateway, progress)
+        return MasterRotation(gateway, progress=progress).recover()
     finally:
         gateway.close()
 

@@ -120,11 +120,6 @@ class MasterResult:
                 "seconds": round(self.seconds, 1), "proven": self.proven, "notes": self.notes}
 
 
-def _admin_ok(client: LiteLLM) -> None:
-    """An authenticated admin call: AuthError when the key is refused."""
-    client.check_admin()
-
-
 class MasterRotation:
     """Steps of the protocol above, over one gateway (Settings, Docker, LiteLLM, Open WebUI)."""
 
@@ -186,7 +181,7 @@ class MasterRotation:
                     "with the new key as told")
             with self.gateway.litellm("host" if not ours else None) as client:
                 client.require_database()
-                _admin_ok(client)  # .env's key opens LiteLLM now
+                client.check_admin()  # .env's key opens LiteLLM now
             new = new_master_key()
             journal = MasterJournal(sha256(old), sha256(new),
                                     datetime.now(timezone.utc).isoformat(timespec="seconds"), ours)
@@ -213,7 +208,7 @@ class MasterRotation:
         client = LiteLLM(s.litellm_url, new, timeout=s.timeout)
         with client:
             try:
-                _admin_ok(client)
+                client.check_admin()
             except AuthError:
                 if journal.restart:
                     raise
@@ -227,7 +222,7 @@ class MasterRotation:
                 old_client = LiteLLM(s.litellm_url, old, timeout=s.timeout)
                 with old_client:
                     try:
-                        _admin_ok(old_client)
+                        old_client.check_admin()
                     except AuthError:
                         proven.append("the old master key is refused")
                     else:
@@ -246,7 +241,7 @@ class MasterRotation:
 
         with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
             with contextlib.suppress(GatewayError):
-                _admin_ok(client)
+                client.check_admin()
                 return False
         stack = self.gateway.stack
         self.progress("recreating the litellm service with the new key")
