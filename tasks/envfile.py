@@ -34,7 +34,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import filelock
 from dotenv.parser import Binding, parse_stream
 
 from . import perms
@@ -342,6 +341,8 @@ def file_lock(lock_path: Path, timeout: float, what: str = "the .env file") -> I
     ``filelock`` (``flock`` on POSIX, ``msvcrt.locking`` on Windows); the lock file is created
     0600. Raises LockBusyError after ``timeout``, EnvFileError when the lock file cannot be made.
     """
+    import filelock  # here, not at the top: tasks that only read (keys.list) skip its ~9 ms import
+
     lock = filelock.FileLock(lock_path, timeout=timeout, mode=0o600)
     try:
         lock.acquire(poll_interval=0.02)

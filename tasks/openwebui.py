@@ -19,7 +19,7 @@ import httpx
 
 from .compose import LITELLM_SERVICE_URL
 from .errors import OpenWebUIError, OpenWebUIUnreachableError
-from .proxy import LiteLLM
+from .proxy import LiteLLM, http_client
 from .rotation import reached
 from .settings import KeySpec
 
@@ -60,8 +60,7 @@ class OpenWebUI:
         self._email = email
         self._password = password
         self._token = ""
-        self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout),
-                                    transport=transport, trust_env=False)
+        self._client = http_client(self.base_url, timeout, transport)
 
     def __enter__(self) -> OpenWebUI:
         return self
