@@ -15,7 +15,7 @@ from typing import Any
 
 from . import envcompat, envfile, perms
 from .errors import EnvFileError, GatewayError
-from .settings import GATE_VAR, TRUTHY, Settings
+from .settings import GATE_VAR, TRUTHY, Settings, host_ports
 
 #: Secrets env.init generates when the template leaves them blank.
 GENERATORS: dict[str, Callable[[], str]] = {
@@ -40,7 +40,6 @@ REQUIRED = (
 )
 PASSWORDS = ("POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_ADMIN_PASSWORD", "WEBUI_SECRET_KEY",
              "LITELLM_SALT_KEY")
-PORTS = ("LITELLM_PORT", "WEBUI_PORT")
 PLACEHOLDERS = {
     "changeme", "change-me", "change_me", "changethis", "password", "secret", "todo", "xxx",
     "your-key-here", "your_key_here", "sk-1234", "sk-xxxx", "sk-...", "replace-me",
@@ -335,17 +334,13 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
         if value and len(value) < 8:
             add(Finding("error", "password", f"{name} is shorter than 8 characters"))
 
-    ports: dict[str, int] = {}
-    for name in PORTS:
-        raw = values.get(name, "")
-        if not raw:
-            continue
-        if not raw.isdigit() or not 0 < int(raw) < 65536:
+    ports = host_ports(values)
+    for name, port in ports.items():
+        if port is None:
             add(Finding("error", "port", f"{name} must be a port number from 1 to 65535"))
-        else:
-            ports[name] = int(raw)
-    if len(set(ports.values())) < len(ports):
-        add(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ"))
+    if None not in ports.values() and len(set(ports.values())) < len(ports):
+        add(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ (unset, they are "
+                    "4000 and 3000)"))
 
     project = values.get("COMPOSE_PROJECT_NAME", "")
     if project and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):

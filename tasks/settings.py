@@ -258,6 +258,10 @@ class KeySpec:
         return replace(self, **changes)
 
 
+#: The host ports docker-compose.yml publishes: the .env variable, and Compose's default there.
+HOST_PORTS = {"LITELLM_PORT": 4000, "WEBUI_PORT": 3000}
+
+
 @dataclass(frozen=True)
 class Settings:
     project_dir: Path
@@ -278,6 +282,8 @@ class Settings:
     via: str = "auto"
     #: why the LiteLLM URL is not the one .env's LITELLM_PORT implies ("" when it is)
     url_note: str = ""
+    #: the host ports the stack publishes (``host_ports`` of .env's values)
+    host_ports: Mapping[str, int | None] = field(default_factory=lambda: dict(HOST_PORTS))
 
     def key(self, name: str | None) -> KeySpec:
         name = name or self.default_key
@@ -301,6 +307,16 @@ class Settings:
 
 def _is_port(text: str) -> bool:
     return text.isascii() and text.isdigit() and 0 < int(text) < 65536
+
+
+def host_ports(values: Mapping[str, str]) -> dict[str, int | None]:
+    """``{variable: port}`` for HOST_PORTS, read from .env's ``values`` in this one place: the
+    compose default when unset or empty, None when not a port number from 1 to 65535."""
+    ports: dict[str, int | None] = {}
+    for name, default in HOST_PORTS.items():
+        text = values.get(name, "").strip()
+        ports[name] = default if not text else int(text) if _is_port(text) else None
+    return ports
 
 
 def _gateway_config(config: Any) -> Mapping[str, Any]:
@@ -379,6 +395,7 @@ def load_settings(
     env_path = Path(env_file or _text(raw, "env_file") or project_dir / ".env").expanduser()
     example = Path(_text(raw, "example_file") or project_dir / ".env.example").expanduser()
 
+    ports = host_ports(values)
     if url:
         litellm_url, url_source = parse_url(url, "--url"), "--url"
     elif _text(raw, "litellm_url"):
@@ -388,16 +405,15 @@ def load_settings(
         litellm_url = parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL")
         url_source = "LITELLM_PROXY_URL"
     else:
-        port = values.get("LITELLM_PORT", "").strip() or "4000"
-        if not _is_port(port):
+        if ports["LITELLM_PORT"] is None:
             raise EnvFileError(f"LITELLM_PORT in {env_path} must be a port number from 1 to 65535")
-        litellm_url = f"http://localhost:{int(port)}"
+        litellm_url = f"http://localhost:{ports['LITELLM_PORT']}"
         url_source = "LITELLM_PORT in .env" if "LITELLM_PORT" in values else "default"
 
     url_note = ""
-    port_in_env = values.get("LITELLM_PORT", "").strip()
-    if url_source != "--url" and _is_port(port_in_env) and url_source != "LITELLM_PORT in .env":
-        implied = f"http://localhost:{int(port_in_env)}"
+    if (url_source not in ("--url", "LITELLM_PORT in .env") and values.get("LITELLM_PORT", "").strip()
+            and ports["LITELLM_PORT"] is not None):
+        implied = f"http://localhost:{ports['LITELLM_PORT']}"
         if not _same_endpoint(litellm_url, implied):
             why = ("gateway.litellm_url (invoke.yaml or INVOKE_GATEWAY_LITELLM_URL)"
                    if url_source.startswith("gateway.") else "LITELLM_PROXY_URL in the environment")
@@ -441,10 +457,9 @@ def load_settings(
     if _text(raw, "webui_url"):
         webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
     else:
-        webui_port = values.get("WEBUI_PORT", "").strip() or "3000"
-        if not _is_port(webui_port):
+        if ports["WEBUI_PORT"] is None:
             raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number from 1 to 65535")
-        webui_url = f"http://localhost:{int(webui_port)}"
+        webui_url = f"http://localhost:{ports['WEBUI_PORT']}"
     via = parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto"
     default_key = _text(raw, "default_key") or DEFAULT_KEY
     if default_key not in keys:
@@ -469,6 +484,7 @@ def load_settings(
         start_timeout=_float(raw, "start_timeout"),
         via=via,
         url_note=url_note,
+        host_ports=ports,
     )
 
 

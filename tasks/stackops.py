@@ -178,10 +178,8 @@ class Gateway:
         self.require_docker()
         if s.cli.warning:
             self.notes.append(s.cli.warning)
-        values = self.values
-        ports = {name: int(values.get(name) or default)
-                 for name, default in (("LITELLM_PORT", "4000"), ("WEBUI_PORT", "3000"))}
-        s.check_ports(ports)
+        # check_env has refused ports that are not port numbers before this
+        s.check_ports({name: port for name, port in self.settings.host_ports.items() if port})
 
     def _snapshot(self) -> dict[str, tuple[str, str]]:
         return {name: (st.id, st.started_at) for name, st in self.stack.states().items()}

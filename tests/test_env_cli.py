@@ -102,6 +102,11 @@ def test_check_passes_a_good_file(project: Project) -> None:
         ({"UI_PASSWORD": "short"}, "shorter than 8"),
         ({"WEBUI_PORT": "4000", "LITELLM_PORT": "4000"}, "must differ"),
         ({"LITELLM_PORT": "99999"}, "port number"),
+        # unset, WEBUI_PORT is Compose's default 3000: the same port
+        ({"LITELLM_PORT": "3000", "WEBUI_PORT": ""}, "must differ"),
+        # digits Python's str.isdigit() accepts, but no port: one line, never a traceback
+        ({"LITELLM_PORT": "\u00b2"}, "LITELLM_PORT must be a port number"),
+        ({"WEBUI_PORT": "\uff14\uff10\uff10\uff10"}, "WEBUI_PORT must be a port number"),
         ({"WEBUI_ADMIN_EMAIL": "admin"}, "not an e-mail"),
         ({"FIRST_RUN": "no"}, "VIRTUAL_KEY is empty and FIRST_RUN is not yes"),
         ({"VIRTUAL_KEY": "not-a-key"}, "VIRTUAL_KEY must start with 'sk-'"),
