@@ -1,0 +1,89 @@
+"""A keys task looks for Docker only when a key will really change and it has a consumer there
+(issue 10, "The shape"): a no-op ``keys.create``, ``keys.list`` and the rotation of a key with no
+Open WebUI consumer never open the Docker socket - and the rotation of Open WebUI's key does,
+which shows the socket is the one the tasks would use. Counted, not timed (the times are in
+bench/noop_bench.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Project, Standin
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Docker's endpoint on Windows is a "
+                                "named pipe; the socket DOCKER_HOST names here is a Unix one")
+
+
+class CountingSocket:
+    """A Unix socket at ``path`` that counts the connections it accepts and closes each at once
+    (a Docker client then fails fast instead of waiting)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connections = 0
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(str(path))
+        self._server.listen(16)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+def docker_socket(tmp_path: Path) -> Iterator[CountingSocket]:
+    # a short path: a Unix socket's path has a length limit of about 100 bytes
+    counting = CountingSocket(Path(tmp_path.anchor) / "tmp" / f"aigw-{tmp_path.name[-20:]}.sock")
+    try:
+        yield counting
+    finally:
+        counting.close()
+        counting.path.unlink(missing_ok=True)
+
+
+def two_keys(project: Project) -> str:
+    config = project.dir / "invoke.json"
+    config.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
+        "env_var": "CONTINUE_DEV_KEY", "alias": "Continue.dev Key", "team_id": "continue-dev-team",
+        "team_alias": "Continue.dev Team", "models": ["claude-haiku"]}}}}))
+    return str(config)
+
+
+def test_keys_tasks_that_change_no_key_never_open_docker(
+        project: Project, litellm: Standin, docker_socket: CountingSocket) -> None:
+    env = {"DOCKER_HOST": f"unix://{docker_socket.path}"}
+    config = two_keys(project)
+    assert project.run("-f", config, "keys.create", env=env).returncode == 0
+    assert project.run("-f", config, "keys.create", "--name", "continue-dev",
+                       env=env).returncode == 0
+    opened = docker_socket.connections
+    for args in (["keys.create"], ["keys.list"], ["keys.list", "--json"],
+                 ["keys.create", "--name", "continue-dev"],
+                 ["keys.rotate", "--name", "continue-dev"]):
+        done = project.run("-f", config, *args, env=env)
+        assert done.returncode == 0, (args, done.stderr)
+        assert docker_socket.connections == opened, f"{args} opened the Docker socket"
+    assert litellm.accepts(project.value("CONTINUE_DEV_KEY"))
+
+    # the key Open WebUI uses: its consumer is looked up in Docker, through this very socket
+    done = project.run("-f", config, "keys.rotate", env=env)
+    assert done.returncode == 0, done.stderr
+    assert docker_socket.connections > opened
