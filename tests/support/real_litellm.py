@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO
 from tests.stack import fake_provider
 from tests.stack.fake_provider import Provider
-from tests.stack_support import CACHE, free_port, require
+from tests.support.project import REPO
+from tests.support.stack import CACHE, free_port, require
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")

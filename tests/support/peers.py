@@ -20,7 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.stack_support import CACHE, free_port, require
+from tests.support.stack import CACHE, free_port, require
 
 LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 OPENWEBUI_VENV = Path(os.environ.get("OPENWEBUI_VENV") or CACHE / "openwebui")
