@@ -21,8 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import MASTER, MODELS, write_env  # noqa: E402
-from tests.litellm_standin import State, serve_in_thread  # noqa: E402
+from tests.support.project import MASTER, MODELS, write_env  # noqa: E402
+from tests.support.standin import State, serve_in_thread  # noqa: E402
 
 
 def run(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:

@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import MASTER, MODELS, write_env  # noqa: E402
-from tests.litellm_standin import serve_in_thread  # noqa: E402
+from tests.support.project import MASTER, MODELS, write_env  # noqa: E402
+from tests.support.standin import serve_in_thread  # noqa: E402
 
 
 def hanging_socket(path: str) -> socket.socket:

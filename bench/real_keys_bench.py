@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.keys_bench import run, timed, timed_json  # noqa: E402
-from tests.conftest import write_env  # noqa: E402
+from tests.support.project import write_env  # noqa: E402
 from tests.support.real_litellm import (  # noqa: E402
     LITELLM_VENV,
     REAL_MASTER,

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.stack_support import docker_env, make_project  # noqa: E402
+from tests.support.stack import docker_env, make_project  # noqa: E402
 
 
 def healthy_at(container: str) -> float:

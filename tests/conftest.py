@@ -1,133 +1,33 @@
-"""Shared fixtures: the LiteLLM stand-in on 127.0.0.1, a project folder with a .env, the CLI."""
+"""Shared fixtures: the LiteLLM stand-in on 127.0.0.1, a project folder with a .env, the CLI.
+
+The helpers themselves live in tests/support/; this file holds only fixtures and pytest hooks.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import stat
-import subprocess
-import sys
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from tests.litellm_standin import StandinServer, serve_in_thread
+# The helpers' asserts explain themselves as a test's do (as when they lived in this file).
+pytest.register_assert_rewrite("tests.support")
 
-REPO = Path(__file__).resolve().parent.parent
-WINDOWS = sys.platform == "win32"
+from tests.support.project import (  # noqa: E402
+    CLIENT_REQUESTS,
+    MASTER,
+    MODELS,
+    WINDOWS,
+    Project,
+    Standin,
+    write_env,
+)
+from tests.support.standin import StandinServer, serve_in_thread  # noqa: E402
+
 #: tests/windows/ holds tests that only mean something on Windows; tests/test_windows.py runs
 #: them (with the other non-Docker suites) under a Windows CPython. Elsewhere: not collected.
 collect_ignore_glob = [] if WINDOWS else ["windows/*"]
-#: Symlinks need a privilege on Windows (and Wine's are not faithful): those tests are POSIX only.
-posix_symlinks = pytest.mark.skipif(WINDOWS, reason="symlinks need SeCreateSymbolicLinkPrivilege on "
-                                    "Windows and are not faithful under Wine")
-
-
-_T = TypeVar("_T")
-#: ERROR_INTERNAL_ERROR: Wine's CreateProcess fails with it now and then under load, before the
-#: child exists (seen in CI: 1 spawn in ~800). Nothing of ours ran, so trying again hides nothing.
-_WINE_SPAWN_FLAKE = 1359
-
-
-def spawn_retrying(spawn: Callable[[], _T], tries: int = 3) -> _T:
-    """``spawn()``, tried again when Windows refuses to create the process with WinError 1359."""
-    for attempt in range(tries):
-        try:
-            return spawn()
-        except OSError as error:
-            if getattr(error, "winerror", None) != _WINE_SPAWN_FLAKE or attempt == tries - 1:
-                raise
-    raise AssertionError("unreachable")
-
-
-def private(path: Path) -> bool:
-    """Readable by its owner alone: mode exactly 0600 on POSIX, an owner-only DACL on Windows."""
-    if WINDOWS:
-        from tasks import perms
-
-        return perms.is_private(path)
-    return stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-def make_private(path: Path) -> None:
-    """As env.init leaves a file: chmod 0600, or the owner-only DACL on Windows."""
-    if WINDOWS:
-        from tasks import perms
-
-        perms.lock_down(path)
-    else:
-        path.chmod(0o600)
-
-
-def make_public(path: Path) -> None:
-    """Readable by everyone: chmod 0644, or on Windows an ACE granting Everyone read access."""
-    if not WINDOWS:
-        path.chmod(0o644)
-        return
-    import ntsecuritycon
-    import win32security
-
-    descriptor = win32security.GetFileSecurity(str(path), win32security.DACL_SECURITY_INFORMATION)
-    dacl = descriptor.GetSecurityDescriptorDacl()
-    everyone = win32security.CreateWellKnownSid(win32security.WinWorldSid)
-    dacl.AddAccessAllowedAce(win32security.ACL_REVISION, ntsecuritycon.FILE_GENERIC_READ, everyone)
-    descriptor.SetSecurityDescriptorDacl(True, dacl, False)
-    win32security.SetFileSecurity(str(path), win32security.DACL_SECURITY_INFORMATION, descriptor)
-MASTER = "sk-test-master-" + "m" * 24
-MODELS = ["gpt-4o-mini", "claude-haiku", "llama-3"]
-
-
-def key_accepted(base_url: str, key: str) -> bool:
-    """Does LiteLLM (or its stand-in) at ``base_url`` accept ``key`` on /v1/models?"""
-    request = urllib.request.Request(f"{base_url}/v1/models",
-                                     headers={"Authorization": f"Bearer {key}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return bool(response.status == 200)
-    except urllib.error.HTTPError:
-        return False
-
-
-@dataclass
-class Standin:
-    """Test-side handle on the stand-in: its URL, its state and its fault switches."""
-
-    server: StandinServer
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    @property
-    def state(self) -> Any:
-        return self.server.state
-
-    def fault(self, path: str, **spec: Any) -> None:
-        with self.state.lock:
-            self.state.faults.append({"path": path, **spec})
-
-    def keys(self, *, include_deleted: bool = False) -> list[dict[str, Any]]:
-        with self.state.lock:
-            return [
-                {**r, "status": self.state.status(r)}
-                for t, r in self.state.keys.items()
-                if include_deleted or t not in self.state.deleted
-            ]
-
-    def active(self, alias: str | None = None) -> list[dict[str, Any]]:
-        return [k for k in self.keys() if k["status"] == "active"
-                and (alias is None or k["key_alias"] == alias)]
-
-    def accepts(self, key: str) -> bool:
-        return key_accepted(self.url, key)
-
-    def requests(self, path: str | None = None) -> list[dict[str, Any]]:
-        with self.state.lock:
-            return [r for r in self.state.log if path is None or r["path"] == path]
 
 
 @pytest.fixture(scope="session")
@@ -136,11 +36,6 @@ def _standin_server() -> Iterator[StandinServer]:
     yield server
     server.shutdown()
     server.server_close()
-
-
-#: Every request the project sent to the stand-in during this run, for the contract check
-#: against the real proxy's OpenAPI document (tests/test_peer_litellm.py, run last).
-CLIENT_REQUESTS: list[dict[str, Any]] = []
 
 
 @pytest.fixture
@@ -154,76 +49,6 @@ def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The contract check reads what every other test sent: it runs last."""
     items.sort(key=lambda item: item.get_closest_marker("contract") is not None)
-
-
-def write_env(path: Path, **values: str) -> Path:
-    """A valid .env like env.init writes, with the stand-in's master key."""
-    base = {
-        "COMPOSE_PROJECT_NAME": "ai-gateway-test",
-        "LITELLM_MASTER_KEY": MASTER,
-        "LITELLM_PORT": "4000",
-        "UI_USERNAME": "admin",
-        "UI_PASSWORD": "ui-password-123",
-        "POSTGRES_USER": "litellm",
-        "POSTGRES_PASSWORD": "pg-password-12345",
-        "POSTGRES_DB": "litellm",
-        "WEBUI_PORT": "3000",
-        "WEBUI_SECRET_KEY": "webui-secret-key-123456",
-        "LITELLM_SALT_KEY": "salt-key-1234567890abcdef",
-        "WEBUI_ADMIN_EMAIL": "admin@example.com",
-        "WEBUI_ADMIN_PASSWORD": "admin-password-123",
-        "FIRST_RUN": "yes",
-        "VIRTUAL_KEY": "",
-    }
-    base.update(values)
-    path.write_text("".join(f"{k}={v}\n" for k, v in base.items()))
-    make_private(path)
-    return path
-
-
-@dataclass
-class Project:
-    dir: Path
-    env: Path
-    url: str
-
-    def read(self) -> str:
-        return self.env.read_text()
-
-    def value(self, name: str) -> str:
-        from tasks import envfile
-
-        return envfile.load(self.env).get(name)
-
-    def environ(self, **extra: str) -> dict[str, str]:
-        environ = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("INVOKE_", "LITELLM_"))}
-        environ.update({"INVOKE_GATEWAY_ENV_FILE": str(self.env), "LITELLM_PROXY_URL": self.url,
-                        "PYTHONDONTWRITEBYTECODE": "1"})
-        environ.update(extra)
-        return environ
-
-    def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal."""
-        return spawn_retrying(lambda: subprocess.run(
-            [sys.executable, "-m", "invoke", "-r", str(REPO), *args],
-            cwd=self.dir, env=self.environ(**(env or {})), text=True, capture_output=True,
-            timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
-        ))
-
-    def start(self, *args: str) -> subprocess.Popen[str]:
-        """``invoke <args>`` in the background (to kill or interrupt it)."""
-        return spawn_retrying(lambda: subprocess.Popen(
-            [sys.executable, "-m", "invoke", "-r", str(REPO), *args], cwd=self.dir,
-            env=self.environ(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        ))
-
-    def json(self, *args: str) -> Any:
-        done = self.run(*args, "--json")
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import tasks
-from tests.conftest import REPO
+from tests.support.project import REPO
 
 TASKS = ["env.check", "env.init", "env.lock-permissions",
          "keys.create", "keys.list", "keys.revoke", "keys.rotate",

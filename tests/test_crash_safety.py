@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tasks import envfile
-from tests.conftest import make_private, private
+from tests.support.project import make_private, private
 
 KILLS = 500
 NAMES = [f"VAR_{i}" for i in range(6)]
@@ -85,7 +85,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from tasks import envfile
-from tests.conftest import make_private, private
+from tests.support.project import make_private, private
 path, n = Path(sys.argv[1]), int(sys.argv[2])
 names = [f"VAR_{i}" for i in range(6)]
 print("ready", flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks import envfile
-from tests.conftest import REPO, WINDOWS, Project, make_public, private
+from tests.support.project import REPO, WINDOWS, Project, make_public, private
 
 
 def example_values() -> dict[str, str]:

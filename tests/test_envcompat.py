@@ -16,8 +16,8 @@ import pytest
 
 from tasks import envcompat, envfile, envops
 from tasks.settings import load_settings
-from tests.conftest import MASTER, Project, Standin
-from tests.stack_support import require
+from tests.support.project import MASTER, Project, Standin
+from tests.support.stack import require
 
 SECRETISH = "Q7rvTzL2mK8"  # a part of every example value below that must never be printed
 

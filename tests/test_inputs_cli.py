@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MASTER, REPO, Project, Standin
-from tests.test_rotation_faults import start_rotation
+from tests.support.project import MASTER, REPO, Project, Standin, start_rotation
 
 PASTED = "sk-PastedKeyQ7rvTzL2mK8pW4nX6bY1cD3eF5gHjJ"
 

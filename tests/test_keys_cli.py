@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MASTER, Project, Standin, private
+from tests.support.project import MASTER, Project, Standin, private
 
 ALIAS = "Open WebUI Key"
 
@@ -471,8 +471,8 @@ def test_wait_gives_a_starting_litellm_time(project: Project, litellm: Standin) 
     import threading
     import time
 
-    from tests.conftest import MODELS
-    from tests.litellm_standin import serve_in_thread
+    from tests.support.project import MODELS
+    from tests.support.standin import serve_in_thread
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tasks import envfile
-from tests.conftest import MASTER, WINDOWS, Project, Standin, posix_symlinks, private
-from tests.stack_support import CmdlineWatcher
-from tests.test_envfile import BAD_FILES
+from tests.support.envdata import BAD_FILES
+from tests.support.project import MASTER, WINDOWS, Project, Standin, posix_symlinks, private
+from tests.support.stack import CmdlineWatcher
 
 SECRETS = ("LITELLM_MASTER_KEY", "POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY",
            "WEBUI_ADMIN_PASSWORD", "VIRTUAL_KEY", "LITELLM_SALT_KEY")

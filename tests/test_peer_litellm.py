@@ -1,4 +1,4 @@
-"""The project in front of the REAL LiteLLM proxy (1.108.7, no database) - see tests/peers.py."""
+"""The project in front of the REAL LiteLLM proxy (1.108.7, no database): tests/support/peers.py."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import pytest
 
 from tasks.errors import NoDatabaseError, ProxyUnreachableError
 from tasks.proxy import LiteLLM
-from tests.conftest import CLIENT_REQUESTS, MASTER, Project, Standin, write_env
-from tests.litellm_standin import serve_in_thread
-from tests.openapi_check import check_request
-from tests.peers import PEER_MASTER, Peer, start_litellm
+from tests.support.openapi_check import check_request
+from tests.support.peers import PEER_MASTER, Peer, start_litellm
+from tests.support.project import CLIENT_REQUESTS, MASTER, Project, Standin, write_env
+from tests.support.standin import serve_in_thread
 
 pytestmark = pytest.mark.peer
 

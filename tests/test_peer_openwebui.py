@@ -13,8 +13,8 @@ from tasks.keyops import KeyManager
 from tasks.openwebui import OpenWebUI, hand_over
 from tasks.proxy import LiteLLM
 from tasks.settings import load_settings
-from tests.conftest import MASTER, MODELS, Project, Standin
-from tests.peers import start_openwebui
+from tests.support.peers import start_openwebui
+from tests.support.project import MASTER, MODELS, Project, Standin
 
 pytestmark = pytest.mark.peer
 

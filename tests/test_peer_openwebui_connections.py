@@ -16,8 +16,8 @@ from tasks.openwebui import LITELLM_INTERNAL_URL, OpenWebUI
 from tasks.proxy import LiteLLM
 from tasks.settings import load_settings
 from tasks.stackops import webui_consumer
-from tests.conftest import MASTER, MODELS, Project, Standin
-from tests.peers import start_openwebui
+from tests.support.peers import start_openwebui
+from tests.support.project import MASTER, MODELS, Project, Standin
 
 pytestmark = pytest.mark.peer
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MASTER, MODELS, Project, Standin
+from tests.support.project import MASTER, MODELS, Project, Standin
 
 ALIAS = "Open WebUI Key"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tasks.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
 from tasks.proxy import LiteLLM, error_message, token_of
-from tests.conftest import MASTER, Standin
+from tests.support.project import MASTER, Standin
 
 
 @pytest.mark.parametrize(

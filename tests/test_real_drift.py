@@ -1,6 +1,6 @@
 """Drift: the LiteLLM stand-in against the REAL LiteLLM with its database, request by request.
 
-The stand-in (tests/litellm_standin.py) stays for fault injection and fast tests; the real proxy
+The stand-in (tests/support/standin.py) stays for fault injection and fast tests; the real proxy
 is the reference. One scenario - every admin request the tasks send, in the states they meet
 (new, duplicate alias, renamed, blocked, expired, deleted, deleted twice, unknown team, paging)
 - runs against both; each answer is compared: status, error shape (A ``{"error": {...}}`` or B
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.litellm_standin import serve_in_thread
 from tests.support.real_litellm import REAL_MASTER, SERVED, RealProxy, running_proxy
+from tests.support.standin import serve_in_thread
 
 pytestmark = pytest.mark.real
 

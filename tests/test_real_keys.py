@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project, write_env
+from tests.support.project import Project, write_env
 from tests.support.real_litellm import REAL_MASTER, RealProxy, running_proxy
 from tests.support.relay import Relay, start_relay
 

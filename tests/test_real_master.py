@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project, write_env
+from tests.support.project import Project, write_env
 from tests.support.real_litellm import REAL_MASTER, start_proxy
 
 pytestmark = pytest.mark.real

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tasks import envfile, keyops
 from tasks.errors import EnvFileError, GatewayError, IncompleteError
 from tasks.proxy import LiteLLM
 from tasks.settings import load_settings
-from tests.conftest import MASTER, WINDOWS, Project, Standin
+from tests.support.project import MASTER, WINDOWS, Project, Standin, start_rotation
 
 #: Ctrl-C and SIGTERM are POSIX signals one process sends another. On Windows Ctrl-C is a console
 #: event (GenerateConsoleCtrlEvent needs a shared console; Wine gives none) and
@@ -166,22 +165,6 @@ STEPS = [
     ("/key/delete", "hang", True),  # switched, old key not yet deleted
     ("/key/update", "hang", True),  # old key deleted, new one not yet renamed
 ]
-
-
-def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> subprocess.Popen[str]:
-    # the first /v1/models asks what LiteLLM serves (master key); the second is the proof
-    skip = 1 if path == "/v1/models" else 0
-    seen = len(litellm.requests(path)) + skip
-    litellm.fault(path, mode=mode, delay=20, skip=skip)
-    proc = project.start("keys.rotate")
-    deadline = time.monotonic() + 20
-    while len(litellm.requests(path)) <= seen:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the rotation never reached the step"
-        time.sleep(0.02)
-    if mode == "hang_after":
-        time.sleep(0.2)  # let the stand-in finish the work it will never answer
-    return proc
 
 
 @pytest.mark.parametrize(("path", "mode", "switched"), STEPS)

@@ -12,7 +12,7 @@ import pytest
 
 from tasks import envfile
 from tasks.masterkey import MasterRotation
-from tests.conftest import Project, Standin
+from tests.support.project import Project, Standin
 
 ALIAS = "Open WebUI Key"
 

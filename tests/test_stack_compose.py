@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from tasks import envfile
-from tests.conftest import REPO, Project, write_env
-from tests.stack_support import (
+from tests.support.project import REPO, Project, write_env
+from tests.support.stack import (
     CACHE,
     DockerEnv,
     StackProject,

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tasks import envfile
-from tests.conftest import REPO
-from tests.stack_support import CmdlineWatcher, DockerEnv, StackProject, docker_env, make_project
+from tests.support.project import REPO
+from tests.support.stack import CmdlineWatcher, DockerEnv, StackProject, docker_env, make_project
 
 pytestmark = pytest.mark.docker
 

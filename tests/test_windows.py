@@ -19,7 +19,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from tests.stack_support import require
+from tests.support.stack import require
 from tests.windows import winpy
 
 SUITES = [

@@ -3,7 +3,7 @@
 # the program is real, only the packaging differs. Its entrypoint (postgres-entrypoint.sh)
 # does what the official image's does with POSTGRES_USER / POSTGRES_PASSWORD / POSTGRES_DB, so
 # docker-compose.yml's postgres service (environment, volume, healthcheck) runs unchanged.
-# .ci/setup tags it by a hash of this file and the entrypoint (tests/stack_support.py).
+# .ci/setup tags it by a hash of this file and the entrypoint (tests/support/stack.py).
 ARG BASE=ai-gateway-base:bookworm
 FROM ${BASE}
 # postgresql-common first, told not to create a cluster of its own (as the official image does)

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import REPO
 from tests.stack import fake_provider
 from tests.stack.fake_provider import Provider
-from tests.stack_support import CACHE, free_port, require
+from tests.support.processes import stop_process
+from tests.support.project import REPO
+from tests.support.stack import CACHE, free_port, require
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
@@ -195,13 +196,7 @@ class RealProxy:
     workers: int = 1
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, grace=20)
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""

@@ -21,7 +21,7 @@ import pytest
 
 from tasks import envfile, perms
 from tasks.errors import EnvFileError
-from tests.conftest import Project, Standin, write_env
+from tests.support.project import Project, Standin, write_env
 
 if sys.platform != "win32":  # pragma: no cover - conftest does not collect this folder elsewhere
     pytest.skip("Windows only", allow_module_level=True)

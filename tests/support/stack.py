@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from tasks import envfile
-from tests.conftest import REPO, key_accepted
+from tests.support.project import REPO, key_accepted
 
 CACHE = Path(os.environ.get("AI_GATEWAY_CACHE", "/var/cache/ai-gateway-ci"))
 BASE_IMAGE = "ai-gateway-base:bookworm"

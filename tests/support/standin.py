@@ -38,9 +38,10 @@ answer at any path), ``db``, ``state``,
 ``reset``. Every request is logged (method, path, query, JSON body) for contract checks.
 
 Run alone (standard library only, so it also runs in a bare container):
-``LITELLM_MASTER_KEY=sk-... python3 litellm_standin.py`` with ``STANDIN_HOST`` (127.0.0.1),
-``STANDIN_PORT`` (4000), ``STANDIN_DB`` (``connected``/``none``), ``STANDIN_MODELS``, and
-``STANDIN_CRASH`` (exit 3 at once, for tests of a crashing service) and ``STANDIN_STATE`` (a
+``LITELLM_MASTER_KEY=sk-... python3 tests/support/standin.py`` (``/standin/litellm_standin.py`` in
+its image) with ``STANDIN_HOST`` (127.0.0.1), ``STANDIN_PORT`` (4000), ``STANDIN_DB``
+(``connected``/``none``), ``STANDIN_MODELS``, and ``STANDIN_CRASH`` (exit 3 at once, for tests
+of a crashing service) and ``STANDIN_STATE`` (a
 JSON file where keys and teams persist across restarts, as LiteLLM's database keeps them).
 """
 

@@ -20,7 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.stack_support import CACHE, free_port, require
+from tests.support.processes import stop_process
+from tests.support.stack import CACHE, free_port, require
 
 LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 OPENWEBUI_VENV = Path(os.environ.get("OPENWEBUI_VENV") or CACHE / "openwebui")
@@ -42,13 +43,7 @@ class Peer:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, grace=15)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
