@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Project, Standin
+from tests.support.project import Project, Standin
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Docker's endpoint on Windows is a "
                                 "named pipe; the socket DOCKER_HOST names here is a Unix one")
