@@ -40,10 +40,11 @@ COMMON = {
 
 @contextmanager
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
-            as_json: bool = False, hand_over: bool = True, wait: str | None = None
+            as_json: bool = False, wait: str | None = None
             ) -> Iterator[tuple[Settings, KeyManager]]:
-    """Settings, a LiteLLM client (reach.py) and a KeyManager; with ``hand_over``, Open WebUI
-    as the consumer of the gate key - looked up (Docker) only when a key will really change."""
+    """Settings, a LiteLLM client (reach.py) and a KeyManager with Open WebUI as the consumer of
+    the gate key - looked up (Docker) only when a key will really change, also when any keys
+    task (even ``keys.list``) finishes an interrupted rotation: its hand-over comes first."""
     from . import reach
     from .keyops import KeyManager
     from .openwebui import OpenWebUIConsumer
@@ -59,14 +60,13 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
         for note in _recover_master(settings):
             print(note, file=sys.stderr if as_json else sys.stdout, flush=True)
         with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress) as client:
-            if hand_over:
-                gate = settings.gate_key
-                consumer = OpenWebUIConsumer(
-                    lambda: reach.openwebui(settings, containers), client,
-                    also=lambda: reach.litellm_aliases(settings, containers),
-                    old_keys=lambda: [envfile.load(settings.env_file).get(gate.env_var)]
-                    if gate is not None else [],
-                    progress=progress)
+            gate = settings.gate_key
+            consumer = OpenWebUIConsumer(
+                lambda: reach.openwebui(settings, containers), client,
+                also=lambda: reach.litellm_aliases(settings, containers),
+                old_keys=lambda: [envfile.load(settings.env_file).get(gate.env_var)]
+                if gate is not None else [],
+                progress=progress)
             yield settings, KeyManager(settings, client, consumer=consumer, progress=progress)
     finally:
         if consumer is not None:
@@ -268,9 +268,11 @@ def revoke(
         key = read_stdin_line("keys.revoke --key -")
         if not key.startswith("sk-"):
             raise UsageError("the key read from stdin must start with 'sk-'")
-    with manager(c, env_file, url, via, json, hand_over=False, wait=wait) as (_settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait) as (_settings, keys):
         keys.client.require_database()
-        keys.recover_locked()
+        # what an interrupted run left is finished first, and said, even if the revoke stops
+        for note in keys.recover_locked():
+            print(note, file=sys.stderr if json else sys.stdout, flush=True)
         tokens, described = keys.resolve_tokens(name=name, alias=alias, key=key)
         verb = "block" if block else "revoke"
         confirm(f"{verb.capitalize()} {described}?", yes=yes, what=f"keys.revoke ({verb})")
@@ -297,7 +299,7 @@ def list_(
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
     from dataclasses import asdict
 
-    with manager(c, env_file, url, via, json, hand_over=False, wait=wait) as (_settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait) as (_settings, keys):
         rows, notes = keys.list(team_id=team)
     if json:
         emit_json({"keys": [asdict(r) for r in rows], "notes": notes})

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.project import MASTER, MODELS, Project, Standin
+from tests.support.project import MASTER, MODELS, Project, Standin, start_rotation
 
 ALIAS = "Open WebUI Key"
 
@@ -226,6 +226,26 @@ def test_ctrl_c_while_generate_is_in_flight(project: Project, litellm: Standin) 
     assert follow.returncode == 0, follow.stderr
     assert "deleted the unfinished key" in follow.stdout
     assert assert_healthy(project, litellm) == created
+
+
+@pytest.mark.parametrize("follow_up", [["keys.list"], ["keys.revoke", "--alias", "someone else", "--yes"]])
+def test_any_task_that_finishes_a_rotation_hands_the_key_over_first(
+        project: Project, litellm: Standin, follow_up: list[str]) -> None:
+    """Killed after the switch, before the old key is deleted: the task that finishes the job
+    (even keys.list or keys.revoke) gives Open WebUI the new key before the old one goes - here
+    Open WebUI does not run, and the hand-over says so; no task may skip it."""
+    assert project.run("keys.create").returncode == 0
+    created = project.value("VIRTUAL_KEY")
+    if follow_up[0] == "keys.revoke":
+        admin(litellm, "/key/generate", {"key_alias": "someone else"})  # what it deletes
+    proc = start_rotation(project, litellm, "/key/delete", "hang")
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert project.value("VIRTUAL_KEY") != created and journal_exists(project)
+    follow = project.run(*follow_up)
+    assert "finished an interrupted rotation" in follow.stdout, (follow.stdout, follow.stderr)
+    assert "Open WebUI is not running; `invoke stack.start` hands it the new key" in follow.stdout
+    assert_healthy(project, litellm)
 
 
 # --------------------------------------------------------------------------- 3. models
