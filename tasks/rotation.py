@@ -524,6 +524,15 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
             raise cause from unknown
         raise Interrupted(f"interrupted while LiteLLM was making the new key: {maybe}") from cause
     except (GatewayError, KeyboardInterrupt) as exc:
+        if not switched and new_key and _env_took(run, spec, new_key):
+            # the write landed and what failed came after it (the folder's fsync, the lock's
+            # release, a signal): .env holds the new key, which must not be deleted now
+            switched = True
+            if isinstance(exc, GatewayError):
+                raise IncompleteError(
+                    f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but "
+                    f"writing .env ended in an error: {exc.message}; run any keys task (e.g. "
+                    "`invoke keys.list`) to finish") from exc
         if switched:
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(
@@ -536,6 +545,15 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
         exc.extend(f"{undone}; .env and the old key are unchanged")
         raise
     return Replaced(new_key, created, notes, retired)
+
+
+def _env_took(run: Run, spec: KeySpec, new_key: str) -> bool:
+    """Whether .env holds ``new_key`` after a failed or interrupted switch; True also when
+    .env cannot be read back (then the journal decides later, and nothing is deleted now)."""
+    try:
+        return envfile.load(run.settings.env_file).get(spec.env_var) == new_key
+    except EnvFileError:
+        return True
 
 
 def undo(run: Run, entry: JournalEntry) -> str:

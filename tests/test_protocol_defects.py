@@ -248,6 +248,43 @@ def test_any_task_that_finishes_a_rotation_hands_the_key_over_first(
     assert_healthy(project, litellm)
 
 
+@pytest.mark.parametrize("failure", [OSError(5, "Input/output error"), KeyboardInterrupt()],
+                         ids=["folder fsync fails", "signal after the write"])
+def test_a_failure_after_env_was_written_keeps_the_new_key(
+        project: Project, litellm: Standin, monkeypatch: pytest.MonkeyPatch,
+        failure: BaseException) -> None:
+    """The switch fails after .env was replaced (its folder's fsync, a signal): .env holds the new
+    key, so it must not be rolled back, and the message must not say .env is unchanged."""
+    from tasks import envfile
+    from tasks.errors import IncompleteError, Interrupted
+    from tasks.keyops import KeyManager
+    from tasks.proxy import LiteLLM
+    from tasks.settings import load_settings
+
+    assert project.run("keys.create").returncode == 0
+    created = project.value("VIRTUAL_KEY")
+    real_fsync = envfile._fsync_dir
+
+    def fsync_then_fail(directory: Any) -> None:
+        real_fsync(directory)
+        if created not in project.env.read_text():  # .env already holds the new key
+            raise failure
+
+    settings = load_settings(None, env_file=str(project.env), url=litellm.url,
+                             env_values=envfile.load(project.env).values)
+    monkeypatch.setattr(envfile, "_fsync_dir", fsync_then_fail)
+    with LiteLLM(litellm.url, MASTER) as client, pytest.raises((IncompleteError, Interrupted)) as err:
+        KeyManager(settings, client).rotate(settings.key(None))
+    monkeypatch.undo()
+    held = project.value("VIRTUAL_KEY")
+    assert held != created and litellm.accepts(held), "the key .env holds must work"
+    assert "unchanged" not in err.value.message and "finish" in err.value.message
+    assert err.value.exit_code == (9 if isinstance(failure, OSError) else 130)
+    follow = project.run("keys.list")
+    assert follow.returncode == 0 and "finished an interrupted rotation" in follow.stdout
+    assert assert_healthy(project, litellm) == held
+
+
 # --------------------------------------------------------------------------- 3. models
 
 
