@@ -264,15 +264,22 @@ class OpenWebUIConsumer:
         self.progress = progress
         self._looked = False
         self._webui: OpenWebUI | None = None
+        #: why Open WebUI's state is unknown ("" when it was found, or found not running)
+        self.unknown = ""
         self._urls: tuple[Sequence[str], Sequence[str]] = ((), ())
 
     def serves(self, spec: KeySpec) -> bool:
         return spec.gate
 
     def _lookup(self) -> OpenWebUI | None:
+        """Open WebUI, or None when it does not run - or when that cannot be told (Docker cannot
+        be asked and nothing answers on its host port): then ``unknown`` says why."""
         if not self._looked:
+            try:
+                self._webui = self._find()
+            except OpenWebUIUnreachableError as exc:
+                self._webui, self.unknown = None, exc.message
             self._looked = True
-            self._webui = self._find()
             if self._webui is not None:
                 self._urls = (tuple(self._also()), tuple(self._old_keys()))
         return self._webui
@@ -285,6 +292,9 @@ class OpenWebUIConsumer:
 
     def accept(self, spec: KeySpec, key: str) -> list[str]:
         webui = self._lookup()
+        if webui is None and self.unknown:
+            return [f"{self.unknown}: taken as not running; `invoke stack.start` hands it the "
+                    "new key"]
         if webui is None:
             return [] if self.starting else [
                 "Open WebUI is not running; `invoke stack.start` hands it the new key when it "

@@ -20,7 +20,12 @@ from .compose import (
     OPENWEBUI_SERVICE_URL,
     Stack,
 )
-from .errors import DockerUnavailableError, EnvFileError, ProxyUnreachableError
+from .errors import (
+    DockerUnavailableError,
+    EnvFileError,
+    OpenWebUIUnreachableError,
+    ProxyUnreachableError,
+)
 from .openwebui import OpenWebUI
 from .proxy import LiteLLM
 from .settings import Settings
@@ -103,12 +108,20 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
 
 def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     """An admin client for Open WebUI (host port, else from inside its container), or None
-    when its container is not running."""
-    container = containers.running(OPENWEBUI)
-    if container is None:
-        return None
+    when its container is not running. When Docker cannot be asked, an Open WebUI answering on
+    its host port is used; else OpenWebUIUnreachableError (13): whether it runs is unknown."""
     values = envfile.load(settings.env_file).values
     email, password = values.get("WEBUI_ADMIN_EMAIL", ""), values.get("WEBUI_ADMIN_PASSWORD", "")
+    try:
+        container = containers.stack.container_of(OPENWEBUI)
+    except DockerUnavailableError as exc:
+        if _answers(settings.webui_url, settings.timeout):
+            return OpenWebUI(settings.webui_url, email, password, timeout=settings.timeout)
+        raise OpenWebUIUnreachableError(
+            f"cannot tell whether Open WebUI runs: Docker cannot be asked ({exc.message}) and "
+            f"nothing answers at {settings.webui_url}") from exc
+    if container is None or container.status != "running":
+        return None
     client = OpenWebUI(settings.webui_url, email, password, timeout=settings.timeout)
     if client.health():
         return client
@@ -118,6 +131,19 @@ def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     return OpenWebUI(OPENWEBUI_SERVICE_URL, email, password, timeout=settings.timeout,
                      transport=ContainerTransport(container, OPENWEBUI_CONTAINER_PORT,
                                                   settings.timeout))
+
+
+def _answers(webui_url: str, timeout: float) -> bool:
+    """Open WebUI answers ``/health`` at ``webui_url`` (no sign-in needed)."""
+    import httpx
+
+    from .proxy import http_client
+
+    with http_client(webui_url, timeout) as client:
+        try:
+            return client.get("/health").status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 def litellm_aliases(settings: Settings, containers: Containers) -> list[str]:

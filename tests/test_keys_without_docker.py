@@ -7,6 +7,7 @@ bench/noop_bench.py).
 
 from __future__ import annotations
 
+import http.server
 import json
 import socket
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tasks import envfile
 from tests.support.project import Project, Standin
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Docker's endpoint on Windows is a "
@@ -67,8 +69,41 @@ def two_keys(project: Project) -> str:
     return str(config)
 
 
+def nothing_on(port_holder: list[socket.socket]) -> int:
+    """A free loopback port that refuses connections (bound, never listening)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port_holder.append(sock)
+    return int(sock.getsockname()[1])
+
+
+class FakeOpenWebUI(http.server.ThreadingHTTPServer):
+    """Answers ``/health`` as Open WebUI does and refuses every sign-in."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                ok = self.path == "/health"
+                body = json.dumps({"status": True} if ok else {"detail": "wrong credentials"})
+                self.send_response(200 if ok else 400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
 def test_keys_tasks_that_change_no_key_never_open_docker(
         project: Project, litellm: Standin, docker_socket: CountingSocket) -> None:
+    held: list[socket.socket] = []
+    envfile.update(project.env, {"WEBUI_PORT": str(nothing_on(held))})
     env = {"DOCKER_HOST": f"unix://{docker_socket.path}"}
     config = two_keys(project)
     assert project.run("-f", config, "keys.create", env=env).returncode == 0
@@ -83,7 +118,30 @@ def test_keys_tasks_that_change_no_key_never_open_docker(
         assert docker_socket.connections == opened, f"{args} opened the Docker socket"
     assert litellm.accepts(project.value("CONTINUE_DEV_KEY"))
 
-    # the key Open WebUI uses: its consumer is looked up in Docker, through this very socket
+    # the key Open WebUI uses: its consumer is looked up in Docker, through this very socket;
+    # Docker refuses to answer and nothing answers on Open WebUI's port: it does not run
     done = project.run("-f", config, "keys.rotate", env=env)
     assert done.returncode == 0, done.stderr
     assert docker_socket.connections > opened
+    assert "cannot tell whether Open WebUI runs" in done.stdout, done.stdout
+    assert "taken as not running" in done.stdout
+
+
+def test_without_docker_open_webui_is_found_on_its_port(
+        project: Project, litellm: Standin, docker_socket: CountingSocket) -> None:
+    """A cron job whose DOCKER_HOST is wrong (or that may not use the socket) must not take a
+    running Open WebUI for a stopped one and retire the key it uses: it asks Open WebUI's host
+    port, and there the sign-in is refused - before anything is made."""
+    assert project.run("keys.create").returncode == 0
+    old = project.value("VIRTUAL_KEY")
+    webui = FakeOpenWebUI()
+    try:
+        envfile.update(project.env, {"WEBUI_PORT": str(webui.server_address[1])})
+        done = project.run("keys.rotate", env={"DOCKER_HOST": f"unix://{docker_socket.path}"})
+    finally:
+        webui.shutdown()
+    assert done.returncode == 13, done.stderr
+    assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+    assert docker_socket.connections > 0
+    assert project.value("VIRTUAL_KEY") == old and litellm.accepts(old)
+    assert len(litellm.active()) == 1
