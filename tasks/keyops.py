@@ -18,6 +18,7 @@ from .errors import KeyStateError, UsageError
 from .masking import mask
 from .proxy import LiteLLM, token_of
 from .rotation import (  # noqa: F401 - the protocol's names, importable from here as before
+    FALLBACK_RE,
     MANAGED_BY,
     PENDING_RE,
     RETIRED_RE,
@@ -173,7 +174,7 @@ class KeyManager:
     def _spec_from_template(self, spec: KeySpec, info: Mapping[str, Any], changed: set[str]) -> KeySpec:
         """The old key's alias, team, models and budget, unless a flag changed them."""
         updates: dict[str, Any] = {}
-        alias = PENDING_RE.sub("", str(info.get("key_alias") or ""))
+        alias = FALLBACK_RE.sub("", PENDING_RE.sub("", str(info.get("key_alias") or "")))
         if "alias" not in changed and alias and not RETIRED_RE.search(alias):
             updates["alias"] = alias
         if "team_id" not in changed and info.get("team_id"):

@@ -68,6 +68,9 @@ SPECIAL_MODELS = ("all-proxy-models", "all-team-models", "*", "")
 # The aliases a key wears on its way: while being made, and while its grace period runs.
 PENDING_RE = re.compile(r"\s\[pending [0-9a-f]+\]\Z")
 RETIRED_RE = re.compile(r"\s\(retired [0-9a-f]+\)\Z")
+#: the alias ``rename`` falls back to when another key holds the real one: the next rotation
+#: tries the real alias again
+FALLBACK_RE = re.compile(r"\s\([0-9a-f]{8}\)\Z")
 
 
 def pending_alias_of(alias: str, txid: str) -> str:
@@ -331,7 +334,7 @@ def generate_body(spec: KeySpec, entry: JournalEntry,
     if entry.old_token:
         metadata["rotated_from"] = entry.old_token[:12]
         metadata["rotated_at"] = now().isoformat(timespec="seconds")
-    duration = spec.duration or metadata.get("duration")
+    duration = spec.duration or metadata.get("duration") or _lifetime(template)
     if spec.duration:
         metadata["duration"] = spec.duration
     body: dict[str, Any] = {"key_alias": entry.pending_alias, "team_id": spec.team_id,
@@ -344,6 +347,16 @@ def generate_body(spec: KeySpec, entry: JournalEntry,
         if template.get(limit) is not None:
             body[limit] = template[limit]
     return body
+
+
+def _lifetime(info: Mapping[str, Any]) -> str:
+    """A key's whole lifetime as a LiteLLM duration (``"604800s"``), from its ``created_at`` and
+    ``expires``: how a key not made by these tasks (no ``metadata.duration``) keeps its lifetime
+    when rotated. "" for a key that never expires or whose times cannot be read."""
+    created, expires = when(info.get("created_at")), when(info.get("expires"))
+    if created is None or expires is None or expires <= created:
+        return ""
+    return f"{int((expires - created).total_seconds())}s"
 
 
 class OutcomeUnknown(Exception):

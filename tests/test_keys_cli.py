@@ -465,6 +465,34 @@ def test_rotate_when_another_key_holds_the_alias(project: Project, litellm: Stan
     aliases = sorted(k["key_alias"] for k in litellm.active())
     assert aliases[0] == ALIAS and aliases[1].startswith(f"{ALIAS} (")
     assert litellm.accepts(project.value("VIRTUAL_KEY"))
+    # once the alias is free again, the next rotation takes it back (no fallback for good)
+    [holder] = litellm.active(ALIAS)
+    with LiteLLM(litellm.url, MASTER) as c:
+        c.delete_keys(keys=[holder["token"]])
+    done = project.run("keys.rotate")
+    assert done.returncode == 0, done.stderr
+    assert [k["key_alias"] for k in litellm.active()] == [ALIAS]
+
+
+def test_rotate_keeps_the_lifetime_of_a_key_made_elsewhere(project: Project, litellm: Standin) -> None:
+    """A key made in LiteLLM's UI has no metadata.duration: its lifetime is read from its
+    created_at and expires, and the new key gets the same."""
+    from datetime import datetime, timedelta, timezone
+
+    from tasks import envfile
+    from tasks.proxy import LiteLLM
+    project.run("keys.create")
+    with LiteLLM(litellm.url, MASTER) as c:
+        hand = c.generate_key({"key_alias": "Made in the UI", "team_id": "open-webui-team",
+                               "duration": "7d", "max_budget": 5})
+    envfile.update(project.env, {"VIRTUAL_KEY": hand["key"]})
+    done = project.run("keys.rotate")
+    assert done.returncode == 0, done.stderr
+    [new] = litellm.active("Made in the UI")
+    expires = datetime.fromisoformat(str(new["expires"]).replace("Z", "+00:00"))
+    left = expires - datetime.now(timezone.utc)
+    assert timedelta(days=6, hours=23) < left <= timedelta(days=7), new["expires"]
+    assert new["max_budget"] == 5
 
 
 def test_wait_gives_a_starting_litellm_time(project: Project, litellm: Standin) -> None:
