@@ -96,8 +96,6 @@ class LiteLLM:
         self._master_key = master_key
         self.timeout = timeout
         self._client = http_client(self.base_url, timeout, transport)
-        #: the readiness answer, while it is the last thing this client asked (require_database)
-        self._readiness: dict[str, Any] | None = None
 
     def __enter__(self) -> LiteLLM:
         return self
@@ -122,7 +120,6 @@ class LiteLLM:
         params: Mapping[str, Any] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> httpx.Response:
-        self._readiness = None
         headers = {"Accept": "application/json"}
         token = self._master_key if key is None else key
         if token:
@@ -236,7 +233,6 @@ class LiteLLM:
                 "as LiteLLM does; is something else on that port?",
                 response.status_code,
             )
-        self._readiness = data
         return data
 
     def wait_ready(self, timeout: float, *, interval: float = 0.5,
@@ -260,9 +256,9 @@ class LiteLLM:
             time.sleep(min(interval, remaining))
 
     def require_database(self) -> dict[str, Any]:
-        """Check that LiteLLM is up and has its database; keys live there. A readiness answer
-        that was this client's last request (reaching LiteLLM asks for one) is not asked again."""
-        data = self._readiness or self.readiness()
+        """Check that LiteLLM is up and has its database (asked now: an earlier answer may be
+        stale, e.g. LiteLLM stopped meanwhile); keys live there."""
+        data = self.readiness()
         db = str(data.get("db", ""))
         if db != "connected":
             raise NoDatabaseError(
