@@ -334,10 +334,11 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
         if value and len(value) < 8:
             add(Finding("error", "password", f"{name} is shorter than 8 characters"))
 
-    ports = host_ports(values)
+    ports = host_ports(values)  # .env's, else the environment's (Compose runs with it)
     for name, port in ports.items():
         if port is None:
-            add(Finding("error", "port", f"{name} must be a port number from 1 to 65535"))
+            origin = "" if name in values else " (from the environment)"
+            add(Finding("error", "port", f"{name}{origin} must be a port number from 1 to 65535"))
     if None not in ports.values() and len(set(ports.values())) < len(ports):
         add(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ (unset, they are "
                     "4000 and 3000)"))

@@ -139,7 +139,8 @@ class MasterRotation:
         ``LITELLM_PROXY_URL`` or ``gateway.litellm_url`` is another one, even beside a running stack."""
         from .compose import LITELLM
 
-        if self.settings.url_source not in ("LITELLM_PORT in .env", "default"):
+        if self.settings.url_source not in ("LITELLM_PORT in .env", "LITELLM_PORT (environment)",
+                                            "default"):
             return False
         return self.gateway._running_container(LITELLM) is not None
 

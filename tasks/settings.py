@@ -258,6 +258,10 @@ class KeySpec:
         return replace(self, **changes)
 
 
+def _port_origin(name: str, values: Mapping[str, str], env_path: Path) -> str:
+    return f"in {env_path}" if name in values else "(environment)"
+
+
 #: The host ports docker-compose.yml publishes: the .env variable, and Compose's default there.
 HOST_PORTS = {"LITELLM_PORT": 4000, "WEBUI_PORT": 3000}
 
@@ -309,12 +313,16 @@ def _is_port(text: str) -> bool:
     return text.isascii() and text.isdigit() and 0 < int(text) < 65536
 
 
-def host_ports(values: Mapping[str, str]) -> dict[str, int | None]:
-    """``{variable: port}`` for HOST_PORTS, read from .env's ``values`` in this one place: the
-    compose default when unset or empty, None when not a port number from 1 to 65535."""
+def host_ports(values: Mapping[str, str], environ: Mapping[str, str] | None = None
+               ) -> dict[str, int | None]:
+    """``{variable: port}`` for HOST_PORTS, read in this one place as Compose reads them: .env's
+    ``values``, else the environment's (``environ``, default os.environ: the tasks run Compose
+    with it), else the compose file's default when unset or empty; None when not a port number
+    from 1 to 65535 - spaces included, which Compose refuses too ("invalid hostPort")."""
+    environ = os.environ if environ is None else environ
     ports: dict[str, int | None] = {}
     for name, default in HOST_PORTS.items():
-        text = values.get(name, "").strip()
+        text = values[name] if name in values else environ.get(name, "")
         ports[name] = default if not text else int(text) if _is_port(text) else None
     return ports
 
@@ -395,7 +403,9 @@ def load_settings(
     env_path = Path(env_file or _text(raw, "env_file") or project_dir / ".env").expanduser()
     example = Path(_text(raw, "example_file") or project_dir / ".env.example").expanduser()
 
-    ports = host_ports(values)
+    # without .env's values (a task that does not read it) no port is read, not even the
+    # environment's: env.check reports those itself, as findings
+    ports = host_ports(values, environ if env_values is not None else {})
     if url:
         litellm_url, url_source = parse_url(url, "--url"), "--url"
     elif _text(raw, "litellm_url"):
@@ -406,9 +416,12 @@ def load_settings(
         url_source = "LITELLM_PROXY_URL"
     else:
         if ports["LITELLM_PORT"] is None:
-            raise EnvFileError(f"LITELLM_PORT in {env_path} must be a port number from 1 to 65535")
+            raise EnvFileError(f"LITELLM_PORT {_port_origin('LITELLM_PORT', values, env_path)} "
+                               "must be a port number from 1 to 65535")
         litellm_url = f"http://localhost:{ports['LITELLM_PORT']}"
-        url_source = "LITELLM_PORT in .env" if "LITELLM_PORT" in values else "default"
+        url_source = ("LITELLM_PORT in .env" if "LITELLM_PORT" in values else
+                      "LITELLM_PORT (environment)"
+                      if env_values is not None and environ.get("LITELLM_PORT") else "default")
 
     url_note = ""
     if (url_source not in ("--url", "LITELLM_PORT in .env") and values.get("LITELLM_PORT", "").strip()
@@ -458,7 +471,8 @@ def load_settings(
         webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
     else:
         if ports["WEBUI_PORT"] is None:
-            raise EnvFileError(f"WEBUI_PORT in {env_path} must be a port number from 1 to 65535")
+            raise EnvFileError(f"WEBUI_PORT {_port_origin('WEBUI_PORT', values, env_path)} must "
+                               "be a port number from 1 to 65535")
         webui_url = f"http://localhost:{ports['WEBUI_PORT']}"
     via = parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto"
     default_key = _text(raw, "default_key") or DEFAULT_KEY

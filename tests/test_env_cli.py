@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks import envfile
-from tests.support.project import REPO, WINDOWS, Project, make_public, private
+from tests.support.project import REPO, WINDOWS, Project, Standin, make_public, private
 
 
 def example_values() -> dict[str, str]:
@@ -107,6 +107,8 @@ def test_check_passes_a_good_file(project: Project) -> None:
         # digits Python's str.isdigit() accepts, but no port: one line, never a traceback
         ({"LITELLM_PORT": "\u00b2"}, "LITELLM_PORT must be a port number"),
         ({"WEBUI_PORT": "\uff14\uff10\uff10\uff10"}, "WEBUI_PORT must be a port number"),
+        # a space inside quotes: Compose refuses it ("invalid hostPort"), so must the tasks
+        ({"LITELLM_PORT": " 4000"}, "LITELLM_PORT must be a port number"),
         ({"WEBUI_ADMIN_EMAIL": "admin"}, "not an e-mail"),
         ({"FIRST_RUN": "no"}, "VIRTUAL_KEY is empty and FIRST_RUN is not yes"),
         ({"VIRTUAL_KEY": "not-a-key"}, "VIRTUAL_KEY must start with 'sk-'"),
@@ -117,6 +119,24 @@ def test_check_finds_problems(project: Project, changes: dict[str, str], expecte
     code, report = run_check(project)
     assert code == 3
     assert expected in messages(report)
+
+
+def test_ports_unset_in_env_come_from_the_environment_as_compose_reads_them(
+        project: Project, litellm: Standin) -> None:
+    """Compose publishes a port the shell exports when .env does not set it: the tasks read it
+    the same way - env.check checks it, and the keys tasks find LiteLLM there."""
+    text = project.env.read_text()
+    project.env.write_text("".join(line for line in text.splitlines(keepends=True)
+                                   if not line.startswith(("LITELLM_PORT=", "WEBUI_PORT="))))
+    done = project.run("env.check", "--json", env={"WEBUI_PORT": "abc"})
+    assert done.returncode == 3
+    assert "WEBUI_PORT (from the environment) must be a port number" in messages(
+        json.loads(done.stdout))
+    port = litellm.url.rsplit(":", 1)[1]
+    done = project.run("keys.list", env={"LITELLM_PORT": port, "LITELLM_PROXY_URL": ""})
+    assert done.returncode == 0, done.stderr
+    done = project.run("keys.list", env={"LITELLM_PORT": "0", "LITELLM_PROXY_URL": ""})
+    assert done.returncode == 3 and "LITELLM_PORT (environment) must be a port number" in done.stderr
 
 
 def test_check_mode(project: Project) -> None:
