@@ -177,16 +177,17 @@ def rotate(
         names = list(settings.keys) if all else [settings.key(name).name]
         results, failures, skipped = [], [], []
         for key_name in names:
-            if oldest is not None:
-                from . import envfile
-
-                spec = settings.key(key_name)
-                held = envfile.load(settings.env_file).get(spec.env_var)
-                is_due, age = due(keys.client, held, spec.alias, oldest)
-                if not is_due:
-                    skipped.append({"name": key_name, "action": "skipped", "age_seconds": int(age or 0)})
-                    continue
             try:
+                if oldest is not None:
+                    from . import envfile
+
+                    spec = settings.key(key_name)
+                    held = envfile.load(settings.env_file).get(spec.env_var)
+                    is_due, age = due(keys.client, held, spec.alias, oldest)
+                    if not is_due:
+                        skipped.append({"name": key_name, "action": "skipped",
+                                        "age_seconds": int(age or 0)})
+                        continue
                 results.append(keys.rotate(settings.key(key_name), grace=grace))
             except GatewayError as exc:
                 if not all:
