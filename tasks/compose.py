@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import DockerUnavailableError, PortInUseError, StackError
+from .errors import ComposeRefusedError, DockerUnavailableError, PortInUseError, StackError
 from .masking import mask
 from .settings import Settings
 
@@ -410,8 +410,9 @@ def service_environments(settings: Settings, env_names: Iterable[str], *, interp
     """Each service's environment as ``docker compose config`` shows it with this .env:
     interpolated (what the containers get) or, with ``interpolate=False``, as written.
 
-    None when Docker or Compose v2 is not there, or Compose refuses the files (its message is
-    not kept: it may quote a value of .env). The values hold secrets: never print them."""
+    None when Docker or Compose v2 is not there. ComposeRefusedError when Compose is there and
+    refuses the files with this .env (its message is not kept: it may quote a value of .env).
+    The values hold secrets: never print them."""
     import json
 
     docker = shutil.which("docker")
@@ -429,7 +430,14 @@ def service_environments(settings: Settings, env_names: Iterable[str], *, interp
     args += ["config", "--format", "json"] + ([] if interpolate else ["--no-interpolate"])
     try:
         done = _run(args, timeout=timeout, env=environ)
-        data = json.loads(done.stdout) if done.returncode == 0 else None
+        if done.returncode != 0:
+            if _run([docker, "compose", "version"], timeout=timeout, env=environ).returncode == 0:
+                raise ComposeRefusedError(
+                    "`docker compose config` refuses the compose files with this .env (its "
+                    "message is not shown here: it may quote a value of .env); run `docker "
+                    "compose config -q` to see why")
+            return None
+        data = json.loads(done.stdout)
     except (DockerUnavailableError, ValueError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):

@@ -370,13 +370,18 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
     if not compare:
         return findings
     from .compose import service_environments
+    from .errors import ComposeRefusedError
 
     names = list(doc.entries)
-    raw = service_environments(settings, names, interpolate=False)
-    passed = service_environments(settings, names) if raw is not None else None
+    try:
+        raw = service_environments(settings, names, interpolate=False)
+        passed = service_environments(settings, names) if raw is not None else None
+    except ComposeRefusedError as exc:
+        findings.append(Finding("error", "compose", exc.message))
+        return findings
     if raw is None or passed is None:
         findings.append(Finding("ok", "compose", "not compared with `docker compose config` "
-                                "(no Docker Compose v2, or it refused the files)"))
+                                "(no Docker Compose v2 here)"))
         return findings
     flagged = {p.name for p in problems}
     more = [p for p in envcompat.compare_with_compose(doc, raw, passed) if p.name not in flagged]

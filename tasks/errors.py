@@ -38,6 +38,10 @@ class EnvFileError(GatewayError):
     exit_code = 3
 
 
+class ComposeRefusedError(EnvFileError):
+    """Docker Compose is installed and refuses the compose files with this .env."""
+
+
 class LockBusyError(EnvFileError):
     """Another task holds the lock on the .env file for too long."""
 

@@ -248,3 +248,16 @@ def test_placeholders_and_real_values() -> None:
         assert envops._is_placeholder(value), value
     for value in ("sk-" + "Ab3_-" * 8, "admin@example.com", "p<a>ss-12", "Yourself-1234567"):
         assert not envops._is_placeholder(value), value
+
+
+def test_env_check_says_when_compose_refuses_the_files(project: Project) -> None:
+    """A value Compose refuses (this one is no port) is an error of env.check - not "not compared"
+    - so stack.start stops before Compose does; Compose's own message, which may quote a value,
+    is not shown."""
+    _compose()
+    with_line(project, "NGINX_PORT=abc")
+    done = project.run("env.check")
+    assert done.returncode == 3, done.stdout
+    assert "`docker compose config` refuses the compose files with this .env" in done.stdout
+    assert "abc" not in done.stdout + done.stderr
+
