@@ -72,8 +72,9 @@ def _report(outcome: Any, as_json: bool, done: str) -> None:
              + (f" ({outcome.key_status})" if outcome.key_status else ""))
 
 
-def _offer_init(c: Any, env_file: str | None) -> None:
-    """No .env: offer env.init at a terminal; elsewhere say what to run."""
+def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
+    """No .env: offer env.init at a terminal; elsewhere say what to run. With ``as_json`` what
+    it did goes to stderr: stdout holds the task's JSON alone."""
     from . import envops
     from ._cli import is_terminal, settings_from
 
@@ -88,7 +89,8 @@ def _offer_init(c: Any, env_file: str | None) -> None:
     confirm(f"{settings.env_file} does not exist. Create it now with generated secrets?",
             yes=False, what="stack.start")
     result = envops.init(settings)
-    emit(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}")
+    print(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}",
+          file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
 @task(help={
@@ -103,7 +105,7 @@ def start(c: Any, env_file: str | None = None, timeout: str | None = None, creat
           json: bool = False) -> None:
     """Start the stack and wait until it is healthy (first run: create the virtual key)."""
     deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
-    _offer_init(c, env_file)
+    _offer_init(c, env_file, json)
     with _gateway(c, env_file) as gateway:
         outcome = gateway.start(create_key=create_key, timeout=deadline)
     _report(outcome, json, "the stack is up")
