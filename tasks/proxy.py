@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -72,13 +73,35 @@ def http_client(base_url: str, timeout: float, transport: httpx.BaseTransport | 
     For a plain ``http://`` URL the client's TLS context trusts no certificate authority: no
     request can reach TLS from there, and httpx would otherwise load certifi's CA bundle for
     every task (about 30 ms of a ``keys.list`` that takes 0.2 s). ``https://`` URLs keep httpx's
-    default verification against certifi's bundle.
+    default verification against certifi's bundle - or against ``SSL_CERT_FILE`` /
+    ``SSL_CERT_DIR`` when set (a private CA). Raises UsageError when those name no CA file.
     """
     verify: ssl.SSLContext | bool = True
     if transport is None and urlsplit(base_url).scheme == "http":
         verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # hostname checked, certificate required
+    elif os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        # a private CA, named as OpenSSL (and httpx with trust_env) would take it; trust_env
+        # stays off, so the environment's proxy settings are still not used
+        try:
+            verify = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
+                                                capath=os.environ.get("SSL_CERT_DIR") or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError("SSL_CERT_FILE / SSL_CERT_DIR name no readable CA certificates "
+                             f"({type(exc).__name__})") from None
     return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), transport=transport,
                         trust_env=False, follow_redirects=False, verify=verify, **options)
+
+
+def _certificate_refused(exc: BaseException) -> bool:
+    """Whether a connection failed because the server's TLS certificate was not trusted."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 class LiteLLM:
@@ -143,6 +166,10 @@ class LiteLLM:
                 "is it still starting? (gateway.timeout sets the limit)", maybe_done=True
             ) from exc
         except httpx.ConnectError as exc:
+            if _certificate_refused(exc):
+                raise ProxyUnreachableError(
+                    f"LiteLLM at {self.base_url} showed a TLS certificate this machine does not "
+                    "trust; give its CA in SSL_CERT_FILE (or SSL_CERT_DIR)") from exc
             raise ProxyUnreachableError(
                 f"cannot connect to LiteLLM at {self.base_url}; is the stack running "
                 "(`invoke stack.start`) and the port right (LITELLM_PORT, --url)?"

@@ -161,3 +161,4 @@ def test_the_master_key_travels_only_in_the_header(client: LiteLLM, litellm: Sta
     client.team_info("x")
     for request in litellm.requests():
         assert MASTER not in str(request)
+
