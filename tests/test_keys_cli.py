@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import MASTER, Project, Standin, private
+from tests.support.project import MASTER, Project, Standin, private, two_key_config
 
 ALIAS = "Open WebUI Key"
 
@@ -273,16 +273,8 @@ def test_rotate_uses_no_enterprise_endpoint(project: Project, litellm: Standin) 
     assert not [r for r in litellm.requests() if "regenerate" in r["path"]]
 
 
-def write_two_key_config(project: Project) -> Path:
-    config = project.dir / "invoke.json"
-    config.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
-        "env_var": "CONTINUE_DEV_KEY", "alias": "Continue.dev Key", "team_id": "continue-dev-team",
-        "team_alias": "Continue.dev Team", "models": ["claude-haiku"]}}}}))
-    return config
-
-
 def test_several_consumers_and_rotate_all(project: Project, litellm: Standin) -> None:
-    config = str(write_two_key_config(project))
+    config = two_key_config(project)
     assert project.run("-f", config, "keys.create").returncode == 0
     done = project.run("-f", config, "keys.create", "--name", "continue-dev")
     assert done.returncode == 0, done.stderr

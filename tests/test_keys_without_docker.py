@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tasks import envfile
-from tests.support.project import Project, Standin
+from tests.support.project import Project, Standin, two_key_config
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Docker's endpoint on Windows is a "
                                 "named pipe; the socket DOCKER_HOST names here is a Unix one")
@@ -61,14 +61,6 @@ def docker_socket(tmp_path: Path) -> Iterator[CountingSocket]:
         counting.path.unlink(missing_ok=True)
 
 
-def two_keys(project: Project) -> str:
-    config = project.dir / "invoke.json"
-    config.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
-        "env_var": "CONTINUE_DEV_KEY", "alias": "Continue.dev Key", "team_id": "continue-dev-team",
-        "team_alias": "Continue.dev Team", "models": ["claude-haiku"]}}}}))
-    return str(config)
-
-
 def nothing_on(port_holder: list[socket.socket]) -> int:
     """A free loopback port that refuses connections (bound, never listening)."""
     sock = socket.socket()
@@ -105,7 +97,7 @@ def test_keys_tasks_that_change_no_key_never_open_docker(
     held: list[socket.socket] = []
     envfile.update(project.env, {"WEBUI_PORT": str(nothing_on(held))})
     env = {"DOCKER_HOST": f"unix://{docker_socket.path}"}
-    config = two_keys(project)
+    config = two_key_config(project)
     assert project.run("-f", config, "keys.create", env=env).returncode == 0
     assert project.run("-f", config, "keys.create", "--name", "continue-dev",
                        env=env).returncode == 0

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.project import Project, write_env
+from tests.support.project import Project, two_key_config, write_env
 from tests.support.real_litellm import REAL_MASTER, RealProxy, running_proxy
 from tests.support.relay import Relay, start_relay
 
@@ -165,16 +165,8 @@ def test_create_when_the_alias_is_taken_by_a_key_env_does_not_hold(rp: Project, 
     assert rp.env.read_bytes() == before and len(lite.keys()) == 1
 
 
-def two_consumers(project: Project) -> str:
-    config = project.dir / "invoke.json"
-    config.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
-        "env_var": "CONTINUE_DEV_KEY", "alias": "Continue.dev Key", "team_id": "continue-dev-team",
-        "team_alias": "Continue.dev Team", "models": ["claude-haiku"]}}}}))
-    return str(config)
-
-
 def test_two_consumers_with_their_own_variables(rp: Project, lite: RealProxy) -> None:
-    config = two_consumers(rp)
+    config = two_key_config(rp)
     ok(rp, "-f", config, "keys.create")
     ok(rp, "-f", config, "keys.create", "--name", "continue-dev")
     webui, cont = rp.value("VIRTUAL_KEY"), rp.value("CONTINUE_DEV_KEY")
@@ -235,7 +227,7 @@ def test_rotate_with_grace(rp: Project, lite: RealProxy) -> None:
 
 
 def test_rotate_all(rp: Project, lite: RealProxy) -> None:
-    config = two_consumers(rp)
+    config = two_key_config(rp)
     ok(rp, "-f", config, "keys.create")
     ok(rp, "-f", config, "keys.create", "--name", "continue-dev")
     before = {n: rp.value(n) for n in ("VIRTUAL_KEY", "CONTINUE_DEV_KEY")}

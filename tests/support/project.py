@@ -226,3 +226,12 @@ def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> 
     return proc
 
 
+def two_key_config(project: Project) -> str:
+    """An ``invoke -f`` file beside the project that adds a second consumer, ``continue-dev``
+    (``CONTINUE_DEV_KEY``, its own team, restricted to ``claude-haiku``); returns its path."""
+    config = project.dir / "invoke.json"
+    config.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
+        "env_var": "CONTINUE_DEV_KEY", "alias": "Continue.dev Key", "team_id": "continue-dev-team",
+        "team_alias": "Continue.dev Team", "models": ["claude-haiku"]}}}}))
+    return str(config)
+
