@@ -110,6 +110,9 @@ def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     """An admin client for Open WebUI (host port, else from inside its container), or None
     when its container is not running. When Docker cannot be asked, an Open WebUI answering on
     its host port is used; else OpenWebUIUnreachableError (13): whether it runs is unknown."""
+    if not settings.webui_url:
+        raise EnvFileError("WEBUI_PORT must be a port number from 1 to 65535: Open WebUI's URL "
+                           "is made from it (`invoke env.check` says where it comes from)")
     values = envfile.load(settings.env_file).values
     email, password = values.get("WEBUI_ADMIN_EMAIL", ""), values.get("WEBUI_ADMIN_PASSWORD", "")
     try:

@@ -470,10 +470,9 @@ def load_settings(
     if _text(raw, "webui_url"):
         webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
     else:
-        if ports["WEBUI_PORT"] is None:
-            raise EnvFileError(f"WEBUI_PORT {_port_origin('WEBUI_PORT', values, env_path)} must "
-                               "be a port number from 1 to 65535")
-        webui_url = f"http://localhost:{ports['WEBUI_PORT']}"
+        # "" when WEBUI_PORT is no port: only a task that needs Open WebUI refuses then
+        # (reach.openwebui; the stack tasks' env.check), not keys.list or a continue-dev key
+        webui_url = f"http://localhost:{ports['WEBUI_PORT']}" if ports["WEBUI_PORT"] else ""
     via = parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto"
     default_key = _text(raw, "default_key") or DEFAULT_KEY
     if default_key not in keys:

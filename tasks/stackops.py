@@ -303,7 +303,7 @@ class Gateway:
         values = self.values
         outcome.key = values.get(spec.env_var, "") if spec else ""
         outcome.urls = {"LiteLLM": self.settings.litellm_url,
-                        "Open WebUI": self.settings.webui_url}
+                        "Open WebUI": self.settings.webui_url or "unknown: WEBUI_PORT is no port"}
         if not outcome.key:
             outcome.key_status = "missing from .env"
             return outcome

@@ -20,6 +20,11 @@ ENV_TASKS = [["env.check"], ["env.check", "--json"], ["keys.create"], ["keys.lis
              ["keys.rotate"], ["keys.revoke", "--name", "open-webui", "--yes"],
              ["stack.start"], ["stack.stop"], ["stack.restart"], ["stack.status"], ["stack.logs"]]
 
+#: tasks that never reach Open WebUI here (no key for them to change), so a bad WEBUI_PORT does
+#: not stop them; keys.create, env.check, stack.start and stack.restart refuse it
+WEBUI_PORT_NOT_NEEDED = ("keys.list", "keys.rotate", "keys.revoke", "stack.stop", "stack.status",
+                         "stack.logs")
+
 # a secret where the parser meets it: each must be named by line, never quoted
 BROKEN_WITH_SECRET = {
     "a key pasted on its own line": (f"VIRTUAL_KEY=\n{PASTED}\n", "has no '='"),
@@ -41,10 +46,12 @@ def test_no_message_quotes_env_text(project: Project, case: str, args: list[str]
     done = project.run(*args, env={"PATH": "/nonexistent"})
     output = done.stdout + done.stderr
     assert "Traceback" not in done.stderr
+    assert PASTED not in output and PASTED[3:] not in output and PASTED[-12:] not in output
+    if name == "WEBUI_PORT" and args[0] in WEBUI_PORT_NOT_NEEDED:
+        return  # only Open WebUI's URL is made from it: these go on (and fail for other reasons)
     assert done.returncode == 3, (args, output)
     assert expected in output
     assert "line" in output or name in output
-    assert PASTED not in output and PASTED[3:] not in output and PASTED[-12:] not in output
 
 
 # --------------------------------------------------------------------------- settings (kind 3)

@@ -20,6 +20,8 @@ import pytest
 from tasks import envfile
 from tests.support.project import Project, Standin, two_key_config
 
+ALIAS_OF_OPEN_WEBUI = "Open WebUI Key"
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Docker's endpoint on Windows is a "
                                 "named pipe; the socket DOCKER_HOST names here is a Unix one")
 
@@ -137,3 +139,22 @@ def test_without_docker_open_webui_is_found_on_its_port(
     assert docker_socket.connections > 0
     assert project.value("VIRTUAL_KEY") == old and litellm.accepts(old)
     assert len(litellm.active()) == 1
+
+
+def test_a_bad_webui_port_stops_only_what_needs_open_webui(
+        project: Project, litellm: Standin, docker_socket: CountingSocket) -> None:
+    """WEBUI_PORT that is no port: keys.list and a key with no Open WebUI consumer go on; the
+    rotation of Open WebUI's key stops before anything is made, with one line."""
+    config = two_key_config(project)
+    assert project.run("-f", config, "keys.create").returncode == 0
+    assert project.run("-f", config, "keys.create", "--name", "continue-dev").returncode == 0
+    envfile.update(project.env, {"WEBUI_PORT": "abc"})
+    env = {"DOCKER_HOST": f"unix://{docker_socket.path}"}
+    assert project.run("-f", config, "keys.list", env=env).returncode == 0
+    done = project.run("-f", config, "keys.rotate", "--name", "continue-dev", env=env)
+    assert done.returncode == 0, done.stderr
+    before = project.value("VIRTUAL_KEY")
+    done = project.run("-f", config, "keys.rotate", env=env)
+    assert done.returncode == 3 and "WEBUI_PORT must be a port number" in done.stderr
+    assert done.stderr.count("\n") == 1 and "abc" not in done.stderr
+    assert project.value("VIRTUAL_KEY") == before and len(litellm.active(ALIAS_OF_OPEN_WEBUI)) == 1
