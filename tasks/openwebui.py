@@ -48,6 +48,21 @@ def _endpoint(url: str) -> tuple[str, str, int | None, str]:
     return (scheme, host, port, path.rstrip("/"))
 
 
+def _healthy(client: httpx.Client) -> bool:
+    """Open WebUI answers ``/health`` (no sign-in needed) through ``client``."""
+    try:
+        return client.get("/health").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def answers_health(base_url: str, timeout: float) -> bool:
+    """Open WebUI answers ``/health`` at ``base_url`` - asked before any admin credentials are
+    needed (``OpenWebUI`` refuses to be made without them)."""
+    with http_client(base_url, timeout) as client:
+        return _healthy(client)
+
+
 class OpenWebUI:
     def __init__(self, base_url: str, email: str, password: str, *, timeout: float = 10.0,
                  transport: httpx.BaseTransport | None = None) -> None:
@@ -120,10 +135,7 @@ class OpenWebUI:
         return self._token
 
     def health(self) -> bool:
-        try:
-            return self._client.get("/health").status_code == 200
-        except httpx.HTTPError:
-            return False
+        return _healthy(self._client)
 
     def config(self) -> dict[str, Any]:
         data = self._request("GET", "/openai/config")

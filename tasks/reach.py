@@ -26,7 +26,7 @@ from .errors import (
     OpenWebUIUnreachableError,
     ProxyUnreachableError,
 )
-from .openwebui import OpenWebUI
+from .openwebui import OpenWebUI, answers_health
 from .proxy import LiteLLM
 from .settings import Settings
 
@@ -50,9 +50,14 @@ class Containers:
     def running(self, service: str) -> Any | None:
         """The service's running container, or None (also when Docker is not reachable)."""
         try:
-            container = self.stack.container_of(service)
+            return self.running_or_raise(service)
         except DockerUnavailableError:
             return None
+
+    def running_or_raise(self, service: str) -> Any | None:
+        """The service's running container, or None; DockerUnavailableError when Docker cannot
+        be asked."""
+        container = self.stack.container_of(service)
         if container is None or container.status != "running":
             return None
         return container
@@ -116,14 +121,14 @@ def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     values = envfile.load(settings.env_file).values
     email, password = values.get("WEBUI_ADMIN_EMAIL", ""), values.get("WEBUI_ADMIN_PASSWORD", "")
     try:
-        container = containers.stack.container_of(OPENWEBUI)
+        container = containers.running_or_raise(OPENWEBUI)
     except DockerUnavailableError as exc:
-        if _answers(settings.webui_url, settings.timeout):
+        if answers_health(settings.webui_url, settings.timeout):
             return OpenWebUI(settings.webui_url, email, password, timeout=settings.timeout)
         raise OpenWebUIUnreachableError(
             f"cannot tell whether Open WebUI runs: Docker cannot be asked ({exc.message}) and "
             f"nothing answers at {settings.webui_url}") from exc
-    if container is None or container.status != "running":
+    if container is None:
         return None
     client = OpenWebUI(settings.webui_url, email, password, timeout=settings.timeout)
     if client.health():
@@ -134,19 +139,6 @@ def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     return OpenWebUI(OPENWEBUI_SERVICE_URL, email, password, timeout=settings.timeout,
                      transport=ContainerTransport(container, OPENWEBUI_CONTAINER_PORT,
                                                   settings.timeout))
-
-
-def _answers(webui_url: str, timeout: float) -> bool:
-    """Open WebUI answers ``/health`` at ``webui_url`` (no sign-in needed)."""
-    import httpx
-
-    from .proxy import http_client
-
-    with http_client(webui_url, timeout) as client:
-        try:
-            return client.get("/health").status_code == 200
-        except httpx.HTTPError:
-            return False
 
 
 def litellm_aliases(settings: Settings, containers: Containers) -> list[str]:
