@@ -198,8 +198,10 @@ def note(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def emit(text: str = "") -> None:
-    print(text, flush=True)
+def emit(text: str = "", *, as_json: bool = False) -> None:
+    """A line of the task's output on stdout - or, with ``as_json`` (the task prints JSON), on
+    stderr, so stdout holds the JSON alone."""
+    print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
 
 
 def warn(text: str) -> None:

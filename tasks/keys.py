@@ -58,7 +58,7 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
         # an interrupted master-key rotation first: until it is finished, .env's key may not
         # open LiteLLM (a file check; Docker only when a journal is there)
         for note in _recover_master(settings):
-            print(note, file=sys.stderr if as_json else sys.stdout, flush=True)
+            emit(note, as_json=as_json)
         with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress) as client:
             gate = settings.gate_key
             consumer = OpenWebUIConsumer(
@@ -177,18 +177,16 @@ def rotate(
         names = list(settings.keys) if all else [settings.key(name).name]
         results, failures, skipped = [], [], []
         for key_name in names:
+            spec = settings.key(key_name)
             try:
                 if oldest is not None:
-                    from . import envfile
-
-                    spec = settings.key(key_name)
                     held = envfile.load(settings.env_file).get(spec.env_var)
                     is_due, age = due(keys.client, held, spec.alias, oldest)
                     if not is_due:
                         skipped.append({"name": key_name, "action": "skipped",
                                         "age_seconds": int(age or 0)})
                         continue
-                results.append(keys.rotate(settings.key(key_name), grace=grace))
+                results.append(keys.rotate(spec, grace=grace))
             except GatewayError as exc:
                 if not all:
                     raise
@@ -273,7 +271,7 @@ def revoke(
         keys.client.require_database()
         # what an interrupted run left is finished first, and said, even if the revoke stops
         for note in keys.recover_locked():
-            print(note, file=sys.stderr if json else sys.stdout, flush=True)
+            emit(note, as_json=json)
         tokens, described = keys.resolve_tokens(name=name, alias=alias, key=key)
         verb = "block" if block else "revoke"
         confirm(f"{verb.capitalize()} {described}?", yes=yes, what=f"keys.revoke ({verb})")

@@ -424,7 +424,7 @@ def load_settings(
                       if env_values is not None and environ.get("LITELLM_PORT") else "default")
 
     url_note = ""
-    if (url_source not in ("--url", "LITELLM_PORT in .env") and values.get("LITELLM_PORT", "").strip()
+    if (url_source not in ("--url", "LITELLM_PORT in .env") and values.get("LITELLM_PORT")
             and ports["LITELLM_PORT"] is not None):
         implied = f"http://localhost:{ports['LITELLM_PORT']}"
         if not _same_endpoint(litellm_url, implied):

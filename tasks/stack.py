@@ -89,8 +89,8 @@ def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
     confirm(f"{settings.env_file} does not exist. Create it now with generated secrets?",
             yes=False, what="stack.start")
     result = envops.init(settings)
-    print(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}",
-          file=sys.stderr if as_json else sys.stdout, flush=True)
+    emit(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}",
+         as_json=as_json)
 
 
 @task(help={
