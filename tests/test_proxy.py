@@ -7,13 +7,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from tasks.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
 from tasks.proxy import LiteLLM, error_message, token_of
 from tests.support.project import MASTER, Standin
+from tests.support.standin import NotLiteLLM
 
 
 @pytest.mark.parametrize(
@@ -129,21 +130,8 @@ def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
     assert all(r["query"]["size"] == "100" for r in litellm.requests("/key/list"))
 
 
-class _NotLiteLLM(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"<html>welcome to my web server</html>"
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def test_a_port_that_answers_but_is_not_litellm() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _NotLiteLLM)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotLiteLLM)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"

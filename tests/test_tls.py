@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.support.project import Project
 from tests.support.stack import require
+from tests.support.standin import NotLiteLLM
 
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
@@ -30,15 +31,6 @@ def test_https_verifies_certificates_and_takes_a_private_ca(project: Project, tm
     """A LiteLLM behind TLS with a private CA: refused with a line that says so (not "is the stack
     running"), and trusted once SSL_CERT_FILE names the CA - the environment's proxies still off."""
     cert, key = _self_signed(tmp_path)
-
-    class NotLiteLLM(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotLiteLLM)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

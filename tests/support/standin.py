@@ -698,6 +698,21 @@ class StandinServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
 
+class NotLiteLLM(BaseHTTPRequestHandler):
+    """Something else on LiteLLM's port: a web server that answers every GET with an HTML page."""
+
+    def do_GET(self) -> None:
+        body = b"<html>welcome to my web server</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def serve_in_thread(master_key: str, models: list[str], host: str = "127.0.0.1",
                     port: int = 0, db: bool = True) -> StandinServer:
     server = StandinServer((host, port), State(master_key, models, db))
