@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from . import envfile, rotation
+from . import dotenvconsumer, envfile, rotation
 from .errors import KeyStateError, UsageError
 from .masking import mask
 from .proxy import LiteLLM, token_of
@@ -126,7 +126,9 @@ class KeyManager:
     def consumer(self, value: Consumer | Callable[[KeySpec, str], Any] | None) -> None:
         if value is not None and not hasattr(value, "accept"):
             value = FunctionConsumer(value)
-        self.run.consumer = value  # type: ignore[assignment]
+        # the hand_over files of the keys come with every consumer (dotenvconsumer.py)
+        self.run.consumer = dotenvconsumer.with_files(
+            value, self.settings, self.progress)  # type: ignore[arg-type]
 
     def _doc(self) -> envfile.EnvDoc:
         return envfile.load(self.settings.env_file)
@@ -200,6 +202,9 @@ class KeyManager:
                 if status == "active" and not force:
                     if rotation.settle_gate(self.run, spec):
                         notes.append(f"set {GATE_VAR}=no: {spec.env_var} holds a working key")
+                    notes += dotenvconsumer.DotenvConsumer(
+                        self.settings.project_dir, lock_timeout=self.settings.lock_timeout,
+                        progress=self.progress).sync(spec, current)
                     return KeyResult(
                         name=spec.name, env_var=spec.env_var, action="unchanged", key=current,
                         alias=str((info or {}).get("key_alias") or spec.alias),

@@ -298,10 +298,14 @@ def list_(
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
     from dataclasses import asdict
 
-    with manager(c, env_file, url, via, json, wait=wait) as (_settings, keys):
+    from .dotenvconsumer import states
+
+    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
         rows, notes = keys.list(team_id=team)
+        files = states(settings, envfile.load(settings.env_file).values)
     if json:
-        emit_json({"keys": [asdict(r) for r in rows], "notes": notes})
+        emit_json({"keys": [asdict(r) for r in rows], "hand_over": [asdict(f) for f in files],
+                   "notes": notes})
         return
     for note in notes:
         emit(note)
@@ -323,6 +327,8 @@ def list_(
     for row in table:
         emit("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
     emit(f"{len(rows)} key(s)")
+    for file in files:
+        emit(f"hand-over: {file.line()}")
 
 
 @task(
@@ -374,3 +380,92 @@ def rotate_master(
          f"{settings.env_file}" + (" (LiteLLM recreated with it)" if result.restarted else ""))
     for fact in result.proven:
         emit(f"  {fact}")
+
+
+@task(
+    name="continue-config",
+    optional=["write"],
+    help={
+        "name": "Which configured key (default: the one key with a hand_over)",
+        "write": "Merge the models into Continue.dev's config.yaml instead of printing them "
+        "(default path: config.yaml beside the key's first hand_over file, e.g. "
+        "~/.continue/config.yaml)",
+        "env-file": COMMON["env-file"],
+        "url": COMMON["url"],
+        "via": COMMON["via"],
+        "wait": COMMON["wait"],
+        "json": COMMON["json"],
+    },
+)
+@guarded
+def continue_config(
+    c: Any,
+    name: str | None = None,
+    write: Any = None,
+    env_file: str | None = None,
+    url: str | None = None,
+    via: str | None = None,
+    wait: str | None = None,
+    json: bool = False,
+) -> None:
+    """Continue.dev's config.yaml models for the models the key may use (apiKey from its .env)."""
+    from pathlib import Path
+
+    from invoke.vendor import yaml
+
+    from . import continueconfig
+    from .errors import KeyStateError
+    from .rotation import reached
+
+    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
+        if name:
+            spec = settings.key(name)
+        else:
+            handing = [s for s in settings.keys.values() if s.hand_over]
+            if len(handing) != 1:
+                raise UsageError("give --name: "
+                                 + ("no key of gateway.keys has a hand_over" if not handing else
+                                    f"{len(handing)} keys have a hand_over "
+                                    f"({', '.join(s.name for s in handing)})"))
+            spec = handing[0]
+        if not spec.hand_over:
+            raise UsageError(f"key {spec.name!r} has no hand_over: Continue.dev would have no "
+                             "secret to read it from; add `hand_over: [{dotenv: ~/.continue/.env, "
+                             "var: LITELLM_API_KEY}]` (README, 'Continue.dev and other "
+                             "applications') and run `invoke keys.create --name "
+                             f"{spec.name}`")
+        for note in keys.recover_locked():
+            emit(note, as_json=json)
+        key = envfile.load(settings.env_file).get(spec.env_var)
+        if not key:
+            raise KeyStateError(f"{spec.env_var} in .env holds no key; run `invoke keys.create "
+                                f"--name {spec.name}`")
+        models = reached(keys.client.models_for(key), keys.client.served_models())
+        if not models:
+            raise KeyStateError(f"the key in {spec.env_var} reaches none of the models LiteLLM "
+                                "serves")
+    var = spec.hand_over[0].var
+    block = continueconfig.models_block(models, settings.litellm_url, var)
+    if write is None or write is False:
+        if json:
+            emit_json({"models": block})
+        else:
+            emit(continueconfig.render(block, yaml).rstrip())
+        return
+    target = (Path(str(write)).expanduser() if isinstance(write, str) and write
+              else spec.hand_over[0].path(settings.project_dir).parent / "config.yaml")
+    try:
+        existing = target.read_text(encoding="utf-8") if target.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {target}: {exc}") from None
+    text, replaced, kept = continueconfig.merge(existing, block, settings.litellm_url, yaml,
+                                                str(target))
+    from .dotenvconsumer import make_folder
+
+    make_folder(target.parent)
+    envfile.write_secure(target, text.encode("utf-8"), timeout=settings.lock_timeout)
+    if json:
+        emit_json({"path": str(target), "models": block, "replaced": replaced, "kept": kept})
+        return
+    emit(f"wrote {len(block)} model(s) to {target} (apiKey: "
+         f"{continueconfig.secret_ref(var)}; replaced {replaced}, kept {kept} other model(s))")

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .dotenvconsumer import DotenvTarget, parse_hand_over
 from .errors import EnvFileError, UsageError
+from .knownsettings import check_known
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -193,6 +195,9 @@ class KeySpec:
     max_budget: float | None = None
     gate: bool = False
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: the .env files of other applications that get the key (README, "Continue.dev and other
+    #: applications")
+    hand_over: tuple[DotenvTarget, ...] = ()
 
     @classmethod
     def from_config(cls, name: str, raw: Any) -> KeySpec:
@@ -228,6 +233,7 @@ class KeySpec:
             max_budget=parse_budget(raw.get("max_budget")),
             gate=bool(gate),
             metadata=dict(metadata),
+            hand_over=parse_hand_over(where, raw.get("hand_over")),
         )
 
     def with_overrides(
@@ -397,6 +403,7 @@ def load_settings(
     """Resolve every setting once. ``env_values``: the parsed .env, when the task needs it."""
     raw = _gateway_config(config)
     environ = os.environ if environ is None else environ
+    check_known(raw, DEFAULTS["gateway"], environ)
     values = env_values or {}
 
     project_dir = Path(_text(raw, "project_dir") or PROJECT_DIR).expanduser()

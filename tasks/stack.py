@@ -149,10 +149,14 @@ def restart(c: Any, env_file: str | None = None, service: str | None = None,
 @guarded
 def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
+    from dataclasses import asdict
+
     from .compose import SERVICES
+    from .dotenvconsumer import states
 
     with _gateway(c, env_file) as gateway:
         outcome = gateway.status()
+        files = states(gateway.settings, gateway.values)
     if json:
         emit_json({
             "project": gateway.settings.project_name,
@@ -161,6 +165,7 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
             "virtual_key": outcome.masked,
             "key_status": outcome.key_status,
             "openwebui_key": outcome.openwebui_key,
+            "hand_over": [asdict(f) for f in files],
             "notes": outcome.notes,
         })
         return
@@ -172,6 +177,8 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     emit(f"  {'virtual key':<11} {outcome.masked or '(none)'} ({outcome.key_status})")
     if outcome.openwebui_key:
         emit(f"  {'open-webui':<11} key {outcome.openwebui_key}")
+    for file in files:
+        emit(f"  {'hand-over':<11} {file.line()}")
     for note in outcome.notes:
         emit(note)
 
