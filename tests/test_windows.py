@@ -26,7 +26,7 @@ SUITES = [
     "tests/test_envfile.py", "tests/test_perms.py", "tests/test_env_cli.py",
     "tests/test_keys_cli.py", "tests/test_settings.py", "tests/test_cli_shape.py",
     "tests/test_proxy.py", "tests/test_rotation_faults.py", "tests/test_leaks_and_inputs.py",
-    "tests/test_crash_safety.py", "tests/windows",
+    "tests/test_crash_safety.py", "tests/test_handover.py", "tests/windows",
 ]
 #: The only reasons an inner test may skip for (prefixes), each a fact about Windows or Wine.
 ALLOWED_SKIPS = (

@@ -1,0 +1,379 @@
+"""hand_over: a key written to other applications' .env files (Continue.dev's ~/.continue/.env),
+and unknown settings under ``gateway`` refused - against the LiteLLM stand-in, through the CLI.
+
+Also run under the Windows CPython (tests/test_windows.py): there ``%USERPROFILE%\\.continue\\.env``
+is written owner-only (its DACL read back through the Windows API by ``perms.is_private``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import filelock
+import pytest
+
+from tasks import continueconfig, envfile, perms
+from tasks.dotenvconsumer import expand_path, parse_hand_over
+from tasks.errors import UsageError
+from tasks.settings import load_settings
+from tests.support.project import WINDOWS, Project, Standin
+
+ALIAS = "Continue.dev Key"
+
+
+def config(project: Project, hand_over: Any, **extra: Any) -> str:
+    """An ``invoke -f`` file declaring ``continue-dev`` (CONTINUE_DEV_KEY) with ``hand_over``."""
+    path = project.dir / "invoke.json"
+    key = {"env_var": "CONTINUE_DEV_KEY", "alias": ALIAS, "team_id": "continue-dev-team",
+           "models": ["claude-haiku"], "hand_over": hand_over, **extra}
+    path.write_text(json.dumps({"gateway": {"keys": {"continue-dev": key}}}))
+    return str(path)
+
+
+def consumer_file(project: Project) -> Path:
+    return project.dir / "home" / ".continue" / ".env"
+
+
+def absolute(project: Project) -> str:
+    return config(project, [{"dotenv": str(consumer_file(project)), "var": "LITELLM_API_KEY"}])
+
+
+def held(path: Path) -> str:
+    return envfile.load(path).get("LITELLM_API_KEY")
+
+
+def journal(project: Project) -> Path:
+    return project.dir / ".env.keys-journal.json"
+
+
+def run_ok(project: Project, *args: str, **kwargs: Any) -> Any:
+    done = project.run(*args, **kwargs)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+# --------------------------------------------------------------------------- create, rotate
+
+
+def test_create_writes_the_file_and_its_folder_owner_only(project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    done = run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    path = consumer_file(project)
+    key = project.value("CONTINUE_DEV_KEY")
+    assert held(path) == key and litellm.accepts(key)
+    assert f"wrote the key to LITELLM_API_KEY in {path}" in done.stdout
+    assert key not in done.stdout + done.stderr
+    assert perms.is_private(path)
+    if not WINDOWS:
+        assert perms.mode_of(path.parent) & 0o777 == 0o700
+
+
+def test_rotation_keeps_the_files_other_lines_and_comments(project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    path = consumer_file(project)
+    path.parent.mkdir(parents=True)
+    original = "# Continue.dev secrets\nOTHER_SECRET='x y'  # mine\n\nLITELLM_API_KEY=\n# end\n"
+    path.write_text(original)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    old = project.value("CONTINUE_DEV_KEY")
+    assert path.read_text() == original.replace("LITELLM_API_KEY=", f"LITELLM_API_KEY={old}")
+    run_ok(project, "-f", cfg, "keys.rotate", "--name", "continue-dev")
+    new = project.value("CONTINUE_DEV_KEY")
+    assert new != old and held(path) == new and litellm.accepts(new)
+    assert not litellm.accepts(old)
+    assert path.read_text() == original.replace("LITELLM_API_KEY=", f"LITELLM_API_KEY={new}")
+    assert perms.is_private(path)
+
+
+def test_create_hands_an_existing_key_to_a_new_consumer(project: Project, litellm: Standin) -> None:
+    cfg = config(project, [])
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    key = project.value("CONTINUE_DEV_KEY")
+    cfg = absolute(project)
+    done = run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    assert "already holds an active key" in done.stdout
+    assert held(consumer_file(project)) == key == project.value("CONTINUE_DEV_KEY")
+
+
+def test_tilde_is_the_home_folder(project: Project, litellm: Standin) -> None:
+    home = project.dir / "home"
+    cfg = config(project, [{"dotenv": "~/.continue/.env", "var": "LITELLM_API_KEY"}])
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev",
+           env={"HOME": str(home), "USERPROFILE": str(home)})
+    assert held(consumer_file(project)) == project.value("CONTINUE_DEV_KEY")
+
+
+def test_userprofile_is_expanded_and_written_owner_only(project: Project, litellm: Standin) -> None:
+    """``%USERPROFILE%\\.continue\\.env``, as a Windows user writes it; on Windows also the
+    DACL read back (perms.is_private: owner-only, protected)."""
+    home = project.dir / "home"
+    cfg = config(project, [{"dotenv": "%USERPROFILE%\\.continue\\.env", "var": "LITELLM_API_KEY"}])
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev",
+           env={"USERPROFILE": str(home)})
+    path = home / ".continue" / ".env"
+    assert held(path) == project.value("CONTINUE_DEV_KEY")
+    assert perms.is_private(path)
+    for leftover in path.parent.iterdir():
+        assert leftover.name in (".env", ".env.lock"), leftover
+
+
+def test_expansion_rules(tmp_path: Path) -> None:
+    environ = {"USERPROFILE": str(tmp_path), "APPS": str(tmp_path / "apps")}
+    assert expand_path("%USERPROFILE%\\.continue\\.env", "x", environ) == \
+        tmp_path / ".continue" / ".env"
+    assert expand_path("${APPS}/a/.env", "x", environ) == tmp_path / "apps" / "a" / ".env"
+    assert expand_path("$APPS/.env", "x", environ) == tmp_path / "apps" / ".env"
+    with pytest.raises(UsageError, match="names the variable NOPE, which is not set"):
+        expand_path("%NOPE%/.env", "gateway.keys.c.hand_over[0].dotenv", environ)
+    # USERPROFILE on Linux, HOME on Windows: the home folder stands in
+    assert expand_path("%USERPROFILE%/x", "x", {}) == Path.home() / "x"
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("~/.continue/.env", "takes a list"),
+    ([{"var": "K"}], r"hand_over\[0\].dotenv takes the path"),
+    ([{"dotenv": "a/.env", "var": "1BAD"}], r"hand_over\[0\].var takes a variable name"),
+    ([{"dotenv": "a/.env", "var": "K"}, {"dotenv": "a/.env", "var": "K"}], "twice"),
+])
+def test_malformed_hand_over_is_exit_2(raw: Any, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        parse_hand_over("gateway.keys.c", raw)
+
+
+# --------------------------------------------------------------------------- failures and kills
+
+
+def test_an_unwritable_consumer_stops_the_rotation_before_anything(
+        project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    old = project.value("CONTINUE_DEV_KEY")
+    before = project.env.read_bytes()
+    made = len(litellm.keys(include_deleted=True))
+    # the file's folder cannot be made: a file is in its way (as root too, and on Windows)
+    blocker = project.dir / "blocked"
+    blocker.write_text("not a folder\n")
+    cfg = config(project, [{"dotenv": str(consumer_file(project)), "var": "LITELLM_API_KEY"},
+                           {"dotenv": str(blocker / ".env"), "var": "LITELLM_API_KEY"}])
+    done = project.run("-f", cfg, "keys.rotate", "--name", "continue-dev")
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.count("\n") == 1 and str(blocker / ".env") in done.stderr
+    assert "the old key are as they were" in done.stderr
+    assert project.env.read_bytes() == before
+    assert litellm.accepts(old) and held(consumer_file(project)) == old
+    assert len(litellm.keys(include_deleted=True)) == made, "no key was made"
+    assert not journal(project).exists()
+
+
+STEPS = [
+    ("/key/info", "hang", False),
+    ("/team/info", "hang", False),
+    ("/key/generate", "hang", False),
+    ("/key/generate", "hang_after", False),
+    ("/v1/models", "hang", False),
+    ("/key/delete", "hang", True),  # switched and handed over, old key not yet deleted
+    ("/key/update", "hang", True),
+]
+
+
+def _start(project: Project, litellm: Standin, cfg: str, path: str, mode: str) -> Any:
+    skip = 1 if path == "/v1/models" else 0
+    seen = len(litellm.requests(path)) + skip
+    litellm.fault(path, mode=mode, delay=20, skip=skip)
+    proc = project.start("-f", cfg, "keys.rotate", "--name", "continue-dev")
+    deadline = time.monotonic() + 30
+    while len(litellm.requests(path)) <= seen:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the rotation never reached the step"
+        time.sleep(0.02)
+    if mode == "hang_after":
+        time.sleep(0.2)  # let the stand-in finish the work it will never answer
+    return proc
+
+
+def _assert_repaired(project: Project, litellm: Standin, cfg: str) -> str:
+    done = run_ok(project, "-f", cfg, "keys.list", "--json")
+    key = project.value("CONTINUE_DEV_KEY")
+    assert litellm.accepts(key) and held(consumer_file(project)) == key
+    assert [k["key_alias"] for k in litellm.active(ALIAS)] == [ALIAS]
+    assert not journal(project).exists()
+    [state] = json.loads(done.stdout)["hand_over"]
+    assert state["state"] == "current" and state["holds_current_key"] is True
+    return key
+
+
+@pytest.mark.parametrize(("path", "mode", "switched"), STEPS)
+def test_a_kill_at_each_step_leaves_the_consumer_a_working_key(
+        project: Project, litellm: Standin, path: str, mode: str, switched: bool) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    old = project.value("CONTINUE_DEV_KEY")
+    proc = _start(project, litellm, cfg, path, mode)
+    proc.kill()
+    proc.communicate(timeout=10)
+    there = held(consumer_file(project))
+    assert litellm.accepts(there), "right after the kill the consumer holds a working key"
+    assert (there != old) == switched
+    assert (_assert_repaired(project, litellm, cfg) != old) == switched
+
+
+def test_a_kill_during_the_hand_over_is_finished_by_the_next_task(
+        project: Project, litellm: Standin) -> None:
+    """Frozen between the switch and the file's write (its lock held here), then killed: the
+    consumer keeps the old key, which still works; the next keys task hands over the new one,
+    then retires the old one."""
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    old = project.value("CONTINUE_DEV_KEY")
+    path = consumer_file(project)
+    with filelock.FileLock(envfile.lock_path_for(path)):
+        proc = project.start("-f", cfg, "keys.rotate", "--name", "continue-dev")
+        deadline = time.monotonic() + 30
+        while project.value("CONTINUE_DEV_KEY") == old:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the rotation never switched"
+            time.sleep(0.02)
+        proc.kill()
+        proc.communicate(timeout=10)
+    assert held(path) == old and litellm.accepts(old), "the old key must work until handed over"
+    new = project.value("CONTINUE_DEV_KEY")
+    done = run_ok(project, "-f", cfg, "keys.list")
+    assert "finished an interrupted rotation of 'continue-dev'" in done.stdout
+    assert _assert_repaired(project, litellm, cfg) == new
+    assert not litellm.accepts(old)
+
+
+def test_list_says_which_consumer_holds_the_current_key(project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    path = consumer_file(project)
+    assert "holds the current key" in run_ok(project, "-f", cfg, "keys.list").stdout
+    envfile.update(path, {"LITELLM_API_KEY": "sk-someone-elses"})
+    done = run_ok(project, "-f", cfg, "keys.list", "--json")
+    [state] = json.loads(done.stdout)["hand_over"]
+    assert state == {"key": "continue-dev", "dotenv": str(path), "var": "LITELLM_API_KEY",
+                     "state": "stale", "holds_current_key": False, "detail": ""}
+    assert "holds another key" in run_ok(project, "-f", cfg, "keys.list").stdout
+
+
+# --------------------------------------------------------------------------- Continue's config
+
+
+def test_continue_config_prints_the_models_with_the_secret_not_the_key(
+        project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    done = run_ok(project, "-f", cfg, "keys.continue-config")
+    key = project.value("CONTINUE_DEV_KEY")
+    assert key not in done.stdout
+    from invoke.vendor import yaml
+
+    data = yaml.safe_load(done.stdout)
+    assert data["schema"] == "v1"
+    assert data["models"] == [{
+        "name": "claude-haiku (LiteLLM)", "provider": "openai", "model": "claude-haiku",
+        "apiBase": f"{litellm.url}/v1", "apiKey": "${{ secrets.LITELLM_API_KEY }}",
+        "roles": ["chat", "edit", "apply"]}]
+
+
+def test_continue_config_write_merges_and_keeps_the_users_entries(
+        project: Project, litellm: Standin) -> None:
+    from invoke.vendor import yaml
+
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    target = consumer_file(project).parent / "config.yaml"
+    mine = {"name": "mine", "provider": "ollama", "model": "llama3"}
+    stale = {"name": "old", "provider": "openai", "model": "gone",
+             "apiBase": f"{litellm.url}/v1", "apiKey": "${{ secrets.LITELLM_API_KEY }}"}
+    target.write_text(yaml.safe_dump({"name": "My Config", "version": "0.0.1", "schema": "v1",
+                                      "models": [mine, stale], "context": [{"provider": "code"}]},
+                                     sort_keys=False))
+    done = run_ok(project, "-f", cfg, "keys.continue-config", "--write")
+    assert f"wrote 1 model(s) to {target}" in done.stdout and "replaced 1, kept 1" in done.stdout
+    data = yaml.safe_load(target.read_text())
+    assert list(data) == ["name", "version", "schema", "models", "context"]
+    assert data["name"] == "My Config" and data["context"] == [{"provider": "code"}]
+    assert data["models"][0] == mine and data["models"][1]["model"] == "claude-haiku"
+    assert project.value("CONTINUE_DEV_KEY") not in target.read_text()
+    # again: the same file (ours replaced, not added twice)
+    run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(target))
+    assert yaml.safe_load(target.read_text()) == data
+
+
+def test_continue_config_refuses_a_file_with_comments(project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    target = project.dir / "config.yaml"
+    original = "# my settings\nname: mine\nmodels: []\n"
+    target.write_text(original)
+    done = project.run("-f", cfg, "keys.continue-config", "--write", str(target))
+    assert done.returncode == 2 and "has comments" in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and target.read_text() == original
+
+
+def test_merge_of_an_empty_file_is_the_block() -> None:
+    from invoke.vendor import yaml
+
+    block = continueconfig.models_block(["m"], "http://localhost:4000/", "K")
+    text, replaced, kept = continueconfig.merge("", block, "http://localhost:4000", yaml, "c")
+    assert yaml.safe_load(text)["models"][0]["apiBase"] == "http://localhost:4000/v1"
+    assert (replaced, kept) == (0, 0)
+
+
+# --------------------------------------------------------------------------- unknown settings
+
+
+@pytest.mark.parametrize(("key", "nearest"), [
+    ({"model": ["gpt-4o-mini"]}, "gateway.keys.continue-dev.model (invoke.yaml or a -f file); "
+                                 "did you mean models?"),
+    ({"max_budgett": 5}, "gateway.keys.continue-dev.max_budgett (invoke.yaml or a -f file); "
+                         "did you mean max_budget?"),
+    ({"hand_over": [{"dotenv": "x/.env", "varr": "K"}]},
+     "gateway.keys.continue-dev.hand_over[0].varr (invoke.yaml or a -f file); did you mean var?"),
+])
+def test_a_misspelled_key_setting_is_exit_2_from_a_f_file(
+        project: Project, litellm: Standin, key: dict[str, Any], nearest: str) -> None:
+    path = project.dir / "typo.json"
+    path.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
+        "env_var": "CONTINUE_DEV_KEY", **key}}}}))
+    done = project.run("-f", str(path), "keys.create", "--name", "continue-dev")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: unknown setting {nearest}\n"
+    assert not litellm.requests("/key/generate") and project.value("CONTINUE_DEV_KEY") == ""
+
+
+def test_a_misspelled_setting_in_the_users_invoke_yaml_is_exit_2(
+        project: Project, litellm: Standin) -> None:
+    home = project.dir / "home"
+    home.mkdir()
+    (home / ".invoke.yaml").write_text("gateway:\n  timout: 5\n")
+    done = project.run("keys.list", env={"HOME": str(home), "USERPROFILE": str(home)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("error: unknown setting gateway.timout (invoke.yaml or a -f file); "
+                           "did you mean timeout?\n")
+
+
+def test_a_misspelled_invoke_gateway_variable_is_exit_2(project: Project, litellm: Standin) -> None:
+    done = project.run("keys.list", env={"INVOKE_GATEWAY_TIMOUT": "5"})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("error: unknown setting INVOKE_GATEWAY_TIMOUT (environment): Invoke "
+                           "ignores it; did you mean INVOKE_GATEWAY_TIMEOUT?\n")
+    assert run_ok(project, "keys.list", env={"INVOKE_GATEWAY_TIMEOUT": "5"})
+
+
+def test_unknown_settings_in_settings_directly() -> None:
+    for raw, message in [
+        ({"keys": {"c": {"env_var": "C", "model": ["gpt-4o-mini"]}}}, "did you mean models"),
+        ({"keys": {"c": {"env_var": "C", "max_budgett": 5}}}, "did you mean max_budget"),
+        ({"litellm_ulr": "http://x"}, "gateway.litellm_ulr .*did you mean litellm_url"),
+        ({"zzz": 1}, "gateway.zzz .*known: compose_files"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            load_settings({"gateway": raw}, environ={})
+    # metadata is free-form; a key of the environment that Invoke applies is fine
+    load_settings({"gateway": {"keys": {"open-webui": {"env_var": "V", "metadata": {"any": 1}}}}},
+                  environ={"INVOKE_GATEWAY_KEYS_OPEN-WEBUI_ALIAS": "x"})
