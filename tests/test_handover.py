@@ -327,19 +327,20 @@ def test_merge_of_an_empty_file_is_the_block() -> None:
 # --------------------------------------------------------------------------- unknown settings
 
 
-@pytest.mark.parametrize(("key", "nearest"), [
-    ({"model": ["gpt-4o-mini"]}, "gateway.keys.continue-dev.model (invoke.yaml or a -f file); "
-                                 "did you mean models?"),
-    ({"max_budgett": 5}, "gateway.keys.continue-dev.max_budgett (invoke.yaml or a -f file); "
-                         "did you mean max_budget?"),
-    ({"hand_over": [{"dotenv": "x/.env", "varr": "K"}]},
+@pytest.mark.parametrize(("typo", "nearest"), [
+    ("model: [gpt-4o-mini]", "gateway.keys.continue-dev.model (invoke.yaml or a -f file); "
+                             "did you mean models?"),
+    ("max_budgett: 5", "gateway.keys.continue-dev.max_budgett (invoke.yaml or a -f file); "
+                       "did you mean max_budget?"),
+    ("hand_over:\n        - dotenv: x/.env\n          varr: K",
      "gateway.keys.continue-dev.hand_over[0].varr (invoke.yaml or a -f file); did you mean var?"),
 ])
 def test_a_misspelled_key_setting_is_exit_2_from_a_f_file(
-        project: Project, litellm: Standin, key: dict[str, Any], nearest: str) -> None:
-    path = project.dir / "typo.json"
-    path.write_text(json.dumps({"gateway": {"keys": {"continue-dev": {
-        "env_var": "CONTINUE_DEV_KEY", **key}}}}))
+        project: Project, litellm: Standin, typo: str, nearest: str) -> None:
+    """The issue's own inputs, as YAML: never a key for every model, or one without a budget."""
+    path = project.dir / "typo.yaml"
+    path.write_text("gateway:\n  keys:\n    continue-dev:\n      env_var: CONTINUE_DEV_KEY\n"
+                    f"      {typo}\n")
     done = project.run("-f", str(path), "keys.create", "--name", "continue-dev")
     assert done.returncode == 2, done.stderr
     assert done.stderr == f"error: unknown setting {nearest}\n"
