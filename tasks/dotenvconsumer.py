@@ -121,6 +121,18 @@ def parse_hand_over(where: str, raw: Any, environ: Mapping[str, str] | None = No
     return tuple(targets)
 
 
+def check_targets(specs: Sequence[KeySpec]) -> None:
+    """Two keys must not hand over to the same variable of the same file (each rotation would
+    overwrite the other's key): UsageError (exit 2) naming both."""
+    seen: dict[tuple[Path, str], str] = {}
+    for spec in specs:
+        for target in spec.hand_over:
+            other = seen.setdefault((target.dotenv, target.var), spec.name)
+            if other != spec.name:
+                raise UsageError(f"gateway.keys: {other!r} and {spec.name!r} both hand over to "
+                                 f"{target.var} in {target.written}; give each its own var")
+
+
 # --------------------------------------------------------------------------- the file
 
 

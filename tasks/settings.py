@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .dotenvconsumer import DotenvTarget, parse_hand_over
+from .dotenvconsumer import DotenvTarget, check_targets, parse_hand_over
 from .errors import EnvFileError, UsageError
 from .knownsettings import check_known
 
@@ -458,6 +458,7 @@ def load_settings(
         raise UsageError("gateway.keys: two keys are stored in the same env_var")
     if sum(k.gate for k in keys.values()) > 1:
         raise UsageError("gateway.keys: only one key can be the first-run gate key")
+    check_targets(list(keys.values()))
 
     project_name = (_text(raw, "project_name") or values.get("COMPOSE_PROJECT_NAME")
                     or "ai-gateway").strip()

@@ -120,6 +120,14 @@ def test_userprofile_is_expanded_and_written_owner_only(project: Project, litell
         assert leftover.name in (".env", ".env.lock"), leftover
 
 
+def test_two_keys_cannot_hand_over_to_one_variable() -> None:
+    entry = [{"dotenv": "/x/.env", "var": "K"}]
+    with pytest.raises(UsageError, match="'open-webui' and 'c' both hand over to K in /x/.env"):
+        load_settings({"gateway": {"keys": {
+            "open-webui": {"env_var": "A", "hand_over": entry},
+            "c": {"env_var": "B", "hand_over": entry}}}}, environ={})
+
+
 def test_expansion_rules(tmp_path: Path) -> None:
     environ = {"USERPROFILE": str(tmp_path), "APPS": str(tmp_path / "apps")}
     assert expand_path("%USERPROFILE%\\.continue\\.env", "x", environ) == \
