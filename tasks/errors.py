@@ -125,6 +125,13 @@ class OpenWebUIUnreachableError(OpenWebUIError):
     """Open WebUI cannot be reached: connection refused, reset, or no answer in time."""
 
 
+class BackupError(GatewayError):
+    """A backup cannot be made there, or one to restore is missing a part, corrupted, or made
+    by another installation (another LITELLM_SALT_KEY); nothing was changed."""
+
+    exit_code = 14
+
+
 class Interrupted(GatewayError):
     """Ctrl-C or SIGTERM; the message says what state things were left in."""
 
@@ -146,6 +153,7 @@ EXIT_CODES = {
     11: "a service of the stack failed to start or become healthy",
     12: "a port the stack publishes is taken by another program",
     13: "Open WebUI unreachable, refused the admin login, or did not take or use the key",
+    14: "backup refused: incomplete, corrupted, or from another installation (nothing changed)",
     130: "interrupted (Ctrl-C / SIGTERM / SIGHUP)",
     141: "stdout was closed before the output was written (e.g. `| head`)",
 }

@@ -223,3 +223,62 @@ def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | 
         return  # Ctrl-C is how --follow ends
     if code != 0:
         raise StackError(f"docker compose logs exited {code}")
+
+
+@task(help={
+    "env-file": ENV_FILE,
+    "to": "Folder for the backups (default: backups/ beside .env); made 0700",
+    "keep": "Then delete all but the newest N complete backups of this project there",
+    "json": "Print the result as JSON for scripts (an object with path)",
+})
+@guarded
+def backup(c: Any, env_file: str | None = None, to: str | None = None, keep: str | None = None,
+           json: bool = False) -> None:
+    """Back the stack up: LiteLLM's database, Open WebUI's data, litellm-config.yaml, .env."""
+    count = count_flag(keep, "--keep")
+    if count is not None and count < 1:
+        raise UsageError("--keep must be 1 or more (it counts the backups to keep)")
+    with _gateway(c, env_file) as gateway:
+        result = gateway.backup(to=to, keep=count)
+    if json:
+        emit_json({"path": str(result.path), "created": result.manifest.created,
+                   "size": result.size, "seconds": round(result.seconds, 2),
+                   "parts": {n: {"size": p.size, "sha256": p.sha256}
+                             for n, p in result.manifest.parts.items()},
+                   "images": result.manifest.images, "pruned": [str(p) for p in result.pruned]})
+        return
+    emit(f"backed up to {result.path} ({result.size / 1e6:.1f} MB, {result.seconds:.1f}s)")
+    for path in result.pruned:
+        emit(f"deleted the older backup {path.name} (--keep {count})")
+
+
+@task(help={
+    "env-file": ENV_FILE,
+    "yes": "Do not ask before replacing the stack's data; required when stdin is not a terminal",
+    "force": "Restore even a backup made by another installation (another LITELLM_SALT_KEY)",
+    "timeout": TIMEOUT,
+    "json": "Print the result as JSON for scripts",
+})
+@guarded
+def restore(c: Any, backup: str, env_file: str | None = None, yes: bool = False,
+            force: bool = False, timeout: str | None = None, json: bool = False) -> None:
+    """Restore a backup made by stack.backup (every checksum checked first), then prove it."""
+    from pathlib import Path
+
+    if not backup.strip():
+        raise UsageError("stack.restore needs the backup folder, e.g. `invoke stack.restore backups/NAME`")
+    deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
+    folder = Path(backup).expanduser()
+    with _gateway(c, env_file) as gateway:
+        manifest, notes = gateway.restore_check(folder, force=force)
+        confirm(f"Replace the data of stack {gateway.settings.project_name!r} (every key, user "
+                f"and chat) with the backup of {manifest.created}?", yes=yes,
+                what="stack.restore")
+        notes += gateway.restore_stop(folder)
+    # .env may have changed: a new Gateway reads the restored one
+    with _gateway(c, env_file) as gateway:
+        outcome = gateway.restore_data(folder, timeout=deadline)
+    outcome.notes = notes + outcome.notes
+    outcome.changed = True
+    _report(outcome, json, f"restored {folder.name} (made {manifest.created}); the stack is up "
+            "and Open WebUI reaches LiteLLM with .env's virtual key")

@@ -9,11 +9,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from . import backup as backup_mod
 from . import envfile, envops, reach
 from .compose import LITELLM, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
 from .errors import (
+    BackupError,
     EnvFileError,
     GatewayError,
     KeyStateError,
@@ -293,6 +296,83 @@ class Gateway:
         outcome = self._finish(outcome, services, before, timeout=timeout)
         if has_key and (service in (None, OPENWEBUI, LITELLM)):
             self.sync_openwebui(outcome)
+        return outcome
+
+    def backup(self, *, to: str | None = None, keep: int | None = None) -> backup_mod.BackupResult:
+        """stack.backup: a new backup folder under ``to`` (default: ``backups`` beside .env)."""
+        self.require_docker()
+        folder = Path(to).expanduser() if to else self.settings.env_file.parent / "backups"
+        return backup_mod.backup(self.stack, env_file=self.settings.env_file,
+                                 default_config=self.settings.project_dir / "litellm-config.yaml",
+                                 to=folder, keep=keep, progress=self.progress)
+
+    def restore_check(self, folder: Path, *, force: bool) -> tuple[backup_mod.Manifest, list[str]]:
+        """Before anything changes: every checksum, and the salt key against live volumes
+        (BackupError 14 unless ``force``). The manifest and notes (an earlier restore that
+        stopped)."""
+        manifest = backup_mod.verify(folder)
+        self.require_docker()
+        notes = []
+        unfinished = backup_mod.journal_for(self.settings.env_file).read()
+        if unfinished is not None:
+            notes.append(f"a restore of {unfinished['backup']} stopped during "
+                         f"{unfinished['step']!r}; this restore replaces it")
+        current = (envfile.load(self.settings.env_file).values
+                   if self.settings.env_file.exists() else None)
+        volumes = self.stack.client.volumes.list(
+            filters={"label": f"com.docker.compose.project={self.settings.project_name}"})
+        if backup_mod.salt_conflict(backup_mod.backup_env(folder).values, current, bool(volumes)):
+            if not force:
+                raise BackupError(
+                    f"the backup {folder.name} was made by another installation: its "
+                    f"LITELLM_SALT_KEY differs from the one this stack's volumes were made with; "
+                    "--force replaces this stack's data with it; nothing was changed")
+            notes.append("the backup's LITELLM_SALT_KEY differs from this stack's (--force)")
+        return manifest, notes
+
+    def restore_stop(self, folder: Path) -> list[str]:
+        """Step 1: LiteLLM and Open WebUI stopped (nothing writes to the data any more), then
+        .env and litellm-config.yaml put back. Notes."""
+        journal = backup_mod.journal_for(self.settings.env_file)
+        journal.write(folder, "files")
+        config = backup_mod.config_path(self.stack, self.settings.project_dir / "litellm-config.yaml")
+        if self.stack.containers():
+            self.progress("stopping LiteLLM and Open WebUI")
+            self.stack.compose_ok("stop", LITELLM, OPENWEBUI, what="docker compose stop")
+        return backup_mod.restore_files(folder, env_file=self.settings.env_file, config=config)
+
+    def restore_data(self, folder: Path, *, timeout: float | None = None) -> Outcome:
+        """Step 2, on a Gateway loaded from the restored .env: the database and Open WebUI's
+        volume, then the stack started and proved: .env's virtual key active in LiteLLM and
+        Open WebUI listing models through it."""
+        journal = backup_mod.journal_for(self.settings.env_file)
+        docker = backup_mod.Docker(self.stack)
+        step = "database"
+        try:
+            journal.write(folder, step)
+            self.progress("starting PostgreSQL")
+            self.stack.up([POSTGRES])
+            self.stack.wait([POSTGRES], timeout=timeout or self.settings.start_timeout,
+                             on_change=self._announce)
+            self.progress("restoring LiteLLM's database (pg_restore, one transaction)")
+            backup_mod.restore_database(docker, folder, self.values)
+            step = "open-webui"
+            journal.write(folder, step)
+            if self.stack.container_of(OPENWEBUI) is not None:
+                self.stack.compose_ok("stop", OPENWEBUI, what="docker compose stop")
+            self.progress("restoring Open WebUI's data volume")
+            backup_mod.restore_webui(docker, folder)
+            step = "start"
+            journal.write(folder, step)
+            outcome = self.start(create_key=False, timeout=timeout)
+        except GatewayError as exc:
+            exc.extend(f"the restore stopped during {step!r}, the stack partly restored; "
+                       f"run `invoke stack.restore {folder} --yes` again to finish")
+            raise
+        if self.settings.gate_key is not None and outcome.key_status != "active":
+            raise KeyStateError(f"restored, but .env's virtual key is {outcome.key_status or 'unset'} "
+                                "in LiteLLM; run `invoke keys.create` to make a new one")
+        journal.clear()
         return outcome
 
     def status(self) -> Outcome:

@@ -220,6 +220,40 @@ class StackProject:
                          self.value("WEBUI_ADMIN_EMAIL"), self.value("WEBUI_ADMIN_PASSWORD"),
                          timeout=30)
 
+    def psql(self, sql: str) -> str:
+        """Run ``sql`` in the stack's database (psql inside the postgres container, over TCP;
+        the password travels in docker exec's environment); its unaligned output."""
+        done = subprocess.run(
+            ["docker", "exec", "-i", "-e", "PGPASSWORD", f"{self.name}-postgres-1", "psql", "-X",
+             "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U",
+             self.value("POSTGRES_USER") or "litellm", "-d", self.value("POSTGRES_DB") or "litellm"],
+            input=sql, env={**os.environ, "PGPASSWORD": self.value("POSTGRES_PASSWORD")},
+            capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def add_bulk_rows(self, keys: int, spend_rows: int) -> None:
+        """``keys`` virtual keys and ``spend_rows`` spend log rows, straight into LiteLLM's
+        tables (as a busy installation has them)."""
+        self.psql(f"""
+            INSERT INTO "LiteLLM_VerificationToken" (token, key_alias, team_id, models)
+              SELECT md5('bulk-key-' || g), 'Bulk Key ' || g, 'open-webui-team', ARRAY['gpt-4o-mini']
+              FROM generate_series(1, {keys}) g;
+            INSERT INTO "LiteLLM_SpendLogs" (request_id, call_type, api_key, spend, "startTime",
+                                             "endTime", model, messages, response)
+              SELECT 'bulk-req-' || g, 'acompletion', md5('bulk-key-' || (g % {keys} + 1)),
+                     0.0001 * (g % 50), now() - g * interval '1 second', now(), 'gpt-4o-mini',
+                     '{{"role": "user", "content": "hello"}}', '{{"content": "hi there"}}'
+              FROM generate_series(1, {spend_rows}) g;
+        """)  # noqa: S608 - two integers of the test's own
+
+    def row_counts(self) -> tuple[int, int]:
+        """(keys, spend rows) in LiteLLM's tables."""
+        out = self.psql('SELECT (SELECT count(*) FROM "LiteLLM_VerificationToken") || \',\' || '
+                        '(SELECT count(*) FROM "LiteLLM_SpendLogs")')
+        keys, rows = out.split(",")
+        return int(keys), int(rows)
+
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
 
