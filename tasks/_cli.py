@@ -55,7 +55,7 @@ def install_config_error_hook() -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-        message = _config_error(exc)
+        message = _config_error(exc) or _env_cast_error(exc, tb)
         if message is None:
             previous(kind, exc, tb)
             return
@@ -88,6 +88,21 @@ def _config_error(exc: BaseException) -> str | None:
         return (f"an INVOKE_* variable cannot set this setting ({' '.join(str(exc).split())}); "
                 "set it in invoke.yaml")
     return None
+
+
+def _env_cast_error(exc: BaseException, tb: Any) -> str | None:
+    """Invoke casts an ``INVOKE_*`` variable to the type of the setting it replaces with that
+    type itself (``int('')``): a ValueError or TypeError from its ``env.py``. The message names
+    no value (a variable may hold anything)."""
+    if not isinstance(exc, (ValueError, TypeError)) or tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if code.co_name != "_cast" or not code.co_filename.replace("\\", "/").endswith("invoke/env.py"):
+        return None
+    return ("an INVOKE_* variable holds a value its setting cannot take (an empty value, or text "
+            "where invoke.yaml has a number); give a value of that kind, or unset the variable")
 
 
 @contextlib.contextmanager

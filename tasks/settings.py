@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
                 "team_id": "open-webui-team",
                 "team_alias": "Open WebUI Team",
                 "models": None,  # None, not []: Invoke cannot cast a variable into a list
-                "duration": "",
+                "duration": None,
                 "max_budget": None,
                 "gate": True,
             },
@@ -126,7 +126,8 @@ def parse_models(value: str | list[str] | tuple[str, ...] | None) -> tuple[str, 
 
 
 def parse_budget(value: float | str | None) -> float | None:
-    if value is None or value == "" or value == 0:
+    """A spend limit in USD, more than 0; None (no limit) only for None."""
+    if value is None:
         return None
     try:
         budget = float(value)
@@ -228,9 +229,9 @@ class KeySpec:
             alias=alias,
             team_id=team_id,
             team_alias=str(raw.get("team_alias") or team_id),
-            models=parse_models(models),
-            duration=parse_duration(str(raw.get("duration") or "")),
-            max_budget=parse_budget(raw.get("max_budget")),
+            models=parse_models(_limit(raw, "models", where)),
+            duration=parse_duration(_limit(raw, "duration", where)),
+            max_budget=parse_budget(_limit(raw, "max_budget", where)),
             gate=bool(gate),
             metadata=dict(metadata),
             hand_over=parse_hand_over(where, raw.get("hand_over")),
@@ -256,12 +257,36 @@ class KeySpec:
             changes["team_id"] = team.strip()
             changes["team_alias"] = team.strip()
         if models is not None:
-            changes["models"] = parse_models(models)
+            changes["models"] = parse_models(_limit_flag(models, "--models", "models"))
         if duration is not None:
-            changes["duration"] = parse_duration(duration)
+            changes["duration"] = parse_duration(_limit_flag(duration, "--duration", "duration"))
         if max_budget is not None:
-            changes["max_budget"] = parse_budget(max_budget)
+            changes["max_budget"] = parse_budget(_limit_flag(max_budget, "--max-budget", "max_budget"))
         return replace(self, **changes)
+
+
+def _blank(value: Any) -> bool:
+    return (isinstance(value, str) and not value.strip()) or (
+        isinstance(value, (list, tuple)) and not value)
+
+
+def _limit(raw: Mapping[str, Any], name: str, where: str) -> Any:
+    """A key's limit from config (models, duration, max_budget): None when not set (no limit).
+    A blank or empty value - an unset variable in INVOKE_GATEWAY_*, ``models: []`` - is exit 2:
+    an empty value never lifts a limit; to have none, leave the setting out."""
+    value = raw.get(name)
+    if _blank(value):
+        raise UsageError(f"{where}.{name} is empty; an empty value never lifts a limit - "
+                         "leave the setting out for none, or give a value")
+    return value
+
+
+def _limit_flag(value: Any, flag: str, setting: str) -> Any:
+    """A limit flag's value; an empty one (``--models "$UNSET"``) is exit 2, never "no limit"."""
+    if _blank(value):
+        raise UsageError(f"{flag} was given an empty value; leave the flag out to keep the "
+                         f"configured {setting}, or give a value")
+    return value
 
 
 def _port_origin(name: str, values: Mapping[str, str], env_path: Path) -> str:
