@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,6 +253,13 @@ class Docker:
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+        self._live: set[subprocess.Popen[bytes]] = set()
+
+    def kill_all(self) -> None:
+        """Kill every program still streaming (another thread's too): on a failure or Ctrl-C."""
+        for process in list(self._live):
+            with contextlib.suppress(OSError):
+                process.kill()
 
     def _env(self, secrets: Mapping[str, str]) -> dict[str, str]:
         return {**self.stack.child_env(), **secrets}
@@ -270,6 +278,7 @@ class Docker:
         process = subprocess.Popen(argv, stdin=stdin if stdin is not None else subprocess.DEVNULL,
                                    stdout=subprocess.PIPE if stdout is not None else subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, env=self._env(secrets))
+        self._live.add(process)
         part = None
         try:
             if stdout is not None:
@@ -282,6 +291,8 @@ class Docker:
             process.kill()
             process.wait()
             raise
+        finally:
+            self._live.discard(process)
         if code != 0:
             lines = [self.stack.scrub(ln) for ln in errors.splitlines() if ln.strip()]
             raise StackError(f"{what} failed: {lines[-1] if lines else f'exit code {code}'}",
@@ -396,18 +407,24 @@ def _write_backup(docker: Docker, postgres: Any, values: Mapping[str, str], *, t
     make_private_dir(work)
     parts: dict[str, Part] = {}
     try:
-        progress("dumping LiteLLM's database (pg_dump)")
+        progress("dumping LiteLLM's database (pg_dump) and copying Open WebUI's data volume")
         secrets, conn = _pg_secrets(values)
         dump = docker.exec_argv(postgres, ["pg_dump", "--format=custom", "--compress=6", *conn],
                                 secrets)
-        parts[DATABASE] = _write_part(work, DATABASE, lambda sink: docker.stream(
-            dump, secrets=secrets, stdin=None, stdout=sink, what="pg_dump in the postgres container"))
-        progress("copying Open WebUI's data volume")
         webui = docker.container(OPENWEBUI)
         program = ["python3", "-c", _WEBUI_DUMP, WEBUI_DATA_DIR]
         copy = docker.exec_argv(webui, program) if webui is not None else docker.run_argv(OPENWEBUI, program)
-        parts[WEBUI_DATA] = _write_part(work, WEBUI_DATA, lambda sink: docker.stream(
-            copy, secrets={}, stdin=None, stdout=sink, what="copying Open WebUI's data"))
+        # both at once: each streams from its own container into its own file
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            database = pool.submit(_write_part, work, DATABASE, lambda sink: docker.stream(
+                dump, secrets=secrets, stdin=None, stdout=sink, what="pg_dump in the postgres container"))
+            try:
+                parts[WEBUI_DATA] = _write_part(work, WEBUI_DATA, lambda sink: docker.stream(
+                    copy, secrets={}, stdin=None, stdout=sink, what="copying Open WebUI's data"))
+                parts[DATABASE] = database.result()
+            except BaseException:
+                docker.kill_all()
+                raise
         progress("copying litellm-config.yaml and .env")
         for part_name, source in ((CONFIG, config_path(stack, default_config)), (ENV, env_file)):
             with source.open("rb") as src:
