@@ -33,7 +33,8 @@ from .rotation import (  # noqa: F401 - the protocol's names, importable from he
 )
 from .settings import GATE_VAR, TRUTHY, KeySpec, Settings
 
-Action = Literal["created", "rotated", "unchanged", "revoked", "blocked"]
+#: "cleared": LiteLLM did not have the key; only .env held it, and no longer does
+Action = Literal["created", "rotated", "unchanged", "revoked", "blocked", "cleared"]
 
 
 class FunctionConsumer:
@@ -330,10 +331,12 @@ class KeyManager:
             doc = self._doc()
             cleared = [s for s in self.settings.keys.values()
                        if doc.get(s.env_var) and token_of(doc.get(s.env_var)) in tokens]
+            deleted = True
             if block:
                 for token in tokens:
                     self.client.block_key(token)
             elif not self.client.delete_keys(keys=tokens):
+                deleted = False
                 if not cleared:
                     raise KeyStateError("LiteLLM found no such key to delete (already revoked?)")
                 notes.append("LiteLLM no longer had the key (an earlier run deleted it?)")
@@ -361,7 +364,7 @@ class KeyManager:
             return KeyResult(
                 name=spec0.name if spec0 else "",
                 env_var=spec0.env_var if spec0 else "",
-                action="blocked" if block else "revoked",
+                action="blocked" if block else ("revoked" if deleted else "cleared"),
                 notes=notes,
             )
 

@@ -279,7 +279,8 @@ def revoke(
         if json:
             emit_json({**result.public(), "tokens": tokens})
             return
-        emit(f"{result.action} {described} in LiteLLM ({CACHE_WINDOW})")
+        if result.action != "cleared":  # else LiteLLM never had it: the notes say what happened
+            emit(f"{result.action} {described} in LiteLLM ({CACHE_WINDOW})")
         for note in result.notes:
             emit(note)
 

@@ -388,6 +388,24 @@ def test_revoke_after_a_lost_answer_clears_env(project: Project, litellm: Standi
     second = project.run("keys.revoke", "--yes")
     assert second.returncode == 0, second.stderr
     assert "no longer had the key" in second.stdout and project.value("VIRTUAL_KEY") == ""
+    assert "revoked" not in second.stdout  # LiteLLM revoked nothing this time: said as it was
+
+
+def test_revoke_of_a_key_litellm_never_had_says_only_what_happened(project: Project,
+                                                                   litellm: Standin) -> None:
+    from tasks import envfile
+
+    envfile.update(project.env, {"VIRTUAL_KEY": "sk-never-made-by-litellm-0123456789",
+                                 "FIRST_RUN": "no"})
+    done = project.run("keys.revoke", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert "revoked" not in done.stdout, done.stdout
+    assert "no longer had the key" in done.stdout and "removed the key from VIRTUAL_KEY" in done.stdout
+    assert project.value("VIRTUAL_KEY") == ""
+    done = project.run("keys.create", "--json")
+    assert done.returncode == 0
+    done = project.run("keys.revoke", "--yes", "--json")
+    assert json.loads(done.stdout)["action"] == "revoked"
 
 
 # --------------------------------------------------------------------------- rotate --all
