@@ -22,7 +22,7 @@ from ._cli import (
     settings_from,
 )
 from .errors import GatewayError, UsageError
-from .settings import Settings, parse_duration, parse_via
+from .settings import Settings, parse_duration, parse_overrides, parse_via
 
 if TYPE_CHECKING:
     from .keyops import KeyManager, KeyResult
@@ -132,10 +132,10 @@ def create(
     json: bool = False,
 ) -> None:
     """Create the virtual key and save it in .env (a no-op when .env holds a working one)."""
+    overrides = parse_overrides(alias=alias, team=team, models=models, duration=duration,
+                                max_budget=max_budget)  # a bad flag: exit 2 before any request
     with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
-        spec = settings.key(name).with_overrides(
-            alias=alias, team=team, models=models, duration=duration, max_budget=max_budget
-        )
+        spec = settings.key(name).with_overrides(overrides)
         changed = {n for n, v in (("alias", alias), ("team_id", team), ("models", models),
                                   ("max_budget", max_budget)) if v is not None}
         _report(keys.create(spec, force=force, changed=changed), settings, json)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -221,14 +222,14 @@ class KeySpec:
         env_var = str(raw.get("env_var") or "")
         if not _NAME_RE.match(env_var):
             raise UsageError(f"key {name!r}: env_var {env_var!r} is not a valid variable name")
-        alias = str(raw.get("alias") or f"{name} key")
-        team_id = str(raw.get("team_id") or f"{name}-team")
+        alias = _printable(str(raw.get("alias") or f"{name} key"), f"{where}.alias")
+        team_id = _printable(str(raw.get("team_id") or f"{name}-team"), f"{where}.team_id")
         return cls(
             name=name,
             env_var=env_var,
             alias=alias,
             team_id=team_id,
-            team_alias=str(raw.get("team_alias") or team_id),
+            team_alias=_printable(str(raw.get("team_alias") or team_id), f"{where}.team_alias"),
             models=parse_models(_limit(raw, "models", where)),
             duration=parse_duration(_limit(raw, "duration", where)),
             max_budget=parse_budget(_limit(raw, "max_budget", where)),
@@ -237,32 +238,47 @@ class KeySpec:
             hand_over=parse_hand_over(where, raw.get("hand_over")),
         )
 
-    def with_overrides(
-        self,
-        *,
-        alias: str | None = None,
-        team: str | None = None,
-        models: str | None = None,
-        duration: str | None = None,
-        max_budget: float | str | None = None,
-    ) -> KeySpec:
-        changes: dict[str, Any] = {}
-        if alias is not None:
-            if not alias.strip():
-                raise UsageError("--alias must not be empty")
-            changes["alias"] = alias.strip()
-        if team is not None:
-            if not team.strip():
-                raise UsageError("--team must not be empty")
-            changes["team_id"] = team.strip()
-            changes["team_alias"] = team.strip()
-        if models is not None:
-            changes["models"] = parse_models(_limit_flag(models, "--models", "models"))
-        if duration is not None:
-            changes["duration"] = parse_duration(_limit_flag(duration, "--duration", "duration"))
-        if max_budget is not None:
-            changes["max_budget"] = parse_budget(_limit_flag(max_budget, "--max-budget", "max_budget"))
+    def with_overrides(self, changes: Mapping[str, Any]) -> KeySpec:
+        """This spec with the fields ``parse_overrides`` gave."""
         return replace(self, **changes)
+
+
+def parse_overrides(
+    *,
+    alias: str | None = None,
+    team: str | None = None,
+    models: str | None = None,
+    duration: str | None = None,
+    max_budget: float | str | None = None,
+) -> dict[str, Any]:
+    """keys.create's flags as KeySpec fields, checked before any request: UsageError (exit 2)
+    naming the flag for an empty or blank value, a control character, a bad duration or budget."""
+    changes: dict[str, Any] = {}
+    if alias is not None:
+        if not alias.strip():
+            raise UsageError("--alias must not be empty")
+        changes["alias"] = _printable(alias.strip(), "--alias")
+    if team is not None:
+        if not team.strip():
+            raise UsageError("--team must not be empty")
+        changes["team_id"] = _printable(team.strip(), "--team")
+        changes["team_alias"] = team.strip()
+    if models is not None:
+        changes["models"] = parse_models(_limit_flag(models, "--models", "models"))
+    if duration is not None:
+        changes["duration"] = parse_duration(_limit_flag(duration, "--duration", "duration"))
+    if max_budget is not None:
+        changes["max_budget"] = parse_budget(_limit_flag(max_budget, "--max-budget", "max_budget"))
+    return changes
+
+
+def _printable(value: str, what: str) -> str:
+    """``value`` when it holds no control character (a line break, tab, escape, ...); LiteLLM
+    refuses such an alias (400) - so it is exit 2 here, before any request."""
+    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in value):
+        raise UsageError(f"{what} holds a control character (a line break, tab or escape); "
+                         "give printable text")
+    return value
 
 
 def _blank(value: Any) -> bool:

@@ -521,3 +521,19 @@ def test_wait_deadline_is_honoured(project: Project) -> None:
     assert done.returncode == 4
     assert "was not ready within 2s" in one_line_error(done)
     assert 2 <= elapsed < 8
+
+
+@pytest.mark.parametrize("alias", ["Chat\nKey", "Chat\tKey", "Chat\x1b[31mKey", "Chat\u2028Key"])
+def test_an_alias_with_a_control_character_is_refused_before_any_request(
+        project: Project, litellm: Standin, alias: str) -> None:
+    """The real LiteLLM refuses such an alias with 400 (exit 7 after requests); a bad value is
+    exit 2, checked first."""
+    for flag in ("--alias", "--team"):
+        done = project.run("keys.create", flag, alias)
+        assert done.returncode == 2, done.stderr
+        assert flag in one_line_error(done) and "control character" in done.stderr
+    config = project.dir / "bad-alias.json"
+    config.write_text(json.dumps({"gateway": {"keys": {"open-webui": {"alias": alias}}}}))
+    done = project.run("-f", str(config), "keys.create")
+    assert done.returncode == 2 and "gateway.keys.open-webui.alias" in one_line_error(done)
+    assert litellm.requests() == []
