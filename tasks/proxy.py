@@ -335,8 +335,10 @@ class LiteLLM:
     def list_keys(
         self, *, team_id: str | None = None, key_alias: str | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Every key (full objects), following LiteLLM's pages of at most 100."""
-        page = 1
+        """Every key (full objects), following LiteLLM's pages of at most 100. ApiError (7) when
+        a page answers no keys before the count LiteLLM gave was reached: a short list would be
+        taken for the whole one (a key missed is a key never rotated or collected)."""
+        page, seen, expected = 1, 0, 0
         while True:
             params: dict[str, Any] = {"page": page, "size": PAGE_SIZE, "return_full_object": "true"}
             if team_id:
@@ -345,13 +347,20 @@ class LiteLLM:
                 params["key_alias"] = key_alias
             data = self._call("GET", "/key/list", params=params)
             keys = data.get("keys", []) if isinstance(data, Mapping) else []
+            count = data.get("total_count") if isinstance(data, Mapping) else None
+            if isinstance(count, int) and not isinstance(count, bool):
+                expected = count  # each page's own count: keys deleted meanwhile lower it
+            if not keys and seen < expected:
+                raise ApiError(f"LiteLLM's key list is inconsistent: it counted {expected} keys, "
+                               f"and page {page} answered none after {seen}; run the task again")
             for item in keys:
+                seen += 1
                 if isinstance(item, Mapping):
                     yield dict(item)
                 else:
                     yield {"token": str(item)}
             total_pages = int(data.get("total_pages") or 1) if isinstance(data, Mapping) else 1
-            if page >= total_pages or not keys:
+            if (page >= total_pages and seen >= expected) or not keys:
                 return
             page += 1
 

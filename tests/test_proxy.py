@@ -130,6 +130,17 @@ def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
     assert all(r["query"]["size"] == "100" for r in litellm.requests("/key/list"))
 
 
+def test_a_page_without_keys_before_the_count_is_reached(client: LiteLLM, litellm: Standin) -> None:
+    """A short list would be taken for the whole one: a key never seen is never rotated."""
+    for i in range(150):
+        client.generate_key({"key_alias": f"k{i}"})
+    litellm.fault("/key/list", status=200, skip=1, body={
+        "keys": [], "total_count": 150, "current_page": 2, "total_pages": 2})
+    with pytest.raises(ApiError, match="counted 150 keys, and page 2 answered none after 100"):
+        list(client.list_keys())
+    assert len(list(client.list_keys())) == 150  # the fault is spent: the next run is whole
+
+
 def test_a_port_that_answers_but_is_not_litellm() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), NotLiteLLM)
     threading.Thread(target=server.serve_forever, daemon=True).start()
