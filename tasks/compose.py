@@ -26,7 +26,9 @@ from .masking import mask
 from .settings import Settings
 
 POSTGRES, LITELLM, OPENWEBUI = "postgres", "litellm", "open-webui"
-SERVICES = (POSTGRES, LITELLM, OPENWEBUI)
+#: HAProxy in front of LiteLLM (docker-compose.yml, haproxy.cfg; see rolling.py)
+LITELLM_LB = "litellm-lb"
+SERVICES = (POSTGRES, LITELLM, LITELLM_LB, OPENWEBUI)
 # Where the services listen inside the compose network (docker-compose.yml): one place.
 LITELLM_CONTAINER_PORT, OPENWEBUI_CONTAINER_PORT = 4000, 8080
 LITELLM_SERVICE_URL = f"http://{LITELLM}:{LITELLM_CONTAINER_PORT}"
@@ -287,17 +289,21 @@ class Stack:
             all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"}))
 
     def states(self) -> dict[str, ServiceState]:
-        result = {}
+        result: dict[str, ServiceState] = {}
         for container in self.containers():
             state = _state_of(container)
-            result[state.service] = state
+            had = result.get(state.service)
+            # two litellm containers while one replaces the other: the ready one, else the newer
+            if had is None or (state.ready, state.started_at) > (had.ready, had.started_at):
+                result[state.service] = state
         return result
 
     def container_of(self, service: str) -> Any | None:
-        for container in self.containers():
-            if container.labels.get(SERVICE_LABEL) == service:
-                return container
-        return None
+        """The service's container: a running one first (two litellm containers while one
+        replaces the other)."""
+        found = [c for c in self.containers() if c.labels.get(SERVICE_LABEL) == service]
+        found.sort(key=lambda c: (c.status == "running", str(c.attrs.get("Created", ""))))
+        return found[-1] if found else None
 
     def logs(self, service: str, tail: int = 20) -> list[str]:
         container = self.container_of(service)

@@ -48,6 +48,7 @@ from .errors import (
     UsageError,
 )
 from .masking import mask
+from .rolling import RollFailed
 
 if TYPE_CHECKING:
     from .proxy import LiteLLM
@@ -194,7 +195,15 @@ class MasterRotation:
             except BaseException:
                 MasterJournal.drop(self.env_file)
                 raise
-            result = self._finish(journal, new, old=old, action="rotated")
+            try:
+                result = self._finish(journal, new, old=old, action="rotated")
+            except RollFailed as exc:
+                # the new LiteLLM never turned ready and the old one serves on with the old key:
+                # .env gets it back, so nothing changed
+                envfile.update(self.env_file, {MASTER_VAR: old}, lock_timeout=self.settings.lock_timeout)
+                MasterJournal.drop(self.env_file)
+                raise RollFailed(f"{exc.message}; the master key was not changed (.env holds "
+                                 "the old one again)", exc.details) from None
         result.seconds = time.monotonic() - started
         return result
 
@@ -244,6 +253,8 @@ class MasterRotation:
             with contextlib.suppress(GatewayError):
                 client.check_admin()
                 return False
+        if self.gateway.replace_litellm(self.wait):  # beside the old one: no request dropped
+            return True
         stack = self.gateway.stack
         self.progress("recreating the litellm service with the new key")
         stack.up([LITELLM], recreate=True, no_deps=True)

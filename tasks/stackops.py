@@ -14,9 +14,10 @@ from typing import Any
 
 from . import backup as backup_mod
 from . import envfile, envops, reach
-from .compose import LITELLM, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
+from .compose import LITELLM, LITELLM_LB, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
 from .errors import (
     BackupError,
+    DockerUnavailableError,
     EnvFileError,
     GatewayError,
     KeyStateError,
@@ -28,8 +29,12 @@ from .keyops import KeyManager
 from .masking import mask
 from .openwebui import LITELLM_INTERNAL_URL, OpenWebUI, OpenWebUIConsumer
 from .proxy import LiteLLM
+from .rolling import Roll
 from .rotation import key_status, reached
 from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
+
+#: what runs before Open WebUI can: the key store, LiteLLM, and HAProxy in front of it
+BACKEND_SERVICES = [POSTGRES, LITELLM, LITELLM_LB]
 
 Progress = Callable[[str], None]
 MANUAL = ("create it by hand in LiteLLM's admin UI (README: 'Creating a key by hand') and put "
@@ -197,16 +202,17 @@ class Gateway:
         outcome = Outcome(notes=self.check_env())
         spec, has_key = self.gate(create_key)
         self.preflight()
+        self.settle()
         before = self._snapshot()
         if spec is not None and not has_key:
             self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
-            self.stack.up([POSTGRES, LITELLM])
-            self.stack.wait([POSTGRES, LITELLM], timeout=timeout, on_change=self._announce)
+            self.stack.up(BACKEND_SERVICES)
+            self.stack.wait(BACKEND_SERVICES, timeout=timeout, on_change=self._announce)
             if not create_key:
                 outcome.notes.append(
                     f"Open WebUI left stopped: {spec.env_var} is empty and --no-create-key was "
                     "given; run `invoke keys.create`, then `invoke stack.start`")
-                return self._finish(outcome, [POSTGRES, LITELLM], before)
+                return self._finish(outcome, BACKEND_SERVICES, before)
             with self.keys(starting=True) as manager:
                 result = manager.create(spec)
             outcome.notes += [*result.notes, f"created the virtual key {result.masked} "
@@ -289,14 +295,39 @@ class Gateway:
         if service == OPENWEBUI and not has_key:
             raise KeyStateError("Open WebUI is not started without its virtual key; "
                                 "run `invoke keys.create` first")
-        services = [service] if service else (list(SERVICES) if has_key else [POSTGRES, LITELLM])
+        services = [service] if service else (list(SERVICES) if has_key else BACKEND_SERVICES)
         before = self._snapshot()
-        self.progress(f"recreating {', '.join(services)} with the settings in .env")
-        self.stack.up(services, recreate=True, no_deps=service is not None)
+        if service is None:
+            # the whole stack: PostgreSQL and HAProxy only when their settings changed (compose
+            # decides), LiteLLM replaced without downtime, Open WebUI recreated
+            self.stack.up([s for s in services if s in (POSTGRES, LITELLM_LB)], no_deps=True)
+        recreate = [s for s in services if s not in (POSTGRES, LITELLM_LB)] if service is None \
+            else services
+        if LITELLM in recreate and self.replace_litellm(timeout or self.settings.start_timeout):
+            recreate.remove(LITELLM)
+        if recreate:
+            self.progress(f"recreating {', '.join(recreate)} with the settings in .env")
+            self.stack.up(recreate, recreate=True, no_deps=True)
         outcome = self._finish(outcome, services, before, timeout=timeout)
         if has_key and (service in (None, OPENWEBUI, LITELLM)):
             self.sync_openwebui(outcome)
         return outcome
+
+    def replace_litellm(self, timeout: float) -> bool:
+        """The rolling step (rolling.py) when HAProxy and a LiteLLM run; False when they do not
+        (then LiteLLM can only be recreated, with downtime). Raises RollFailed (11): the new
+        LiteLLM never turned ready and the running one serves on."""
+        roll = Roll(self.stack, timeout=timeout, progress=self.progress)
+        if roll.balancer() is None or not roll.litellm_containers():
+            return False
+        roll.replace()
+        return True
+
+    def settle(self) -> None:
+        """End a LiteLLM replacement a killed task left (rolling.settle); quiet without Docker."""
+        with contextlib.suppress(DockerUnavailableError):
+            if Roll(self.stack, timeout=0, progress=self.progress).settle():
+                self.notes.append("ended an unfinished replacement of LiteLLM")
 
     def backup(self, *, to: str | None = None, keep: int | None = None) -> backup_mod.BackupResult:
         """stack.backup: a new backup folder under ``to`` (default: ``backups`` beside .env)."""

@@ -53,10 +53,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
-            for delta, finish in (({"role": "assistant", "content": REPLY}, None), ({}, "stop")):
+            # a last message "slow <seconds>": the answer word by word over that many seconds
+            last = str((body.get("messages") or [{}])[-1].get("content") or "")
+            seconds = float(last.split()[1]) if last.startswith("slow ") else 0.0
+            words = REPLY.split(" ") if seconds else [REPLY]
+            deltas = [{"role": "assistant", "content": w if i == 0 else " " + w}
+                      for i, w in enumerate(words)]
+            for i, (delta, finish) in enumerate([*((d, None) for d in deltas), ({}, "stop")]):
+                if seconds and i:
+                    time.sleep(seconds / len(words))
                 chunk = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": created,
                          "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                self.wfile.flush()
             self.wfile.write(b"data: [DONE]\n\n")
             return
         self._send({

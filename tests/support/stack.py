@@ -36,6 +36,7 @@ BASE_IMAGE = "ai-gateway-base:bookworm"
 STACK_DIR = REPO / "tests" / "stack"
 POSTGRES_FILES = (STACK_DIR / "postgres.Dockerfile", STACK_DIR / "postgres-entrypoint.sh")
 LITELLM_FILES = (STACK_DIR / "litellm-real.Dockerfile", STACK_DIR / "litellm_real_entrypoint.py")
+HAPROXY_FILES = (STACK_DIR / "haproxy.Dockerfile",)
 LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 REAL_LITELLM_ROOT = CACHE / "real-litellm"
 
@@ -55,7 +56,12 @@ def litellm_image() -> str:
     return hashed_image("litellm-real", LITELLM_FILES)
 
 
-TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", postgres_image(), litellm_image())
+def haproxy_image() -> str:
+    return hashed_image("haproxy", HAPROXY_FILES)
+
+
+TEST_IMAGES = ("ai-gateway-test/litellm-standin:latest", postgres_image(), litellm_image(),
+               haproxy_image())
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -138,6 +144,7 @@ class StackProject:
             "OPENWEBUI_PYTHON": str(self.docker.openwebui_python),
             "TEST_POSTGRES_IMAGE": postgres_image(),
             "TEST_LITELLM_IMAGE": litellm_image(),
+            "TEST_HAPROXY_IMAGE": haproxy_image(),
             "LITELLM_VENV": str(self.docker.litellm_venv),
             "LITELLM_PYTHON": str(self.docker.litellm_python),
             "REAL_LITELLM_ROOT": str(REAL_LITELLM_ROOT),
@@ -187,7 +194,10 @@ class StackProject:
         return sorted(done.stdout.split())
 
     def container_env(self, service: str) -> dict[str, str]:
-        done = _quiet(["docker", "inspect", f"{self.name}-{service}-1", "--format",
+        # by label, not by name: a replaced litellm container is `<project>-litellm-2`
+        ids = _quiet(["docker", "ps", "-q", "--filter", f"label=com.docker.compose.project={self.name}",
+                      "--filter", f"label=com.docker.compose.service={service}"]).stdout.split()
+        done = _quiet(["docker", "inspect", (ids or [f"{self.name}-{service}-1"])[0], "--format",
                        "{{json .Config.Env}}"])
         pairs = json.loads(done.stdout or "[]")
         return dict(p.split("=", 1) for p in pairs)

@@ -1,0 +1,248 @@
+"""Replace the compose stack's LiteLLM without dropping a request (the rolling step).
+
+HAProxy, the ``litellm-lb`` service (``haproxy.cfg``), publishes LiteLLM's port and is ``litellm``
+on Open WebUI's network; it finds every ``litellm`` container through Docker's DNS (the alias
+``litellm-backend``), sends requests only to those whose ``/health/readiness`` answers 200, and
+sends a request that meets a refused connection to another one. LiteLLM reads its master key,
+``litellm-config.yaml`` and image only when it starts (LiteLLM issues #30772, #28994), so every
+change to them is a new container. The step:
+
+1. one more ``litellm`` container from the current settings (``docker compose up --no-deps
+   --no-recreate --scale litellm=N+1 litellm``): the new environment, config or image;
+2. wait until Docker calls it healthy (its readiness healthcheck) and HAProxy reports it UP;
+3. each old container in maintenance in HAProxy (runtime API, ``docker exec`` into
+   ``litellm-lb``): no new requests reach it, the ones under way - streamed chats too - run to
+   their end; once it has none (or after ``grace`` seconds) it is stopped and removed.
+
+The new container never ready: it is removed, the old ones keep serving, StackError (exit 11)
+with its last log lines (secrets masked). Killed at any step: two LiteLLM containers may run, one
+of them perhaps in maintenance; the next rolling step or ``stack.start`` ends the replacement
+(:func:`settle`) and leaves the newest healthy one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .compose import LITELLM, LITELLM_LB, Stack
+from .errors import StackError
+
+#: The runtime API of HAProxy inside the litellm-lb container (haproxy.cfg, ``stats socket``),
+#: reached with bash's /dev/tcp (the official Debian-based image and the test image have bash).
+RUNTIME_PORT = 9999
+#: The backend of haproxy.cfg whose servers are the litellm containers.
+BACKEND = "litellm"
+_RUNTIME = ('exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 3; printf "%s\\n" "$2" >&3; '
+            'cat <&3; exec 3<&-')
+
+
+class RollFailed(StackError):
+    """The new LiteLLM container never turned ready; it was removed, the old one serves on."""
+
+
+@dataclass
+class Server:
+    """One server slot of the ``litellm`` backend, from HAProxy's ``show stat``."""
+
+    name: str
+    status: str  # UP / DOWN / MAINT / MAINT (resolution) / DRAIN / no check...
+    address: str  # the container's IP, "" while the slot has none
+    sessions: int  # requests under way (one connection per request: http-reuse never)
+
+
+class LoadBalancer:
+    """HAProxy's runtime API in the running ``litellm-lb`` container."""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+
+    def command(self, line: str) -> str:
+        """One runtime-API command; its answer. StackError when HAProxy cannot be asked."""
+        try:
+            code, output = self.container.exec_run(
+                ["bash", "-c", _RUNTIME, "runtime", str(RUNTIME_PORT), line], demux=False)
+        except Exception as exc:
+            raise StackError(f"cannot ask HAProxy in {self.container.name}: {exc}") from exc
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+        if code != 0:
+            raise StackError(f"cannot ask HAProxy in {self.container.name} ({line!r}, exit code "
+                             f"{code}): {text.strip()[:200]}")
+        return text
+
+    def servers(self) -> list[Server]:
+        text = self.command("show stat").lstrip("# ")
+        result = []
+        for row in csv.DictReader(io.StringIO(text)):
+            if row.get("pxname") != BACKEND or row.get("svname") in ("FRONTEND", "BACKEND", None):
+                continue
+            addr = str(row.get("addr") or "")
+            host = addr.rsplit(":", 1)[0] if ":" in addr else addr
+            result.append(Server(name=str(row["svname"]), status=str(row.get("status") or ""),
+                                 address="" if host in ("", "0.0.0.0") else host,  # noqa: S104
+                                 sessions=int(row.get("scur") or 0)))
+        return result
+
+    def set_state(self, server: str, state: str) -> None:
+        """``state``: ready / drain / maint (HAProxy's ``set server``)."""
+        answer = self.command(f"set server {BACKEND}/{server} state {state}").strip()
+        if answer:
+            raise StackError(f"HAProxy refused to set {server} to {state}: {answer[:200]}")
+
+
+def addresses(container: Any) -> set[str]:
+    """The container's IP addresses on its networks."""
+    networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    return {str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")}
+
+
+def _health(container: Any) -> tuple[str, str]:
+    container.reload()
+    state = container.attrs.get("State") or {}
+    return str(state.get("Status", "")), str((state.get("Health") or {}).get("Status") or "")
+
+
+class Roll:
+    """The rolling step on one compose stack; see the module docstring."""
+
+    def __init__(self, stack: Stack, *, timeout: float, grace: float = 120,
+                 progress: Callable[[str], None] = lambda _m: None) -> None:
+        self.stack = stack
+        self.timeout = timeout
+        self.grace = grace
+        self.progress = progress
+
+    # -- what runs -------------------------------------------------------------
+
+    def litellm_containers(self) -> list[Any]:
+        return sorted((c for c in self.stack.containers()
+                       if c.labels.get("com.docker.compose.service") == LITELLM
+                       and c.status in ("running", "restarting", "created")),
+                      key=lambda c: str(c.attrs.get("Created", "")))
+
+    def balancer(self) -> LoadBalancer | None:
+        """HAProxy, when the stack runs it; None otherwise (a stack from before litellm-lb,
+        or compose files without it): then LiteLLM can only be recreated."""
+        for container in self.stack.containers():
+            if (container.labels.get("com.docker.compose.service") == LITELLM_LB
+                    and container.status == "running"):
+                return LoadBalancer(container)
+        return None
+
+    # -- the step ----------------------------------------------------------------
+
+    def replace(self) -> None:
+        """Start a LiteLLM from the current settings beside the running ones, then retire
+        those. Raises StackError (11): the new one never turned ready (removed; the old ones
+        serve on) or HAProxy could not be asked."""
+        lb = self.balancer()
+        if lb is None:
+            raise StackError(f"{LITELLM_LB} is not running, so LiteLLM cannot be replaced "
+                             "without downtime; run `invoke stack.start` first")
+        self.settle(lb)
+        old = self.litellm_containers()
+        self.progress(f"starting a new {LITELLM} container beside the running one")
+        self.stack.compose_ok("up", "-d", "--no-deps", "--no-recreate", "--scale",
+                              f"{LITELLM}={len(old) + 1}", LITELLM,
+                              what="docker compose up --scale")
+        old_ids = {c.id for c in old}
+        new = [c for c in self.litellm_containers() if c.id not in old_ids]
+        if not new:
+            raise StackError(f"docker compose started no new {LITELLM} container")
+        try:
+            self._until_ready(new[-1], lb)
+        except BaseException:
+            for container in new:
+                self._remove(container, timeout=5)
+            raise
+        for container in old:
+            self.retire(container, lb)
+
+    def _until_ready(self, container: Any, lb: LoadBalancer) -> None:
+        deadline = time.monotonic() + self.timeout
+        ips = addresses(container)
+        announced = ""
+        while True:
+            status, health = _health(container)
+            if status in ("exited", "dead") or health == "unhealthy":
+                raise self._failure(container, f"{status} ({health or 'no health'})")
+            if health in ("healthy", ""):
+                ips = ips or addresses(container)
+                up = [s for s in lb.servers() if s.address in ips and s.status.startswith("UP")]
+                if up:
+                    self.progress(f"{container.name}: ready, HAProxy sends it requests")
+                    return
+                state = "healthy, waiting for HAProxy to find it"
+            else:
+                state = f"{status} ({health})"
+            if state != announced:
+                self.progress(f"{container.name}: {state}")
+                announced = state
+            if time.monotonic() >= deadline:
+                raise self._failure(container, f"not ready after {self.timeout:g}s (--timeout)")
+            time.sleep(0.5)
+
+    def _failure(self, container: Any, what: str) -> RollFailed:
+        try:
+            raw = container.logs(tail=20, stdout=True, stderr=True)
+        except Exception:  # noqa: BLE001 - best effort while reporting another failure
+            raw = b""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        details = [f"  | {self.stack.scrub(line)}" for line in text.splitlines()]
+        return RollFailed(f"the new {LITELLM} container {container.name} {what}: it was removed "
+                          "and the running LiteLLM keeps serving; see its log lines above", details)
+
+    def retire(self, container: Any, lb: LoadBalancer) -> None:
+        """No new requests to ``container``; those under way finish (up to ``grace`` s); then
+        it is stopped and removed, and its HAProxy slot made ready for the next one."""
+        ips = addresses(container)
+        slots = [s for s in lb.servers() if s.address and s.address in ips]
+        for slot in slots:
+            lb.set_state(slot.name, "maint")
+        self.progress(f"{container.name}: no new requests; waiting for those under way")
+        deadline = time.monotonic() + self.grace
+        while slots and time.monotonic() < deadline:
+            busy = [s for s in lb.servers() if s.name in {x.name for x in slots} and s.sessions]
+            if not busy:
+                break
+            time.sleep(0.2)
+        self._remove(container, timeout=self.grace)
+        self.progress(f"{container.name}: stopped and removed")
+        for slot in slots:
+            with contextlib.suppress(StackError):
+                lb.set_state(slot.name, "ready")
+
+    @staticmethod
+    def _remove(container: Any, *, timeout: float) -> None:
+        with contextlib.suppress(Exception):
+            container.stop(timeout=int(timeout))
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+
+    def settle(self, lb: LoadBalancer | None = None) -> bool:
+        """End a replacement a killed task left: with more than one LiteLLM container, keep
+        the newest healthy one and retire the others; every slot ready again. True if there was
+        something to end."""
+        lb = lb or self.balancer()
+        running = self.litellm_containers()
+        if lb is None:
+            return False
+        ended = False
+        if len(running) > 1:
+            healthy = [c for c in running if _health(c) == ("running", "healthy")]
+            keep = healthy[-1] if healthy else running[-1]
+            for container in running:
+                if container.id != keep.id:
+                    self.progress(f"ending an unfinished replacement of {LITELLM}")
+                    self.retire(container, lb)
+                    ended = True
+        for server in lb.servers():
+            if server.status.startswith("MAINT") and "resolution" not in server.status:
+                lb.set_state(server.name, "ready")
+                ended = True
+        return ended

@@ -1,0 +1,148 @@
+"""Clients that chat without pause through a running test stack and count what fails: through
+Open WebUI (its admin's session), through LiteLLM's published port with the virtual key, and a
+streamed chat through that port. Used by tests/test_rolling_e2e.py (asserts 0 failed) and
+bench/rolling_bench.py (prints failed / total per client).
+
+A request counts as failed on any transport error, any status but 200, or an answer without the
+provider's text; a streamed chat also when its stream ends without ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from tests.stack.fake_provider import REPLY
+
+
+@dataclass
+class Client:
+    name: str
+    sent: int = 0
+    failures: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, error: str | None) -> None:
+        with self.lock:
+            self.sent += 1
+            if error is not None:
+                self.failures.append(error)
+
+    def snapshot(self) -> tuple[int, int]:
+        with self.lock:
+            return self.sent, len(self.failures)
+
+
+class Traffic:
+    """Three clients (``webui``, ``litellm``, ``stream``), each in its own thread, sending one
+    request after another until stopped; ``slow_stream``: each streamed chat asks the fake
+    provider to stretch its answer over that many seconds (so streams are under way at any
+    moment of a switch)."""
+
+    def __init__(self, webui_url: str, litellm_url: str, *, email: str, password: str,
+                 virtual_key: str, model: str = "gpt-4o-mini", slow_stream: float = 0) -> None:
+        self.webui_url, self.litellm_url = webui_url, litellm_url
+        self.email, self.password, self.key, self.model = email, password, virtual_key, model
+        self.slow_stream = slow_stream
+        self.clients = {n: Client(n) for n in ("webui", "litellm", "stream")}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=getattr(self, f"_{n}"), daemon=True)
+                         for n in self.clients]
+        self.started = {n: threading.Event() for n in self.clients}
+
+    # -- clients -----------------------------------------------------------------
+
+    def _messages(self, text: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": text}]
+
+    def _webui(self) -> None:
+        client = self.clients["webui"]
+        with httpx.Client(base_url=self.webui_url, timeout=60) as http:
+            token = http.post("/api/v1/auths/signin",
+                              json={"email": self.email, "password": self.password}).json()["token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            while not self._stop.is_set():
+                try:
+                    r = http.post("/api/chat/completions", headers=headers, json={
+                        "model": self.model, "stream": False,
+                        "messages": self._messages(f"ping {client.sent}")})
+                    client.count(None if r.status_code == 200 and REPLY in r.text
+                                 else f"{r.status_code} {r.text[:160]}")
+                except httpx.HTTPError as exc:
+                    client.count(f"{type(exc).__name__}: {exc}")
+                self.started["webui"].set()
+
+    def _litellm(self) -> None:
+        client = self.clients["litellm"]
+        headers = {"Authorization": f"Bearer {self.key}"}
+        with httpx.Client(base_url=self.litellm_url, timeout=60) as http:
+            while not self._stop.is_set():
+                try:
+                    r = http.post("/v1/chat/completions", headers=headers, json={
+                        "model": self.model, "messages": self._messages(f"ping {client.sent}")})
+                    client.count(None if r.status_code == 200 and REPLY in r.text
+                                 else f"{r.status_code} {r.text[:160]}")
+                except httpx.HTTPError as exc:
+                    client.count(f"{type(exc).__name__}: {exc}")
+                self.started["litellm"].set()
+
+    def _stream(self) -> None:
+        client = self.clients["stream"]
+        headers = {"Authorization": f"Bearer {self.key}"}
+        text = f"slow {self.slow_stream:g}" if self.slow_stream else "ping"
+        with httpx.Client(base_url=self.litellm_url, timeout=120) as http:
+            while not self._stop.is_set():
+                try:
+                    with http.stream("POST", "/v1/chat/completions", headers=headers, json={
+                            "model": self.model, "stream": True,
+                            "messages": self._messages(text)}) as r:
+                        self.started["stream"].set()
+                        body = "".join(r.iter_text())
+                    ok = r.status_code == 200 and "[DONE]" in body and "pong" in body
+                    client.count(None if ok else f"{r.status_code} {body[-160:]}")
+                except httpx.HTTPError as exc:
+                    client.count(f"{type(exc).__name__}: {exc}")
+
+    # -- control -----------------------------------------------------------------
+
+    def __enter__(self) -> Traffic:
+        for thread in self._threads:
+            thread.start()
+        for name, event in self.started.items():  # every client has been answered once
+            if not event.wait(120):
+                raise TimeoutError(f"the {name} client got no answer within 120s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(180)
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        return {n: c.snapshot() for n, c in self.clients.items()}
+
+    def report(self, since: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+        """``{client: {"sent": n, "failed": n, "errors": [...first 5]}}``, since a snapshot."""
+        result = {}
+        for name, client in self.clients.items():
+            sent, failed = client.snapshot()
+            base_sent, base_failed = (since or {}).get(name, (0, 0))
+            result[name] = {"sent": sent - base_sent, "failed": failed - base_failed,
+                            "errors": client.failures[base_failed:base_failed + 5]}
+        return result
+
+
+def wait_for_more(traffic: Traffic, since: dict[str, tuple[int, int]], timeout: float = 120) -> None:
+    """Until every client has finished one more request than at ``since`` (requests really went
+    through after an operation, not only before it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = traffic.snapshot()
+        if all(now[n][0] > since[n][0] for n in now):
+            return
+        time.sleep(0.1)
+    raise TimeoutError("a client finished no request after the operation")
