@@ -249,6 +249,7 @@ class MasterRotation:
         from .compose import LITELLM
         from .proxy import LiteLLM
 
+        self.gateway.settle()  # a replacement a killed rotation left: keep the newest LiteLLM
         with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
             with contextlib.suppress(GatewayError):
                 client.check_admin()

@@ -184,7 +184,9 @@ class Roll:
                 self.progress(f"{container.name}: {state}")
                 announced = state
             if time.monotonic() >= deadline:
-                raise self._failure(container, f"not ready after {self.timeout:g}s (--timeout)")
+                what = ("healthy, but HAProxy never sent it requests" if state.startswith("healthy")
+                        else "not ready")
+                raise self._failure(container, f"{what} after {self.timeout:g}s (--timeout)")
             time.sleep(0.5)
 
     def _failure(self, container: Any, what: str) -> RollFailed:

@@ -297,17 +297,18 @@ class Gateway:
                                 "run `invoke keys.create` first")
         services = [service] if service else (list(SERVICES) if has_key else BACKEND_SERVICES)
         before = self._snapshot()
-        if service is None:
+        recreate, no_deps = list(services), service is not None
+        if service is None and Roll(self.stack, timeout=0).balancer() is not None:
             # the whole stack: PostgreSQL and HAProxy only when their settings changed (compose
-            # decides), LiteLLM replaced without downtime, Open WebUI recreated
-            self.stack.up([s for s in services if s in (POSTGRES, LITELLM_LB)], no_deps=True)
-        recreate = [s for s in services if s not in (POSTGRES, LITELLM_LB)] if service is None \
-            else services
+            # decides), LiteLLM replaced without downtime, Open WebUI recreated. (A stack from
+            # before litellm-lb has all recreated, as before: its LiteLLM holds the port.)
+            self.stack.up([POSTGRES, LITELLM_LB], no_deps=True)
+            recreate, no_deps = [s for s in services if s not in (POSTGRES, LITELLM_LB)], True
         if LITELLM in recreate and self.replace_litellm(timeout or self.settings.start_timeout):
             recreate.remove(LITELLM)
         if recreate:
             self.progress(f"recreating {', '.join(recreate)} with the settings in .env")
-            self.stack.up(recreate, recreate=True, no_deps=True)
+            self.stack.up(recreate, recreate=True, no_deps=no_deps)
         outcome = self._finish(outcome, services, before, timeout=timeout)
         if has_key and (service in (None, OPENWEBUI, LITELLM)):
             self.sync_openwebui(outcome)

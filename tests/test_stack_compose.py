@@ -117,7 +117,27 @@ def test_healthchecks_wait_for_what_the_next_service_needs(tmp_path: Path) -> No
     assert "/health/readiness" in checks["litellm"] and "liveliness" not in checks["litellm"]
     assert "localhost:8080/ready'" in checks["open-webui"]
     assert services["litellm"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert services["open-webui"]["depends_on"]["litellm"]["condition"] == "service_healthy"
+    # Open WebUI's `litellm` is HAProxy, healthy while a ready LiteLLM answers through it
+    assert "/health/readiness" in checks["litellm-lb"]
+    assert services["litellm-lb"]["depends_on"]["litellm"]["condition"] == "service_healthy"
+    assert services["open-webui"]["depends_on"]["litellm-lb"]["condition"] == "service_healthy"
+
+
+def test_litellm_is_reached_through_haproxy(tmp_path: Path) -> None:
+    """HAProxy publishes LiteLLM's port and is `litellm` on Open WebUI's network; LiteLLM
+    publishes nothing (two of them run during a replacement) and Open WebUI never sees
+    PostgreSQL."""
+    need_compose()
+    done = compose_config(write_env(tmp_path / ".env"))
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert not services["litellm"].get("ports")
+    assert [p["host_ip"] for p in services["litellm-lb"]["ports"]] == ["127.0.0.1"]
+    assert services["litellm-lb"]["networks"]["webui"]["aliases"] == ["litellm"]
+    assert "litellm-backend" in services["litellm"]["networks"]["default"]["aliases"]
+    assert set(services["open-webui"]["networks"]) == {"webui"}
+    assert "webui" not in services["postgres"].get("networks", {"default": None})
+    assert services["open-webui"]["environment"]["OPENAI_API_BASE_URL"] == "http://litellm:4000/v1"
 
 
 # --------------------------------------------------------------------------- the test PostgreSQL
