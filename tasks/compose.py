@@ -177,7 +177,8 @@ class ServiceState:
         return text
 
 
-def _state_of(container: Any) -> ServiceState:
+def state_of(container: Any) -> ServiceState:
+    """The state of one container (its attributes as last loaded)."""
     attrs = container.attrs
     state = attrs.get("State", {})
     health = (state.get("Health") or {}).get("Status")
@@ -209,6 +210,7 @@ class Stack:
         self.docker = docker or find_docker()
         self._cli: ComposeCLI | None = None
         self._client: Any = None
+        self._defined: list[str] | None = None
 
     # -- connections ---------------------------------------------------------
 
@@ -278,6 +280,13 @@ class Stack:
             args.append("--no-deps")
         self.compose_ok(*args, *services, what="docker compose up")
 
+    def defined(self) -> list[str]:
+        """The services the compose files define (active profiles only), asked once."""
+        if self._defined is None:
+            done = self.compose_ok("config", "--services", what="docker compose config")
+            self._defined = done.stdout.split()
+        return self._defined
+
     def down(self, *, volumes: bool = False) -> None:
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])
         self.compose_ok(*args, what="docker compose down")
@@ -291,7 +300,7 @@ class Stack:
     def states(self) -> dict[str, ServiceState]:
         result: dict[str, ServiceState] = {}
         for container in self.containers():
-            state = _state_of(container)
+            state = state_of(container)
             had = result.get(state.service)
             # two litellm containers while one replaces the other: the ready one, else the newer
             if had is None or (state.ready, state.started_at) > (had.ready, had.started_at):

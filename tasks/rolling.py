@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .compose import LITELLM, LITELLM_LB, Stack
+from .compose import LITELLM, LITELLM_LB, Stack, state_of
 from .errors import StackError
 
 #: The runtime API of HAProxy inside the litellm-lb container (haproxy.cfg, ``stats socket``),
@@ -107,6 +107,11 @@ def _health(container: Any) -> tuple[str, str]:
     return str(state.get("Status", "")), str((state.get("Health") or {}).get("Status") or "")
 
 
+def _failed(container: Any) -> bool:
+    """Exited, dead, unhealthy, or restarting after a crash (``restart: unless-stopped``)."""
+    return state_of(container).failed
+
+
 class Roll:
     """The rolling step on one compose stack; see the module docstring."""
 
@@ -169,8 +174,8 @@ class Roll:
         announced = ""
         while True:
             status, health = _health(container)
-            if status in ("exited", "dead") or health == "unhealthy":
-                raise self._failure(container, f"{status} ({health or 'no health'})")
+            if _failed(container):
+                raise self._failure(container, state_of(container).describe())
             if health in ("healthy", ""):
                 ips = ips or addresses(container)
                 up = [s for s in lb.servers() if s.address in ips and s.status.startswith("UP")]

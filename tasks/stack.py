@@ -151,7 +151,7 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
     from dataclasses import asdict
 
-    from .compose import SERVICES
+    from .compose import LITELLM_LB, SERVICES
     from .dotenvconsumer import states
 
     with _gateway(c, env_file) as gateway:
@@ -172,6 +172,8 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     emit(f"project {gateway.settings.project_name}")
     for name in SERVICES:
         st = outcome.services.get(name)
+        if st is None and name == LITELLM_LB:
+            continue  # compose files without HAProxy in front of LiteLLM
         emit(f"  {name:<11} {st.describe() if st else 'not created':<24} "
              f"{', '.join(st.ports) if st else ''}".rstrip())
     emit(f"  {'virtual key':<11} {outcome.masked or '(none)'} ({outcome.key_status})")

@@ -206,20 +206,20 @@ class Gateway:
         before = self._snapshot()
         if spec is not None and not has_key:
             self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
-            self.stack.up(BACKEND_SERVICES)
-            self.stack.wait(BACKEND_SERVICES, timeout=timeout, on_change=self._announce)
+            self.stack.up(self.present(BACKEND_SERVICES))
+            self.stack.wait(self.present(BACKEND_SERVICES), timeout=timeout, on_change=self._announce)
             if not create_key:
                 outcome.notes.append(
                     f"Open WebUI left stopped: {spec.env_var} is empty and --no-create-key was "
                     "given; run `invoke keys.create`, then `invoke stack.start`")
-                return self._finish(outcome, BACKEND_SERVICES, before)
+                return self._finish(outcome, self.present(BACKEND_SERVICES), before)
             with self.keys(starting=True) as manager:
                 result = manager.create(spec)
             outcome.notes += [*result.notes, f"created the virtual key {result.masked} "
                               f"({spec.env_var}); Open WebUI starts with it"]
             self.stack.env_values = self.values
         self.stack.up()
-        outcome = self._finish(outcome, list(SERVICES), before, timeout=timeout)
+        outcome = self._finish(outcome, self.present(SERVICES), before, timeout=timeout)
         self.sync_openwebui(outcome)
         return outcome
 
@@ -295,7 +295,7 @@ class Gateway:
         if service == OPENWEBUI and not has_key:
             raise KeyStateError("Open WebUI is not started without its virtual key; "
                                 "run `invoke keys.create` first")
-        services = [service] if service else (list(SERVICES) if has_key else BACKEND_SERVICES)
+        services = [service] if service else self.present(SERVICES if has_key else BACKEND_SERVICES)
         before = self._snapshot()
         recreate, no_deps = list(services), service is not None
         if service is None and Roll(self.stack, timeout=0).balancer() is not None:
@@ -313,6 +313,13 @@ class Gateway:
         if has_key and (service in (None, OPENWEBUI, LITELLM)):
             self.sync_openwebui(outcome)
         return outcome
+
+    def present(self, services: Sequence[str]) -> list[str]:
+        """``services`` without litellm-lb when the compose files do not define it (compose
+        files of one's own, from before it): then LiteLLM publishes its port itself."""
+        if LITELLM_LB in services and LITELLM_LB not in self.stack.defined():
+            return [s for s in services if s != LITELLM_LB]
+        return list(services)
 
     def replace_litellm(self, timeout: float) -> bool:
         """The rolling step (rolling.py) when HAProxy and a LiteLLM run; False when they do not
