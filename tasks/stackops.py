@@ -329,6 +329,7 @@ class Gateway:
         if roll.balancer() is None or not roll.litellm_containers():
             return False
         roll.replace()
+        self.notes.append("LiteLLM replaced beside the running one: no request was dropped")
         return True
 
     def settle(self) -> None:
