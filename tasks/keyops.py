@@ -166,7 +166,7 @@ class KeyManager:
             action="created" if op == "create" else "rotated",
             key=done.key,
             notes=done.notes,
-            alias=spec.alias,
+            alias=done.alias,
             team_id=str(created.get("team_id") or spec.team_id),
             models=list(created.get("models") or spec.models),
             expires=created.get("expires"),

@@ -287,6 +287,7 @@ class Replaced:
     created: dict[str, Any]
     notes: list[str]
     retired: Retired | None
+    alias: str  # what LiteLLM calls it: the real alias, or the fallback ``rename`` gave
 
 
 def check(run: Run, spec: KeySpec, *, models: bool) -> None:
@@ -465,7 +466,15 @@ def retire(run: Run, entry: JournalEntry) -> Retired | None:
     return Retired("kept", str(info.get("expires")))
 
 
-def rename(run: Run, entry: JournalEntry, new_key: str) -> list[str]:
+@dataclass
+class Named:
+    """What ``rename`` named the new key, and a note when that is not the real alias."""
+
+    alias: str
+    notes: list[str]
+
+
+def rename(run: Run, entry: JournalEntry, new_key: str) -> Named:
     """Step 6: the new key gets the real alias (or a distinct one if another key holds it)."""
     run.progress(f"naming the new key {entry.alias!r}")
     try:
@@ -475,19 +484,21 @@ def rename(run: Run, entry: JournalEntry, new_key: str) -> list[str]:
             raise
         alias = f"{entry.alias} ({entry.txid})"
         run.client.update_key({"key": token_of(new_key), "key_alias": alias})
-        return [f"another key is already named {entry.alias!r}; the new key is named {alias!r}"]
-    return []
+        return Named(alias, [f"another key is already named {entry.alias!r}; the new key is "
+                             f"named {alias!r}"])
+    return Named(entry.alias, [])
 
 
 def finish(run: Run, spec: KeySpec, entry: JournalEntry, new_key: str
-           ) -> tuple[list[str], Retired | None]:
-    """Steps 4 (hand-over) to 6, after the switch; safe to repeat. Drops the entry."""
+           ) -> tuple[list[str], Retired | None, str]:
+    """Steps 4 (hand-over) to 6, after the switch; safe to repeat. Drops the entry. Returns
+    the notes, what became of the old key, and the alias the new key got."""
     settle_gate(run, spec)
     notes = hand_over(run, spec, new_key)
     retired = retire(run, entry)
-    notes += rename(run, entry, new_key)
+    named = rename(run, entry, new_key)
     run.journal.drop(entry.name)
-    return notes, retired
+    return notes + named.notes, retired, named.alias
 
 
 def roll_back(run: Run, entry: JournalEntry) -> bool:
@@ -520,7 +531,7 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
         switch(run, spec, new_key)
         switched = True
         try:
-            notes, retired = finish(run, spec, entry, new_key)
+            notes, retired, alias = finish(run, spec, entry, new_key)
         except GatewayError as exc:
             raise IncompleteError(
                 f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but the rest "
@@ -557,7 +568,7 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
             raise Interrupted(f"interrupted; {undone}; .env and the old key are unchanged") from exc
         exc.extend(f"{undone}; .env and the old key are unchanged")
         raise
-    return Replaced(new_key, created, notes, retired)
+    return Replaced(new_key, created, notes, retired, alias)
 
 
 def _env_took(run: Run, spec: KeySpec, new_key: str) -> bool:
@@ -594,7 +605,7 @@ def recover(run: Run, specs: Mapping[str, KeySpec]) -> list[str]:
                                           gate=entry.gate)
         held = doc.get(spec.env_var)
         if entry.new_token and held and token_of(held) == entry.new_token:
-            finish_notes, _retired = finish(run, spec, entry, held)
+            finish_notes, _retired, _alias = finish(run, spec, entry, held)
             notes += finish_notes
             notes.append(f"finished an interrupted {entry.words} of {name!r}: .env holds the new "
                          f"key {mask(held)}")
