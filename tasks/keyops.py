@@ -3,7 +3,8 @@
 ``create`` and ``rotate`` work out which key to replace (the one .env holds, or the one with the
 alias) and with what (its team, models, budget, limits, metadata), then run the rotation
 protocol of ``rotation.py``; ``revoke`` and ``list`` are direct. Every task first finishes or
-rolls back what an interrupted one left (``rotation.recover``).
+rolls back what an interrupted one left (``rotation.recover``), and once per task deletes the
+unfinished keys no journal waits for (``rotation.collect``).
 """
 
 from __future__ import annotations
@@ -118,6 +119,7 @@ class KeyManager:
         self.journal = Journal(settings.journal_file)
         self.run = rotation.Run(settings, client, self.journal, progress=self.progress)
         self.consumer = consumer
+        self._collected = False  # rotation.collect ran (once per task is enough)
 
     @property
     def consumer(self) -> Consumer | None:
@@ -144,11 +146,22 @@ class KeyManager:
     # -- recovery ------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """Finish or roll back operations a killed run left in the journal. Holds no lock."""
-        return rotation.recover(self.run, self.settings.keys)
+        """Finish or roll back operations a killed run left in the journal, then (once per
+        task) delete the unfinished keys no journal waits for. The caller holds the keys lock."""
+        notes = rotation.recover(self.run, self.settings.keys)
+        if not self._collected:
+            notes += rotation.collect(self.run, self.settings.keys, self.client.list_keys())
+            self._collected = True
+        return notes
 
-    def recover_locked(self) -> list[str]:
-        if not self.journal.read():
+    def recover_locked(self, listing: Iterable[Mapping[str, Any]] | None = None) -> list[str]:
+        """``recover`` under the keys lock, taken only when there is something to do: a journal,
+        or leftovers in ``listing`` (every key; listed here when not given)."""
+        if not self._collected:
+            keys = self.client.list_keys() if listing is None else listing
+            if not rotation.leftovers(self.run, self.settings.keys, keys):
+                self._collected = True  # nothing to collect (checked again under the lock)
+        if self._collected and not self.journal.read():
             return []
         with self._operation():
             return self.recover()
@@ -166,7 +179,7 @@ class KeyManager:
             action="created" if op == "create" else "rotated",
             key=done.key,
             notes=done.notes,
-            alias=spec.alias,
+            alias=done.alias,
             team_id=str(created.get("team_id") or spec.team_id),
             models=list(created.get("models") or spec.models),
             expires=created.get("expires"),
@@ -372,14 +385,17 @@ class KeyManager:
 
     def list(self, *, team_id: str | None = None) -> tuple[list[KeyRow], list[str]]:
         self.client.require_database()
-        notes = self.recover_locked()
+        listing = [*self.client.list_keys(team_id=team_id)]
+        notes = self.recover_locked(None if team_id else listing)
+        if notes:  # it changed keys: list them as they are now
+            listing = [*self.client.list_keys(team_id=team_id)]
         doc = self._doc()
         held = {token_of(doc.get(s.env_var)): (s.env_var, doc.get(s.env_var))
                 for s in self.settings.keys.values() if doc.get(s.env_var)}
         rows = []
         seen = set()
         at = now()
-        for item in self.client.list_keys(team_id=team_id):
+        for item in listing:
             token = str(item.get("token") or "")
             seen.add(token)
             var, plain = held.get(token, ("", ""))

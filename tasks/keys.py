@@ -138,7 +138,10 @@ def create(
         spec = settings.key(name).with_overrides(overrides)
         changed = {n for n, v in (("alias", alias), ("team_id", team), ("models", models),
                                   ("max_budget", max_budget)) if v is not None}
-        _report(keys.create(spec, force=force, changed=changed), settings, json)
+        result = keys.create(spec, force=force, changed=changed)
+        _report(result, settings, json)
+        if not json and result.old_key is not None:  # --force, or an expired/blocked key replaced
+            emit(old_key_line(result, None))
 
 
 @task(

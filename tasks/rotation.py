@@ -9,8 +9,10 @@ one. Creation runs the same protocol with no old key. One function per step, in 
    rolled back by the next keys task;
 2. ``generate``: the new key under a unique *pending* alias (LiteLLM refuses two keys with one
    alias), with the team, models, budget, limits and metadata of the key it replaces; its hash
-   is journaled. A request whose outcome is unknown (timeout, reset, Ctrl-C while in flight)
-   leaves the entry in the journal: the key may exist, and the next keys task looks for it;
+   is journaled. A request whose outcome is unknown (timeout, reset, Ctrl-C or a kill while in
+   flight) leaves the entry in the journal: the key may exist, or be made later still, and the
+   keys tasks look for it until LiteLLM's request timeout has passed since ``started_at``
+   (``waits_until``);
 3. ``prove``: ``/v1/models`` with the new key must list at least one model LiteLLM serves;
 4. ``switch``: .env gets the new key atomically (``FIRST_RUN=no`` in the same write, for the
    gate key); then ``hand_over`` gives it to its consumer, which proves it there;
@@ -22,7 +24,11 @@ one. Creation runs the same protocol with no old key. One function per step, in 
 Before the switch a failure or Ctrl-C deletes the new key (``roll_back``) and leaves .env and the
 old key as they were. After it, the entry stays and ``recover`` - which every keys task runs
 first - finishes steps 4-6 when .env holds the journaled new key, and otherwise deletes whatever
-the entry may have made. Nothing here prints; progress goes through a callback.
+the entry may have made; an entry whose key request may still be carried out is kept, *waiting*,
+until its key is found (and deleted) or LiteLLM's request timeout has passed. Then ``collect``
+deletes ``[pending ...]`` keys of these aliases that no journal entry waits for and no .env
+value holds (what a killed run of an earlier version left). Nothing here prints; progress goes
+through a callback.
 """
 
 from __future__ import annotations
@@ -71,6 +77,12 @@ RETIRED_RE = re.compile(r"\s\(retired [0-9a-f]+\)\Z")
 #: the alias ``rename`` falls back to when another key holds the real one: the next rotation
 #: tries the real alias again
 FALLBACK_RE = re.compile(r"\s\([0-9a-f]{8}\)\Z")
+
+#: How long LiteLLM may still carry out a ``/key/generate`` whose answer was lost: its own
+#: request timeout (``litellm.request_timeout``, 6000 s unless its ``REQUEST_TIMEOUT`` sets it),
+#: plus a minute for the moments between ``started_at`` and the request leaving. Until then an
+#: unknown outcome stays unknown: the journal keeps the entry.
+GENERATE_MAY_RUN = timedelta(seconds=6000 + 60)
 
 
 def pending_alias_of(alias: str, txid: str) -> str:
@@ -159,17 +171,33 @@ class JournalEntry:
     started_at: str
     pid: int
     new_token: str | None = None
+    #: the run is gone and its key request may still be carried out: kept, under ``slot``,
+    #: until its key is found or ``waits_until`` has passed (a new run of the key has its own entry)
+    waiting: bool = False
 
     @property
     def words(self) -> str:
         return OP_WORDS[self.op]
 
+    @property
+    def slot(self) -> str:
+        """Its place in the journal: the key's name, or apart from it while waiting."""
+        return f"{self.name}#{self.txid}" if self.waiting else self.name
+
+    def waits_until(self) -> datetime | None:
+        """Until when LiteLLM may still carry out this entry's ``/key/generate`` whose answer
+        never came: LiteLLM's request timeout after ``started_at``. None when an answer came
+        (``new_token``) or the time cannot be read (then it counts as passed; ``collect``
+        still deletes a key that appears later)."""
+        started = when(self.started_at)
+        return None if self.new_token or started is None else started + GENERATE_MAY_RUN
+
     @classmethod
-    def from_json(cls, name: str, data: Mapping[str, Any]) -> JournalEntry:
-        """An entry as written; also the untyped entries of earlier versions."""
+    def from_json(cls, slot: str, data: Mapping[str, Any]) -> JournalEntry:
+        """An entry as written; also the untyped entries of earlier versions (by name)."""
         op = str(data.get("op", "rotate"))
         return cls(
-            name=name,
+            name=str(data.get("name") or slot),
             op="create" if op in ("create", "created") else "rotate",
             txid=str(data.get("txid") or ""),
             env_var=str(data["env_var"]),
@@ -182,11 +210,13 @@ class JournalEntry:
             started_at=str(data.get("started_at") or ""),
             pid=int(data.get("pid") or 0),
             new_token=str(data["new_token"]) if data.get("new_token") else None,
+            waiting=bool(data.get("waiting")),
         )
 
 
 class Journal:
-    """Key operations in flight, by key name, in a 0600 JSON file beside .env."""
+    """Key operations in flight, by slot (the key name; apart while waiting), in a 0600 JSON
+    file beside .env."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -204,31 +234,44 @@ class Journal:
         return data if isinstance(data, dict) else {}
 
     def read(self) -> dict[str, JournalEntry]:
+        """Every entry, by slot."""
         entries = {}
-        for name, data in self._raw().items():
+        for slot, data in self._raw().items():
             try:
-                entries[name] = JournalEntry.from_json(name, data)
+                entries[slot] = JournalEntry.from_json(slot, data)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise EnvFileError(f"the keys journal {self.path} has an entry for {name!r} this "
+                raise EnvFileError(f"the keys journal {self.path} has an entry for {slot!r} this "
                                    "version cannot read; check `invoke keys.list` and delete the "
                                    "file") from exc
         return entries
 
-    def put(self, entry: JournalEntry) -> None:
-        data = self._raw()
-        data[entry.name] = {k: v for k, v in asdict(entry).items() if k != "name"}
-        envfile.write_secure(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
-
-    def drop(self, name: str) -> None:
-        data = self._raw()
-        if name not in data:
-            return
-        del data[name]
+    def _write(self, data: dict[str, Any]) -> None:
         if data:
             envfile.write_secure(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
         else:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+    def put(self, entry: JournalEntry) -> None:
+        data = self._raw()
+        data[entry.slot] = asdict(entry)
+        self._write(data)
+
+    def park(self, entry: JournalEntry) -> None:
+        """Move a dead run's entry apart to wait for its key (one write), freeing its key's
+        name for a new run."""
+        data = self._raw()
+        data.pop(entry.slot, None)
+        entry.waiting = True
+        data[entry.slot] = asdict(entry)
+        self._write(data)
+
+    def drop(self, slot: str) -> None:
+        data = self._raw()
+        if slot not in data:
+            return
+        del data[slot]
+        self._write(data)
 
 
 # --------------------------------------------------------------------------- consumers
@@ -287,6 +330,7 @@ class Replaced:
     created: dict[str, Any]
     notes: list[str]
     retired: Retired | None
+    alias: str  # what LiteLLM calls it: the real alias, or the fallback ``rename`` gave
 
 
 def check(run: Run, spec: KeySpec, *, models: bool) -> None:
@@ -319,7 +363,7 @@ def journal_intent(run: Run, spec: KeySpec, op: Op, old_token: str | None,
     entry = JournalEntry(
         name=spec.name, op=op, txid=txid, env_var=spec.env_var, alias=spec.alias,
         pending_alias=pending_alias_of(spec.alias, txid), team_id=spec.team_id, gate=spec.gate,
-        old_token=old_token, grace=grace, started_at=now().isoformat(timespec="seconds"),
+        old_token=old_token, grace=grace, started_at=now().isoformat(),
         pid=os.getpid())
     run.journal.put(entry)
     return entry
@@ -465,7 +509,15 @@ def retire(run: Run, entry: JournalEntry) -> Retired | None:
     return Retired("kept", str(info.get("expires")))
 
 
-def rename(run: Run, entry: JournalEntry, new_key: str) -> list[str]:
+@dataclass
+class Named:
+    """What ``rename`` named the new key, and a note when that is not the real alias."""
+
+    alias: str
+    notes: list[str]
+
+
+def rename(run: Run, entry: JournalEntry, new_key: str) -> Named:
     """Step 6: the new key gets the real alias (or a distinct one if another key holds it)."""
     run.progress(f"naming the new key {entry.alias!r}")
     try:
@@ -475,19 +527,21 @@ def rename(run: Run, entry: JournalEntry, new_key: str) -> list[str]:
             raise
         alias = f"{entry.alias} ({entry.txid})"
         run.client.update_key({"key": token_of(new_key), "key_alias": alias})
-        return [f"another key is already named {entry.alias!r}; the new key is named {alias!r}"]
-    return []
+        return Named(alias, [f"another key is already named {entry.alias!r}; the new key is "
+                             f"named {alias!r}"])
+    return Named(entry.alias, [])
 
 
 def finish(run: Run, spec: KeySpec, entry: JournalEntry, new_key: str
-           ) -> tuple[list[str], Retired | None]:
-    """Steps 4 (hand-over) to 6, after the switch; safe to repeat. Drops the entry."""
+           ) -> tuple[list[str], Retired | None, str]:
+    """Steps 4 (hand-over) to 6, after the switch; safe to repeat. Drops the entry. Returns
+    the notes, what became of the old key, and the alias the new key got."""
     settle_gate(run, spec)
     notes = hand_over(run, spec, new_key)
     retired = retire(run, entry)
-    notes += rename(run, entry, new_key)
-    run.journal.drop(entry.name)
-    return notes, retired
+    named = rename(run, entry, new_key)
+    run.journal.drop(entry.slot)
+    return notes + named.notes, retired, named.alias
 
 
 def roll_back(run: Run, entry: JournalEntry) -> bool:
@@ -520,7 +574,7 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
         switch(run, spec, new_key)
         switched = True
         try:
-            notes, retired = finish(run, spec, entry, new_key)
+            notes, retired, alias = finish(run, spec, entry, new_key)
         except GatewayError as exc:
             raise IncompleteError(
                 f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but the rest "
@@ -529,8 +583,8 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
     except OutcomeUnknown as unknown:
         # the key may exist, or be in the making still: the journal keeps its pending alias
         maybe = (f"LiteLLM may have made a new key named {entry.pending_alias!r} (or be making "
-                 "it still); .env and the old key are unchanged; the next keys task (e.g. "
-                 "`invoke keys.list`) deletes it if it exists")
+                 "it still); .env and the old key are unchanged; the keys tasks (e.g. `invoke "
+                 "keys.list`) delete it if it exists or once it appears")
         cause = unknown.cause
         if isinstance(cause, GatewayError):
             cause.extend(maybe)
@@ -557,7 +611,7 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
             raise Interrupted(f"interrupted; {undone}; .env and the old key are unchanged") from exc
         exc.extend(f"{undone}; .env and the old key are unchanged")
         raise
-    return Replaced(new_key, created, notes, retired)
+    return Replaced(new_key, created, notes, retired, alias)
 
 
 def _env_took(run: Run, spec: KeySpec, new_key: str) -> bool:
@@ -573,7 +627,7 @@ def undo(run: Run, entry: JournalEntry) -> str:
     """Roll back before the switch; say what happened. Leaves the journal if it cannot."""
     try:
         roll_back(run, entry)
-        run.journal.drop(entry.name)
+        run.journal.drop(entry.slot)
         return "the new key was deleted" if entry.new_token else "nothing was created"
     except (GatewayError, KeyboardInterrupt):
         return "the unfinished key could not be deleted now; the next keys task will"
@@ -582,19 +636,22 @@ def undo(run: Run, entry: JournalEntry) -> str:
 def recover(run: Run, specs: Mapping[str, KeySpec]) -> list[str]:
     """Finish or roll back what a killed or failed run left in the journal (the caller holds
     the keys lock): finish when .env holds the journaled new key, else delete what the entry
-    may have made. Returns one note per entry."""
+    may have made - or, while its key request may still be carried out and no key is there
+    yet, keep it waiting (``waits_until``). Returns one note per entry."""
     pending = run.journal.read()
     if not pending:
         return []
     notes = []
     doc = envfile.load(run.settings.env_file)
-    for name, entry in pending.items():
+    at = now()
+    for slot, entry in pending.items():
+        name = entry.name
         spec = specs.get(name) or KeySpec(name=name, env_var=entry.env_var, alias=entry.alias,
                                           team_id=entry.team_id, team_alias=entry.team_id,
                                           gate=entry.gate)
         held = doc.get(spec.env_var)
         if entry.new_token and held and token_of(held) == entry.new_token:
-            finish_notes, _retired = finish(run, spec, entry, held)
+            finish_notes, _retired, _alias = finish(run, spec, entry, held)
             notes += finish_notes
             notes.append(f"finished an interrupted {entry.words} of {name!r}: .env holds the new "
                          f"key {mask(held)}")
@@ -602,8 +659,54 @@ def recover(run: Run, specs: Mapping[str, KeySpec]) -> list[str]:
         if roll_back(run, entry):
             notes.append(f"rolled back an interrupted {entry.words} of {name!r}: deleted the "
                          "unfinished key; .env is as it was")
+        elif (until := entry.waits_until()) is not None and at < until:
+            if not entry.waiting:
+                run.journal.park(entry)
+            notes.append(
+                f"an interrupted {entry.words} of {name!r} asked LiteLLM for a key and LiteLLM "
+                f"may still make it: none named {entry.pending_alias!r} yet; .env is as it was; "
+                "the keys tasks delete it if it appears (the journal waits until "
+                f"{until.isoformat(timespec='seconds')}, LiteLLM's request timeout)")
+            continue
         else:
             notes.append(f"rolled back an interrupted {entry.words} of {name!r}: LiteLLM has no "
                          "unfinished key of it; .env is as it was")
-        run.journal.drop(name)
+        run.journal.drop(slot)
     return notes
+
+
+def leftovers(run: Run, specs: Mapping[str, KeySpec], listing: Iterable[Mapping[str, Any]]
+              ) -> list[Mapping[str, Any]]:
+    """The ``[pending ...]`` keys in ``listing`` (a ``/key/list``) of these keys' aliases - the
+    configured ones and those of the keys .env holds - that no journal entry waits for and no
+    .env value holds: what a run killed while LiteLLM made its key left behind."""
+    keys = list(listing)
+    held = {token_of(v) for v in envfile.load(run.settings.env_file).values.values()
+            if v.startswith("sk-")}
+    entries = run.journal.read().values()
+    waited = {e.pending_alias for e in entries} | {e.new_token for e in entries if e.new_token}
+    aliases = {s.alias for s in specs.values()}
+    aliases |= {FALLBACK_RE.sub("", str(k.get("key_alias") or "")) for k in keys
+                if k.get("token") in held}
+    found = []
+    for key in keys:
+        alias, token = str(key.get("key_alias") or ""), str(key.get("token") or "")
+        if (PENDING_RE.search(alias) and PENDING_RE.sub("", alias) in aliases
+                and alias not in waited and token not in waited and token not in held):
+            found.append(key)
+    return found
+
+
+def collect(run: Run, specs: Mapping[str, KeySpec], listing: Iterable[Mapping[str, Any]]
+            ) -> list[str]:
+    """Delete the ``leftovers`` (the caller holds the keys lock, so no run of this .env is
+    making a key meanwhile); one note saying which, or none."""
+    found = leftovers(run, specs, listing)
+    if not found:
+        return []
+    names = ", ".join(repr(str(k.get("key_alias"))) for k in found)
+    run.progress(f"deleting {len(found)} unfinished key(s) no .env holds")
+    if not run.client.delete_keys(keys=[str(k.get("token")) for k in found]):
+        return [f"LiteLLM no longer had the unfinished key(s) {names}"]
+    return [f"deleted {len(found)} unfinished key(s) in LiteLLM that an interrupted run made and "
+            f"no .env holds: {names}"]

@@ -72,6 +72,39 @@ def test_create_force_replaces_safely(project: Project, litellm: Standin) -> Non
     assert record["models"] == ["gpt-4o-mini"]
 
 
+def test_create_force_says_the_old_key_was_deleted(project: Project, litellm: Standin) -> None:
+    first = project.run("keys.create")
+    assert first.returncode == 0, first.stderr
+    assert "old key" not in first.stdout, "nothing was replaced"
+    old = project.value("VIRTUAL_KEY")
+    done = project.run("keys.create", "--force")
+    assert done.returncode == 0, done.stderr
+    assert not litellm.accepts(old)
+    said = [line for line in done.stdout.splitlines() if "old key" in line]
+    assert len(said) == 1 and said[0].startswith("deleted the old key in LiteLLM"), done.stdout
+
+
+def test_create_reports_the_fallback_alias_the_key_got(project: Project, litellm: Standin) -> None:
+    """Another key holds the alias: the new key is named `Open WebUI Key (<id>)`, and that is
+    the alias the task reports (it said `created 'Open WebUI Key'`)."""
+    assert project.run("keys.create").returncode == 0
+    from tasks import envfile
+    from tasks.proxy import LiteLLM
+    for flags in ([], ["--json"]):
+        with LiteLLM(litellm.url, MASTER) as c:
+            nameless = c.generate_key({"team_id": "open-webui-team"})
+        envfile.update(project.env, {"VIRTUAL_KEY": nameless["key"]})
+        done = project.run("keys.create", "--force", *flags)
+        assert done.returncode == 0, done.stderr
+        [record] = [k for k in litellm.active() if k["token"] == sha(project.value("VIRTUAL_KEY"))]
+        alias = record["key_alias"]
+        assert alias.startswith(f"{ALIAS} (") and alias != ALIAS
+        if flags:
+            assert json.loads(done.stdout)["alias"] == alias
+        else:
+            assert f"created {alias!r} for open-webui: " in done.stdout, done.stdout
+
+
 def test_create_with_every_flag(project: Project, litellm: Standin) -> None:
     done = project.run("keys.create", "--alias", "Chat Key", "--team", "chat-team", "--models",
                        "gpt-4o-mini,claude-haiku", "--duration", "30d", "--max-budget", "12.5")

@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-from tests.support.project import MASTER, MODELS, Project, Standin, start_rotation
+from tests.support.project import (
+    MASTER,
+    MODELS,
+    Project,
+    Standin,
+    outlive_litellm,
+    start_rotation,
+)
 
 ALIAS = "Open WebUI Key"
 
@@ -153,7 +160,8 @@ def test_a_timed_out_generate_is_cleaned_up_by_the_next_task(project: Project, l
     assert done.returncode == 4, done.stderr
     err = one_error_line(done.stderr)
     assert "may have made a new key named 'Open WebUI Key [pending" in err
-    assert "the next keys task" in err and ".env and the old key are unchanged" in err
+    assert "the keys tasks (e.g. `invoke keys.list`) delete it" in err
+    assert ".env and the old key are unchanged" in err
     assert "nothing was created" not in err
     assert journal_exists(project), "the trace stays until a later task has made sure"
     pending = wait_for_pending(litellm)
@@ -192,13 +200,19 @@ def test_a_reset_after_the_work_is_an_unknown_outcome(project: Project, litellm:
     assert assert_healthy(project, litellm) == created
 
 
-def test_a_later_task_that_finds_nothing_drops_the_trace(project: Project, litellm: Standin) -> None:
+def test_a_later_task_that_finds_nothing_drops_the_trace_once_litellm_is_done(
+        project: Project, litellm: Standin) -> None:
+    """Nothing found while LiteLLM may still be carrying the request out proves nothing: the
+    journal waits; once LiteLLM's request timeout has passed, the next task drops it."""
     assert project.run("keys.create").returncode == 0
     created = project.value("VIRTUAL_KEY")
-    litellm.fault("/key/generate", mode="hang", delay=2)  # reset without doing the work
+    litellm.fault("/key/generate", mode="held", delay=30)  # never released: dropped unmade
     done = project.run("keys.rotate", env={"INVOKE_GATEWAY_TIMEOUT": "1"})
     assert done.returncode == 4 and journal_exists(project), done.stderr
-    time.sleep(1.5)
+    follow = project.run("keys.list")
+    assert follow.returncode == 0, follow.stderr
+    assert "LiteLLM may still make it" in follow.stdout and journal_exists(project)
+    outlive_litellm(project)
     follow = project.run("keys.list")
     assert follow.returncode == 0, follow.stderr
     assert "LiteLLM has no unfinished key of it" in follow.stdout

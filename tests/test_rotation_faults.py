@@ -8,16 +8,24 @@ from __future__ import annotations
 
 import hashlib
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tasks import envfile, keyops
+from tasks import envfile, keyops, rotation
 from tasks.errors import EnvFileError, GatewayError, IncompleteError
 from tasks.proxy import LiteLLM
 from tasks.settings import load_settings
-from tests.support.project import MASTER, WINDOWS, Project, Standin, start_rotation
+from tests.support.project import (
+    MASTER,
+    WINDOWS,
+    Project,
+    Standin,
+    outlive_litellm,
+    start_rotation,
+)
 
 #: Ctrl-C and SIGTERM are POSIX signals one process sends another. On Windows Ctrl-C is a console
 #: event (GenerateConsoleCtrlEvent needs a shared console; Wine gives none) and
@@ -30,6 +38,21 @@ ALIAS = "Open WebUI Key"
 
 def journal(project: Project) -> Path:
     return project.dir / ".env.keys-journal.json"
+
+
+def settle(project: Project, follow: subprocess.CompletedProcess[str], path: str, mode: str
+           ) -> None:
+    """After the keys task that follows a kill: a ``/key/generate`` sent and never answered,
+    with no key made (yet), stays unknown - the journal waits - until LiteLLM's request
+    timeout has passed; then the next task drops it."""
+    if (path, mode) != ("/key/generate", "hang"):
+        return
+    assert "LiteLLM may still make it" in follow.stdout, follow.stdout
+    assert journal(project).exists()
+    outlive_litellm(project)
+    again = project.run("keys.list")
+    assert again.returncode == 0, again.stderr
+    assert "LiteLLM has no unfinished key of it" in again.stdout
 
 
 def assert_healthy(project: Project, litellm: Standin) -> str:
@@ -179,6 +202,7 @@ def test_sigkill_at_each_step_is_repaired_by_the_next_task(
     assert litellm.accepts(held), "even right after a kill, .env holds a working key"
     follow = project.run("keys.list")
     assert follow.returncode == 0, follow.stderr
+    settle(project, follow, path, mode)
     key = assert_healthy(project, litellm)
     assert (key != created) == switched
     assert not [k for k in litellm.keys() if "[pending" in str(k["key_alias"])]
@@ -202,6 +226,7 @@ def test_ctrl_c_at_each_step(
         assert ".env and the old key are unchanged" in err
     follow = project.run("keys.list")
     assert follow.returncode == 0, follow.stderr
+    settle(project, follow, path, mode)
     key = assert_healthy(project, litellm)
     assert (key != created) == switched
 
@@ -241,3 +266,83 @@ def test_sigterm_unwinds_like_ctrl_c(project: Project, litellm: Standin, created
     assert "the new key was deleted" in err
     assert not journal(project).exists()
     assert assert_healthy(project, litellm) == created
+
+
+# --------------------------------------------------------------------------- the kill race (issue 21)
+
+
+def admin_key(litellm: Standin, alias: str, **body: object) -> dict[str, object]:
+    with LiteLLM(litellm.url, MASTER, timeout=5) as client:
+        return client.generate_key({"key_alias": alias, "team_id": "open-webui-team", **body})
+
+
+@pytest.mark.parametrize("stop", ["kill", pytest.param("sigterm", marks=posix_signals)])
+@pytest.mark.parametrize("follow_up", ["keys.list", "keys.rotate"])
+def test_a_key_litellm_makes_after_the_kill_is_deleted_not_orphaned(
+    project: Project, litellm: Standin, created: str, stop: str, follow_up: str
+) -> None:
+    """`keys.rotate & sleep 1; kill -TERM $!; keys.list`: LiteLLM carries out the /key/generate
+    after the kill and after the next task looked. That task must not drop the journal (it
+    did: an active `Open WebUI Key [pending <id>]` for good); the one after deletes the key.
+    A rotation meanwhile is not held up by the waiting entry."""
+    proc = start_rotation(project, litellm, "/key/generate", "held")
+    if stop == "kill":
+        proc.kill()
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _out, err = proc.communicate(timeout=20)
+    if stop == "sigterm":
+        assert proc.returncode == 130 and "may have made a new key named" in err, err
+    follow = project.run(follow_up)
+    assert follow.returncode == 0, follow.stderr
+    assert "LiteLLM may still make it" in follow.stdout and "rolled back" not in follow.stdout
+    assert journal(project).exists()
+    assert (project.value("VIRTUAL_KEY") != created) == (follow_up == "keys.rotate")
+    litellm.release()  # LiteLLM finishes the request only now
+    [orphan] = litellm.wait_for_pending()
+    again = project.run("keys.list")
+    assert again.returncode == 0, again.stderr
+    assert ("rolled back an interrupted rotation of 'open-webui': deleted the unfinished key"
+            in again.stdout)
+    assert orphan["token"] not in {k["token"] for k in litellm.keys()}
+    assert (assert_healthy(project, litellm) != created) == (follow_up == "keys.rotate")
+
+
+@pytest.mark.parametrize("task", [["keys.list"], ["keys.rotate"], ["keys.create", "--force"],
+                                  ["keys.revoke", "--alias", "Someone's Key", "--yes"]])
+def test_every_keys_task_collects_unfinished_keys_no_env_holds(
+    project: Project, litellm: Standin, created: str, task: list[str]
+) -> None:
+    """What a killed run of an earlier version left: `[pending ...]` keys of our aliases that no
+    journal waits for and no .env holds. Every keys task deletes them, in one line; a key .env
+    holds, or of an alias not ours, is left alone."""
+    orphans = [admin_key(litellm, f"{ALIAS} [pending {txid}]") for txid in ("0badc0de", "7e57da7a")]
+    theirs = admin_key(litellm, "Someone's Key [pending 12345678]")
+    admin_key(litellm, "Someone's Key")
+    held = admin_key(litellm, "Continue.dev Key [pending 5ca1ab1e]")
+    envfile.update(project.env, {"SOME_OTHER_KEY": str(held["key"])})
+    done = project.run(*task)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "unfinished key" in line]
+    assert lines == [f"deleted 2 unfinished key(s) in LiteLLM that an interrupted run made and no "
+                     f".env holds: '{ALIAS} [pending 0badc0de]', '{ALIAS} [pending 7e57da7a]'"]
+    left = {k["token"] for k in litellm.keys()}
+    assert not {str(o["token"]) for o in orphans} & left
+    assert {theirs["token"], held["token"]} <= left
+    assert not journal(project).exists()
+    again = project.run("keys.list")
+    assert "unfinished" not in again.stdout, "said once, when it was done"
+
+
+def test_a_key_a_journal_still_waits_for_is_not_collected(
+    project: Project, litellm: Standin, created: str
+) -> None:
+    """The collector leaves a pending key a journal entry waits for (its own run may yet need
+    it); recovery decides about it."""
+    keys = manager(project, litellm)
+    entry = rotation.journal_intent(keys.run, keys.settings.key(None), "rotate", None, None)
+    made = admin_key(litellm, entry.pending_alias)
+    assert rotation.leftovers(keys.run, keys.settings.keys, keys.client.list_keys()) == []
+    keys.journal.drop(entry.slot)
+    assert [k["token"] for k in rotation.leftovers(keys.run, keys.settings.keys,
+                                                   keys.client.list_keys())] == [made["token"]]

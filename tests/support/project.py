@@ -128,6 +128,22 @@ class Standin:
     def accepts(self, key: str) -> bool:
         return key_accepted(self.url, key)
 
+    def release(self) -> None:
+        """Let the requests a ``held`` fault keeps waiting go on: LiteLLM carries them out."""
+        self.state.release()
+
+    def pending(self) -> list[dict[str, Any]]:
+        """The keys (not deleted) still under a ``[pending ...]`` alias."""
+        return [k for k in self.keys() if "[pending " in str(k["key_alias"])]
+
+    def wait_for_pending(self, timeout: float = 20) -> list[dict[str, Any]]:
+        """Wait until a ``[pending ...]`` key exists (a held or late request carried out)."""
+        deadline = time.monotonic() + timeout
+        while not self.pending():
+            assert time.monotonic() < deadline, "no [pending ...] key appeared"
+            time.sleep(0.02)
+        return self.pending()
+
     def requests(self, path: str | None = None) -> list[dict[str, Any]]:
         with self.state.lock:
             return [r for r in self.state.log if path is None or r["path"] == path]
@@ -214,7 +230,8 @@ def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> 
     # the first /v1/models asks what LiteLLM serves (master key); the second is the proof
     skip = 1 if path == "/v1/models" else 0
     seen = len(litellm.requests(path)) + skip
-    litellm.fault(path, mode=mode, delay=20, skip=skip)
+    # a held request waits for the test to release it (then is carried out), the others 20 s
+    litellm.fault(path, mode=mode, delay=120 if mode == "held" else 20, skip=skip)
     proc = project.start("keys.rotate")
     deadline = time.monotonic() + 20
     while len(litellm.requests(path)) <= seen:
@@ -222,8 +239,23 @@ def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> 
         assert time.monotonic() < deadline, "the rotation never reached the step"
         time.sleep(0.02)
     if mode == "hang_after":
-        time.sleep(0.2)  # let the stand-in finish the work it will never answer
+        litellm.wait_for_pending()  # the stand-in has done the work it will never answer
     return proc
+
+
+def outlive_litellm(project: Project) -> None:
+    """Move every keys-journal entry's ``started_at`` back past LiteLLM's request timeout, as if
+    that much time had gone by since the killed run sent its ``/key/generate``."""
+    from datetime import datetime, timedelta, timezone
+
+    from tasks.rotation import GENERATE_MAY_RUN
+
+    path = project.dir / ".env.keys-journal.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    past = datetime.now(timezone.utc) - GENERATE_MAY_RUN - timedelta(seconds=1)
+    for entry in data.values():
+        entry["started_at"] = past.isoformat()
+    path.write_text(json.dumps(data), encoding="utf-8")  # the file keeps its mode / DACL
 
 
 def two_key_config(project: Project) -> str:

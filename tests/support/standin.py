@@ -34,8 +34,9 @@ injection and fast tests.
 
 Test controls under ``/_standin/`` (no auth; loopback only): ``faults`` (inject a status, a
 hang before or after the work is done, a reset, garbage JSON, an HTML page or a slow
-answer at any path), ``db``, ``state``,
-``reset``. Every request is logged (method, path, query, JSON body) for contract checks.
+answer at any path; ``held``: the request waits until ``release``, then is carried out - after
+its client was killed, say, as LiteLLM carries out a request whose client is gone), ``release``,
+``db``, ``state``, ``reset``. Every request is logged (method, path, query, JSON body) for contract checks.
 
 Run alone (standard library only, so it also runs in a bare container):
 ``LITELLM_MASTER_KEY=sk-... python3 tests/support/standin.py`` (``/standin/litellm_standin.py`` in
@@ -112,6 +113,9 @@ class State:
         self.teams: dict[str, dict[str, Any]] = {}
         self.faults: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []
+        #: what ``held`` requests wait for; ``epoch`` tells them a reset dropped them
+        self.gate = threading.Event()
+        self.epoch = 0
 
     def load(self) -> None:
         if not self.path or not os.path.exists(self.path):
@@ -141,6 +145,14 @@ class State:
             self.faults.clear()
             self.log.clear()
             self.db = True
+            self.epoch += 1  # requests still held are dropped, not carried out now
+            self.release()
+
+    def release(self) -> None:
+        """Let every ``held`` request go on (the next ones wait for a new release)."""
+        with self.lock:
+            self.gate.set()
+            self.gate = threading.Event()
 
     # -- faults --------------------------------------------------------------
 
@@ -300,6 +312,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(fault.get("delay") or 30))
             self._reset_connection()
             return
+        if fault and fault.get("mode") == "held":  # done late: its client may be long gone
+            try:
+                self._send(status, answer)
+            except OSError:
+                self.close_connection = True
+            return
         self._send(status, answer)
 
     def _fault(self, fault: dict[str, Any]) -> bool:
@@ -312,6 +330,14 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "reset":
             self._reset_connection()
             return True
+        if mode == "held":  # until released, then carried out; dropped by a reset or `delay`
+            state = self.server.state
+            with state.lock:
+                gate, epoch = state.gate, state.epoch
+            if not gate.wait(delay or 60) or state.epoch != epoch:
+                self._reset_connection()
+                return True
+            return False
         if mode in ("slow", "hang_after"):
             time.sleep(delay if mode == "slow" else 0)
             return False  # then handle the request (and answer late, or never)
@@ -670,6 +696,9 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/_standin/db" and method == "POST":
                 state.db = bool(body.get("connected"))
                 return 200, {"db": state.db}
+            if path == "/_standin/release" and method == "POST":
+                state.release()
+                return 200, {"released": True}
             if path == "/_standin/reset" and method == "POST":
                 state.reset()
                 return 200, {"reset": True}
