@@ -60,6 +60,33 @@ def project(tmp_path: Path, litellm: Standin) -> Project:
     return Project(tmp_path, env, litellm.url)
 
 
+@pytest.fixture
+def file_attribute() -> Iterator[Any]:
+    """``apply(path, "+i")``: ``chattr`` a real file attribute (immutable, append-only) onto
+    ``path``, lifted again after the test. Skips, saying why, where that cannot be done: not
+    root, no ``chattr``, a file system without attributes, Windows."""
+    import os
+    import shutil
+    import subprocess
+
+    applied: list[Path] = []
+
+    def apply(path: Path, flag: str) -> None:
+        chattr = shutil.which("chattr")
+        if WINDOWS or chattr is None or os.geteuid() != 0:
+            pytest.skip("a real immutable file needs chattr as root (Linux)")
+        done = subprocess.run([chattr, flag, str(path)], capture_output=True, text=True,
+                              timeout=30, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"chattr {flag} is refused here: {done.stderr.strip()}")
+        applied.append(path)
+
+    yield apply
+    for path in reversed(applied):
+        subprocess.run([str(shutil.which("chattr")), "-ia", str(path)], capture_output=True,
+                       timeout=30, check=False)
+
+
 # --------------------------------------------------------------------------- the real LiteLLM
 
 

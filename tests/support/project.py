@@ -186,12 +186,14 @@ class Project:
         return environ
 
     def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal."""
+            timeout: float = 60, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal.
+        ``pass_fds``: descriptors the process inherits (POSIX), as a shell's ``<(...)`` gives."""
         return spawn_retrying(lambda: subprocess.run(
             [sys.executable, "-m", "invoke", "-r", str(REPO), *args],
             cwd=self.dir, env=self.environ(**(env or {})), text=True, capture_output=True,
             timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+            pass_fds=pass_fds,
         ))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
