@@ -52,6 +52,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def litellm_under_path() -> Iterator[Standin]:
+    """The stand-in as behind a reverse proxy with LiteLLM's ``SERVER_ROOT_PATH=/litellm``:
+    its API at ``<host>/litellm`` only, another application at every other path."""
+    server = serve_in_thread(MASTER, MODELS, root_path="/litellm")
+    yield Standin(server)
+    with server.state.lock:
+        CLIENT_REQUESTS.extend(server.state.log)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def project(tmp_path: Path, litellm: Standin) -> Project:
     # LITELLM_PORT agrees with the stand-in's URL (LITELLM_PROXY_URL): no "note: using ..." line
     from urllib.parse import urlsplit

@@ -537,3 +537,52 @@ def test_an_alias_with_a_control_character_is_refused_before_any_request(
     done = project.run("-f", str(config), "keys.create")
     assert done.returncode == 2 and "gateway.keys.open-webui.alias" in one_line_error(done)
     assert litellm.requests() == []
+
+
+# --------------------------------------------------------------------------- LiteLLM under a path
+
+
+def test_litellm_under_a_path_is_reached_there(project: Project, litellm_under_path: Standin) -> None:
+    """LiteLLM behind a reverse proxy with SERVER_ROOT_PATH=/litellm, another app at /: the
+    input as quoted, `--url https://host/litellm` (and with a trailing slash, and from
+    LITELLM_PROXY_URL); every API call goes under the path."""
+    lite = litellm_under_path
+    root = lite.url
+    assert root.endswith("/litellm")
+    done = project.run("keys.create", "--url", root)
+    assert done.returncode == 0, done.stderr
+    key = project.value("VIRTUAL_KEY")
+    assert lite.accepts(key) and [k["key_alias"] for k in lite.active()] == [ALIAS]
+    rotated = project.run("keys.rotate", "--url", root + "/")
+    assert rotated.returncode == 0, rotated.stderr
+    assert project.value("VIRTUAL_KEY") != key and lite.accepts(project.value("VIRTUAL_KEY"))
+    listed = project.run("keys.list", env={"LITELLM_PROXY_URL": root})
+    assert listed.returncode == 0, listed.stderr
+    assert "VIRTUAL_KEY" in listed.stdout and "1 key(s)" in listed.stdout
+    assert {r["path"] for r in lite.requests()} >= {"/health/readiness", "/key/generate"}
+
+
+def test_the_host_root_in_front_of_litellm_is_another_app(project: Project,
+                                                          litellm_under_path: Standin) -> None:
+    """The root the old error suggested is the other application: said as such, exit 7."""
+    host = litellm_under_path.url.removesuffix("/litellm")
+    done = project.run("keys.list", "--url", host)
+    assert done.returncode == 7, done.stderr
+    assert "not as LiteLLM does; is something else on that port?" in one_line_error(done)
+
+
+def test_a_path_litellm_is_not_served_under_says_so(project: Project,
+                                                    litellm_under_path: Standin) -> None:
+    host = litellm_under_path.url.removesuffix("/litellm")
+    done = project.run("keys.list", "--url", f"{host}/gateway")
+    assert done.returncode == 7, done.stderr
+    assert "is LiteLLM served under /gateway there (its SERVER_ROOT_PATH" in one_line_error(done)
+
+
+@pytest.mark.parametrize("path", ["/v1", "/v1/", "/ui", "/chat/completions", "/litellm/v1",
+                                  "/litellm/v1/models", "/litellm/ui/"])
+def test_a_path_that_is_no_root_is_refused_with_the_root(project: Project, path: str) -> None:
+    host, root_path = "https://gateway.example", "/litellm" if path.startswith("/litellm") else ""
+    done = project.run("keys.list", "--url", host + path)
+    assert done.returncode == 2, done.stderr
+    assert one_line_error(done).endswith(f"use {host}{root_path}")

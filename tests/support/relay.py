@@ -87,7 +87,10 @@ class Relay:
         return None
 
 
-def start_relay(upstream: str) -> Relay:
+def start_relay(upstream: str, root_path: str = "") -> Relay:
+    """A relay to ``upstream``. With ``root_path`` (``/litellm``) it is a reverse proxy that
+    serves the upstream under that path only (forwarded unchanged, as to a LiteLLM started with
+    ``SERVER_ROOT_PATH``) and another application - a web page - at every other path."""
     target = urllib.parse.urlsplit(upstream)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -102,6 +105,14 @@ def start_relay(upstream: str) -> Relay:
             path = urllib.parse.urlsplit(self.path).path
             with relay.lock:
                 relay.log.append({"method": self.command, "path": path, "at": time.monotonic()})
+            if root_path and path != root_path and not path.startswith(root_path + "/"):
+                page = b"<html><body>another application</body></html>"
+                self.send_response(200 if self.command == "GET" else 405)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
             hold = relay._take_hold(path)
             release = relay.release
             if hold is not None and hold.mode == "before":

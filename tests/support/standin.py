@@ -40,7 +40,9 @@ answer at any path), ``db``, ``state``,
 Run alone (standard library only, so it also runs in a bare container):
 ``LITELLM_MASTER_KEY=sk-... python3 tests/support/standin.py`` (``/standin/litellm_standin.py`` in
 its image) with ``STANDIN_HOST`` (127.0.0.1), ``STANDIN_PORT`` (4000), ``STANDIN_DB``
-(``connected``/``none``), ``STANDIN_MODELS``, and ``STANDIN_CRASH`` (exit 3 at once, for tests
+(``connected``/``none``), ``STANDIN_MODELS``, ``STANDIN_ROOT_PATH`` (LiteLLM's
+``SERVER_ROOT_PATH`` behind a reverse proxy: the API under that path, another application
+elsewhere), and ``STANDIN_CRASH`` (exit 3 at once, for tests
 of a crashing service) and ``STANDIN_STATE`` (a
 JSON file where keys and teams persist across restarts, as LiteLLM's database keeps them).
 """
@@ -217,6 +219,8 @@ class Handler(BaseHTTPRequestHandler):
     server: StandinServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    #: the request's path as LiteLLM routes it (without the root path)
+    route_path = "/"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -269,6 +273,13 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         parts = urlsplit(self.path)
         path = parts.path
+        root = self.server.root_path
+        if root and not path.startswith("/_standin/"):
+            if path != root and not path.startswith(root + "/"):
+                self._another_app(method)
+                return
+            path = path[len(root):] or "/"
+        self.route_path = path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             body = self._body() if method == "POST" else {}
@@ -301,6 +312,12 @@ class Handler(BaseHTTPRequestHandler):
             self._reset_connection()
             return
         self._send(status, answer)
+
+    def _another_app(self, method: str) -> None:
+        """Behind a reverse proxy that serves LiteLLM under ``root_path``, the rest of the host
+        is another application: a web page for every GET (as a single-page app answers)."""
+        page = b"<html><body>another application</body></html>"
+        self._send(200 if method == "GET" else 405, page, "text/html")
 
     def _fault(self, fault: dict[str, Any]) -> bool:
         mode = fault.get("mode", "status")
@@ -434,7 +451,7 @@ class Handler(BaseHTTPRequestHandler):
         fails in a different way on nearly every endpoint."""
         if self.server.state.db:
             return
-        path = urlsplit(self.path).path
+        path = self.route_path
         if path == "/key/list":
             raise shape_a(500, "Authentication Error, Database not connected",
                           "internal_server_error", "None")
@@ -688,14 +705,18 @@ class StandinServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: State) -> None:
+    def __init__(self, address: tuple[str, int], state: State, root_path: str = "") -> None:
         super().__init__(address, Handler)
         self.state = state
+        #: LiteLLM's SERVER_ROOT_PATH behind a reverse proxy (``/litellm``): the API answers
+        #: under it only, and every other path is another application (``Handler._another_app``)
+        self.root_path = root_path.rstrip("/")
 
     @property
     def url(self) -> str:
+        """LiteLLM's root: the host's URL, plus ``root_path``."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}{self.root_path}"
 
 
 class NotLiteLLM(BaseHTTPRequestHandler):
@@ -714,8 +735,8 @@ class NotLiteLLM(BaseHTTPRequestHandler):
 
 
 def serve_in_thread(master_key: str, models: list[str], host: str = "127.0.0.1",
-                    port: int = 0, db: bool = True) -> StandinServer:
-    server = StandinServer((host, port), State(master_key, models, db))
+                    port: int = 0, db: bool = True, root_path: str = "") -> StandinServer:
+    server = StandinServer((host, port), State(master_key, models, db), root_path)
     threading.Thread(target=server.serve_forever, name="litellm-standin", daemon=True).start()
     return server
 
@@ -734,7 +755,8 @@ def main() -> None:
     state = State(master, models, db, os.environ.get("STANDIN_STATE") or None)
     state.load()
     server = StandinServer((os.environ.get("STANDIN_HOST", "127.0.0.1"),
-                            int(os.environ.get("STANDIN_PORT", "4000"))), state)
+                            int(os.environ.get("STANDIN_PORT", "4000"))), state,
+                           os.environ.get("STANDIN_ROOT_PATH", ""))
     print(f"LiteLLM stand-in listening on {server.url}", flush=True)
     try:
         server.serve_forever()
