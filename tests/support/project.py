@@ -132,6 +132,18 @@ class Standin:
         with self.state.lock:
             return [r for r in self.state.log if path is None or r["path"] == path]
 
+    def worked(self, path: str) -> int:
+        """How many requests to ``path`` the stand-in has done the work of (answered or not)."""
+        with self.state.lock:
+            return self.state.worked.count(path)
+
+    def wait_worked(self, path: str, seen: int, timeout: float = 60) -> None:
+        """Wait until the work of a request to ``path`` beyond the first ``seen`` is done."""
+        deadline = time.monotonic() + timeout
+        while self.worked(path) <= seen:
+            assert time.monotonic() < deadline, f"the stand-in never did the work of {path}"
+            time.sleep(0.01)
+
 
 #: Every request the project sent to the stand-in during this run, for the contract check
 #: against the real proxy's OpenAPI document (tests/test_peer_litellm.py, run last).
@@ -215,16 +227,16 @@ def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> 
     kills or interrupts it there)."""
     # the first /v1/models asks what LiteLLM serves (master key); the second is the proof
     skip = 1 if path == "/v1/models" else 0
-    seen = len(litellm.requests(path)) + skip
+    seen, worked = len(litellm.requests(path)) + skip, litellm.worked(path) + skip
     litellm.fault(path, mode=mode, delay=20, skip=skip)
     proc = project.start("keys.rotate")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while len(litellm.requests(path)) <= seen:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the rotation never reached the step"
         time.sleep(0.02)
     if mode == "hang_after":
-        time.sleep(0.2)  # let the stand-in finish the work it will never answer
+        litellm.wait_worked(path, worked)  # the work it will never answer is done
     return proc
 
 

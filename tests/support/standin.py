@@ -114,6 +114,9 @@ class State:
         self.teams: dict[str, dict[str, Any]] = {}
         self.faults: list[dict[str, Any]] = []
         self.log: list[dict[str, Any]] = []
+        #: the paths of the requests whose work is done (answered or not: ``hang_after``), in
+        #: order - the event a test waits for before it kills the client that sent one
+        self.worked: list[str] = []
 
     def load(self) -> None:
         if not self.path or not os.path.exists(self.path):
@@ -142,6 +145,7 @@ class State:
             self.teams.clear()
             self.faults.clear()
             self.log.clear()
+            self.worked.clear()
             self.db = True
 
     # -- faults --------------------------------------------------------------
@@ -307,6 +311,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and not path.startswith("/_standin/") and status < 400:
             with state.lock:
                 state.save()
+        if not path.startswith("/_standin/"):
+            with state.lock:
+                state.worked.append(path)
         if fault and fault.get("mode") == "hang_after":  # done, but the answer never comes
             time.sleep(float(fault.get("delay") or 30))
             self._reset_connection()
