@@ -86,7 +86,8 @@ def file_attribute() -> Iterator[Any]:
     def apply(path: Path, flag: str) -> None:
         chattr = shutil.which("chattr")
         if WINDOWS or chattr is None or os.geteuid() != 0:
-            pytest.skip("a real immutable file needs chattr as root (Linux)")
+            pytest.skip("POSIX file attributes: a real immutable file needs chattr as root "
+                        "(Linux; Windows has no such attribute)")
         done = subprocess.run([chattr, flag, str(path)], capture_output=True, text=True,
                               timeout=30, check=False)
         if done.returncode != 0:

@@ -283,7 +283,7 @@ def _refuse_replace(monkeypatch: pytest.MonkeyPatch, exc: OSError) -> list[objec
     return calls
 
 
-@pytest.mark.skipif(WINDOWS, reason="on Windows EACCES is also the sharing violation, which is "
+@pytest.mark.skipif(WINDOWS, reason="Windows' EACCES is also its sharing violation, which is "
                     "waited for (test_replace_waits_out_a_sharing_violation_on_windows)")
 @pytest.mark.parametrize(("code", "cause"), [
     (errno.EPERM, "operation not permitted"),
@@ -390,7 +390,7 @@ def test_an_append_only_env_is_named(tmp_path: Path, file_attribute: Any) -> Non
 
 # --------------------------------------------------------------------------- pipes
 
-posix_pipes = pytest.mark.skipif(WINDOWS, reason="/dev/fd and FIFOs are POSIX")
+posix_pipes = pytest.mark.skipif(WINDOWS, reason="POSIX pipes: /dev/fd and FIFOs (Windows has none)")
 
 
 @posix_pipes
