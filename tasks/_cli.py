@@ -183,14 +183,21 @@ def plain(obj: Any) -> Any:
 
 
 def settings_from(
-    c: Any, *, env_file: str | None = None, url: str | None = None, with_env: bool = False
+    c: Any, *, env_file: str | None = None, url: str | None = None, with_env: bool = False,
+    reads_only: bool = False,
 ) -> Settings:
-    """Settings for a task; ``with_env`` also reads .env (for the master key and port)."""
+    """Settings for a task; ``with_env`` also reads .env (for the master key and port).
+
+    A .env that is a pipe (``--env-file <(sops -d .env.enc)``) is taken only by a task that
+    ``reads_only``; any other is refused here (exit 3), before anything happens."""
+    from . import envfile
+
     config = plain(c.config) if c is not None else None
     base = load_settings(config, env_file=env_file, url=url)
+    if not reads_only:
+        envfile.require_updatable(base.env_file)
     if not with_env:
         return base
-    from . import envfile
 
     values = envfile.load(base.env_file).values
     settings = load_settings(config, env_file=env_file, url=url, env_values=values)

@@ -40,7 +40,7 @@ def init(c: Any, force: bool = False, env_file: str | None = None) -> None:
 def check(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Validate .env for stack.start: required values, master key, gate, mode 0600, git; on a
     running stack, that its database password and Open WebUI admin still work."""
-    settings = settings_from(c, env_file=env_file)
+    settings = settings_from(c, env_file=env_file, reads_only=True)
     findings = envops.check(settings)
     if not any(f.check == "parse" and f.level == "error" for f in findings):
         # on a running stack: do the passwords .env holds still open what the volumes keep?

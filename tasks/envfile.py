@@ -15,24 +15,33 @@ owner-only DACL given at creation, see ``perms``), which is flushed, synced and 
 the target with ``os.replace`` (or hard-linked into place when the target must not exist yet).
 So the file is private from the instant it exists, and a reader sees either the old or the new
 file, never a mix. On Windows, where a file another program holds open cannot be replaced, the
-writer retries within the lock timeout. Writers hold ``<name>.lock`` (``filelock``) beside the
-file, so two tasks at once never lose an update.
+writer retries within the lock timeout - that refusal only (``held_open``); every other one
+(immutable, permission denied, read-only) lasts, and is said as what it is (``write_failure``).
+Writers hold ``<name>.lock`` (``filelock``) beside the file, so two tasks at once never lose an
+update.
 
 Symlinks: a ``.env`` that is a symlink is followed; the file it points to is updated in place
 (in its own folder) and the link stays a link. A dangling link is an error.
+
+Pipes (``--env-file <(sops -d .env.enc)``, a FIFO): read once, within ``PIPE_WAIT``, and kept
+in memory, since a pipe gives its text once; never written (``require_updatable``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import re
+import stat
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dotenv.parser import Binding, parse_stream
 
@@ -201,24 +210,103 @@ def _replace_value(original: str, value: str) -> str:
 
 
 def resolve(path: Path) -> Path:
-    """The file to read and write: ``path``, or the file a symlink at ``path`` points to."""
+    """The file to read and write: ``path``, or the file a symlink at ``path`` points to.
+
+    A link the system follows to something without a name - ``/dev/fd/63``, which
+    ``--env-file <(sops -d .env.enc)`` gives, leads to ``pipe:[...]`` - stays ``path``."""
     path = Path(path)
     if path.is_symlink():
         target = path.resolve()
-        if not target.exists():
-            raise EnvFileError(f"{path} is a symlink to {target}, which does not exist")
-        return target
+        if target.exists():
+            return target
+        if os.path.exists(path):
+            return path
+        raise EnvFileError(f"{path} is a symlink to {target}, which does not exist")
     return path
 
 
-def read_bytes(path: Path) -> bytes:
+def kind_of(path: Path) -> str | None:
+    """What ``path`` (followed) is when it is not a regular file: ``"a directory"``,
+    ``"a pipe"`` (a FIFO, or ``<(...)``), ``"a socket"``, ``"a device"``; None for a regular
+    file or nothing at all."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a pipe"
+    return "a socket" if stat.S_ISSOCK(mode) else "a device"
+
+
+def require_updatable(path: Path) -> None:
+    """EnvFileError (exit 3) when ``path`` is there but is no regular file a write can replace:
+    a pipe (read once, never written), a device or a socket. A directory and a missing file are
+    left to the caller's own messages."""
+    kind = kind_of(path)
+    if kind == "a pipe":
+        raise EnvFileError(f"cannot update {path}: it is a pipe (as `--env-file <(...)` gives), "
+                           "which can be read but not written; give a .env file (tasks that only "
+                           "read .env - keys.list, keys.continue-config, env.check - take a pipe)")
+    if kind not in (None, "a directory"):
+        raise EnvFileError(f"cannot update {path}: it is {kind}, not a file; give a .env file")
+
+
+#: How long a pipe may take to give its whole text (``<(sops -d ...)`` asks a key service).
+PIPE_WAIT = 30.0
+#: What each pipe gave, by (path, device, inode): a pipe gives its text once, and a task (or
+#: tasks chained in one ``invoke``) read .env more than once.
+_PIPED: dict[tuple[str, int, int], bytes] = {}
+
+
+def _read_pipe(path: Path, target: Path, info: os.stat_result, wait: float) -> bytes:
+    key = (str(path), info.st_dev, info.st_ino)
+    if key in _PIPED:
+        return _PIPED[key]
+    box: dict[str, Any] = {}
+    done = threading.Event()
+
+    def read() -> None:  # in a thread: opening a FIFO nobody writes blocks, without a deadline
+        try:
+            with open(target, "rb") as handle:
+                box["data"] = handle.read(MAX_SIZE + 1)
+        except OSError as exc:
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=read, name=f"read {path}", daemon=True).start()
+    if not done.wait(wait):
+        raise EnvFileError(f"{path} is a pipe that gave no end of text within {wait:g}s; is the "
+                           "program that writes it (e.g. `sops -d`) stuck or waiting for input?")
+    if "error" in box:
+        raise box["error"]
+    data: bytes = box["data"]
+    if len(data) > MAX_SIZE:
+        raise EnvFileError(f"{path} is a pipe that gave over {MAX_SIZE} bytes; an env file is "
+                           "expected to be small")
+    _PIPED[key] = data
+    return data
+
+
+def read_bytes(path: Path, *, wait: float = PIPE_WAIT) -> bytes:
+    """The bytes of the .env at ``path``. A pipe is read once, within ``wait`` seconds, and
+    what it gave is kept for every later read in this process."""
     target = resolve(path)
     try:
-        if target.is_dir():
+        info = target.stat()
+        if stat.S_ISDIR(info.st_mode):
             raise EnvFileError(f"{path} is a directory, not a file")
-        size = target.stat().st_size
-        if size > MAX_SIZE:
-            raise EnvFileError(f"{path} is {size} bytes; an env file is expected to be small")
+        if stat.S_ISFIFO(info.st_mode):
+            return _read_pipe(Path(path), target, info, wait)
+        if not stat.S_ISREG(info.st_mode):
+            raise EnvFileError(f"{path} is {kind_of(target) or 'not a file'}, not a file; give "
+                               "a .env file (or a pipe)")
+        if info.st_size > MAX_SIZE:
+            raise EnvFileError(f"{path} is {info.st_size} bytes; an env file is expected to be small")
         return target.read_bytes()
     except FileNotFoundError:
         raise EnvFileError(
@@ -226,7 +314,7 @@ def read_bytes(path: Path) -> bytes:
         ) from None
     except PermissionError:
         raise EnvFileError(f"cannot read {path}: permission denied") from None
-    except IsADirectoryError:  # pragma: no cover - raced with is_dir()
+    except IsADirectoryError:  # pragma: no cover - raced with the stat
         raise EnvFileError(f"{path} is a directory, not a file") from None
     except OSError as exc:
         raise EnvFileError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -266,21 +354,72 @@ def clean_stale_temps(target: Path) -> list[Path]:
     return removed
 
 
-def _replace(tmp: Path, target: Path, deadline: float) -> None:
-    """``os.replace``, retried on Windows while another program holds ``target`` open.
+#: Windows' ERROR_SHARING_VIOLATION and ERROR_LOCK_VIOLATION: another program has the file open
+_SHARING = (32, 33)
 
-    Windows refuses to replace a file another process has open without delete sharing
-    (an editor, a virus scanner, ``docker compose`` reading it): PermissionError, WinError 5
-    or 32. That passes; the writer waits for it until ``deadline`` (the lock's timeout).
-    """
+
+def held_open(exc: OSError, target: Path, platform: str = sys.platform) -> bool:
+    """Is ``exc`` - ``os.replace`` onto ``target`` refused - Windows refusing because another
+    program holds ``target`` open (an editor, a scanner, ``docker compose`` reading it)? That
+    passes, so it is worth waiting for: a sharing or lock violation (WinError 32, 33), or
+    "access denied" (WinError 5, which Windows also gives for a file open without delete
+    sharing) on a file not marked read-only. Never on POSIX, where EACCES and EPERM last."""
+    if platform != "win32" or not isinstance(exc, PermissionError):
+        return False
+    if getattr(exc, "winerror", None) in _SHARING:
+        return True
+    return exc.errno == errno.EACCES and not _read_only_attribute(target)
+
+
+def _read_only_attribute(path: Path) -> bool:
+    """Windows' read-only attribute (``attrib +r``), which refuses every replace for good."""
+    try:
+        attributes = getattr(os.stat(path), "st_file_attributes", 0)
+    except OSError:
+        return False
+    return bool(attributes & getattr(stat, "FILE_ATTRIBUTE_READONLY", 1))
+
+
+def replace_waiting(tmp: Path, target: Path, deadline: float, platform: str = sys.platform) -> None:
+    """``os.replace``, tried again while Windows refuses it because another program holds
+    ``target`` open (``held_open``), until ``deadline`` (the lock's timeout). Every other
+    refusal is raised at once."""
     while True:
         try:
             os.replace(tmp, target)
             return
-        except PermissionError:
-            if sys.platform != "win32" or time.monotonic() >= deadline:
+        except PermissionError as exc:
+            if not held_open(exc, target, platform) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.05)
+
+
+def write_failure(exc: OSError, path: Path, target: Path, *, timeout: float,
+                  platform: str = sys.platform) -> EnvFileError:
+    """The one line saying why replacing ``target`` (the file of ``path``) failed, and what to
+    do: held open by another program (Windows, after ``timeout``), marked read-only (Windows),
+    immutable or append-only (a file attribute), permission denied - each its own cause."""
+    if held_open(exc, target, platform):
+        return EnvFileError(f"cannot write {path}: another program has held it open for over "
+                            f"{timeout:g}s; close it (an editor?) and run the task again")
+    if platform == "win32" and isinstance(exc, PermissionError) and _read_only_attribute(target):
+        return EnvFileError(f"cannot write {path}: it is marked read-only; clear that (`attrib -r "
+                            f"{path}`, or its Properties) and run the task again")
+    for what in (target, target.parent) if isinstance(exc, PermissionError) else ():
+        flag = perms.change_forbidden(what)
+        if flag:
+            return EnvFileError(f"cannot write {path}: {what} is {flag} (a file attribute: not "
+                                f"even root may replace it); lift it with "
+                                f"{perms.unlock_hint(what, flag)} and run the task again")
+    if exc.errno == errno.EPERM:
+        return EnvFileError(f"cannot write {path}: the system does not permit replacing it "
+                            f"(operation not permitted: a sticky folder {target.parent} and "
+                            "another owner, or a security policy); nothing was changed")
+    if isinstance(exc, PermissionError):
+        return EnvFileError(f"cannot write {path}: permission denied replacing it in "
+                            f"{target.parent} (writing needs write permission on that folder); "
+                            "nothing was changed")
+    return EnvFileError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: float = 30.0) -> Path:
@@ -290,9 +429,11 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: f
     DACL on Windows) before a byte is written, then synced and moved into place.
     ``exclusive``: fail if the file exists (checked atomically, by hard-linking into place).
     ``timeout``: seconds to keep retrying when Windows refuses the replace because another
-    program holds the file open. Returns the path actually written; raises EnvFileError.
+    program holds the file open. Returns the path actually written; raises EnvFileError
+    naming the cause (``write_failure``); a pipe is refused before anything is written.
     """
     target = Path(path) if exclusive else resolve(Path(path))
+    require_updatable(target)
     directory = target.parent
     if not directory.is_dir():
         raise EnvFileError(f"cannot write {path}: folder {directory} does not exist")
@@ -300,6 +441,12 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: f
     try:
         fd, tmp = perms.create_private(directory, _temp_prefix(target), ".tmp")
     except PermissionError:
+        flag = perms.change_forbidden(directory)
+        if flag:
+            raise EnvFileError(f"cannot write {path}: its folder {directory} is {flag} (a file "
+                               "attribute: not even root may add files to it); lift it with "
+                               f"{perms.unlock_hint(directory, flag)} and run the task "
+                               "again") from None
         raise EnvFileError(f"cannot write {path}: no permission to create files in {directory}") from None
     except OSError as exc:
         raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -316,12 +463,9 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: f
             tmp.unlink()
         else:
             try:
-                _replace(tmp, target, deadline)
-            except PermissionError:
-                raise EnvFileError(
-                    f"cannot write {path}: another program has held it open for over {timeout:g}s; "
-                    "close it (an editor?) and run the task again"
-                ) from None
+                replace_waiting(tmp, target, deadline)
+            except OSError as exc:
+                raise write_failure(exc, Path(path), target, timeout=timeout) from None
         _fsync_dir(directory)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -360,7 +504,9 @@ def file_lock(lock_path: Path, timeout: float, what: str = "the .env file") -> I
 
 
 def lock_path_for(path: Path) -> Path:
+    """``<name>.lock`` beside the file of ``path``. EnvFileError for a pipe: none is written."""
     target = resolve(Path(path)) if Path(path).is_symlink() else Path(path)
+    require_updatable(target)
     return target.with_name(target.name + ".lock")
 
 

@@ -369,6 +369,10 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
     findings = [Finding("error", p.check, p.message) for p in problems]
     if not compare:
         return findings
+    if envfile.kind_of(settings.env_file) == "a pipe":
+        findings.append(Finding("ok", "compose", f"not compared with `docker compose config`: "
+                                f"{settings.env_file} is a pipe, which gives its text once"))
+        return findings
     from .compose import service_environments
     from .errors import ComposeRefusedError
 

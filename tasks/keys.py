@@ -40,18 +40,19 @@ COMMON = {
 
 @contextmanager
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
-            as_json: bool = False, wait: str | None = None
+            as_json: bool = False, wait: str | None = None, reads_only: bool = False,
             ) -> Iterator[tuple[Settings, KeyManager]]:
     """Settings, a LiteLLM client (reach.py) and a KeyManager with Open WebUI as the consumer of
     the gate key - looked up (Docker) only when a key will really change, also when any keys
-    task (even ``keys.list``) finishes an interrupted rotation: its hand-over comes first."""
+    task (even ``keys.list``) finishes an interrupted rotation: its hand-over comes first.
+    ``reads_only``: the task never writes .env, so it may be a pipe (``settings_from``)."""
     from . import reach
     from .keyops import KeyManager
     from .openwebui import OpenWebUIConsumer
 
     via = parse_via(via, "--via")
     seconds = seconds_flag(wait, "--wait") or 0.0
-    settings = settings_from(c, env_file=env_file, url=url, with_env=True)
+    settings = settings_from(c, env_file=env_file, url=url, with_env=True, reads_only=reads_only)
     containers = reach.Containers(settings)
     consumer: OpenWebUIConsumer | None = None
     try:
@@ -304,7 +305,7 @@ def list_(
 
     from .dotenvconsumer import states
 
-    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait, reads_only=True) as (settings, keys):
         rows, notes = keys.list(team_id=team)
         files = states(settings, envfile.load(settings.env_file).values)
     if json:
@@ -421,7 +422,7 @@ def continue_config(
     from .errors import KeyStateError
     from .rotation import reached
 
-    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait, reads_only=True) as (settings, keys):
         if name:
             spec = settings.key(name)
         else:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+import struct
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -219,6 +220,45 @@ def _verify(path: Path, api: WindowsAcl, sid: str) -> Dacl:
     return dacl
 
 
+#: Linux's FS_IOC_GETFLAGS (``_IOR('f', 1, long)``) and the attribute bits ``chattr +i`` / ``+a`` set
+_FS_IOC_GETFLAGS = 0x80006601 | (struct.calcsize("l") << 16)
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
+
+
+def change_forbidden(path: Path) -> str:
+    """``"immutable"`` or ``"append-only"`` when a file attribute forbids changing ``path`` to
+    everyone, root included (``chattr +i`` / ``+a`` on Linux, ``chflags uchg`` / ``uappnd`` on
+    macOS and BSD); ``""`` when none does, or it cannot be told (Windows, another file system)."""
+    try:
+        flags = getattr(os.stat(path), "st_flags", None)
+        if flags is not None:  # macOS, BSD
+            if flags & (stat.UF_IMMUTABLE | stat.SF_IMMUTABLE):
+                return "immutable"
+            return "append-only" if flags & (stat.UF_APPEND | stat.SF_APPEND) else ""
+        if not sys.platform.startswith("linux"):
+            return ""
+        import fcntl
+
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO must not block
+        try:
+            raw = fcntl.ioctl(fd, _FS_IOC_GETFLAGS, bytes(8))
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, ImportError):
+        return ""
+    value = struct.unpack("i", raw[:4])[0]
+    if value & _FS_IMMUTABLE_FL:
+        return "immutable"
+    return "append-only" if value & _FS_APPEND_FL else ""
+
+
+def unlock_hint(path: Path, flag: str) -> str:
+    """How to lift ``flag`` (from :func:`change_forbidden`) from ``path``: the command."""
+    if sys.platform.startswith("linux"):
+        return f"`sudo chattr -{'i' if flag == 'immutable' else 'a'} {path}`"
+    return f"`chflags {'nouchg' if flag == 'immutable' else 'nouappnd'} {path}`"
+
+
 def lock_down(path: Path, *, platform: str | None = None, api: WindowsAcl | None = None) -> LockResult:
     """Make ``path`` readable and writable by its owner alone; say what it was before.
 
@@ -244,6 +284,11 @@ def lock_down(path: Path, *, platform: str | None = None, api: WindowsAcl | None
     except FileNotFoundError:
         raise EnvFileError(f"{path} not found; run `invoke env.init` first") from None
     except PermissionError:
+        flag = change_forbidden(path)
+        if flag:
+            raise EnvFileError(f"cannot change the permissions of {path}: it is {flag} (a file "
+                               f"attribute, even root may not change it); lift that with "
+                               f"{unlock_hint(path, flag)} and run the task again") from None
         raise EnvFileError(
             f"cannot change the permissions of {path}: access denied (not its owner?)"
         ) from None

@@ -180,6 +180,14 @@ class LiteLLM:
                 f"({type(exc).__name__})", maybe_done=True
             ) from exc
 
+    def _elsewhere(self, *, proxy: bool = False) -> str:
+        """The likely cause when something that is not LiteLLM answered at ``base_url``."""
+        path = urlsplit(self.base_url).path
+        if path:
+            return (f"is LiteLLM served under {path} there (its SERVER_ROOT_PATH, behind a reverse "
+                    "proxy)? --url takes the URL LiteLLM's own root is at")
+        return "is something else on that port" + (", or a proxy in front?" if proxy else "?")
+
     @staticmethod
     def _json(response: httpx.Response) -> Any:
         try:
@@ -202,7 +210,7 @@ class LiteLLM:
             kind = response.headers.get("content-type", "").split(";")[0] or "no content type"
             return ApiError(
                 f"{self.base_url}{path} answered HTTP {status} with {kind}, not LiteLLM's JSON; "
-                "is something else on that port, or a proxy in front?",
+                f"{self._elsewhere(proxy=True)}",
                 status,
             )
         message, kind = error_message(body)
@@ -240,7 +248,7 @@ class LiteLLM:
         if data is None:
             raise ApiError(
                 f"{self.base_url}{path} answered HTTP {response.status_code} without JSON; "
-                "is something else on that port?",
+                f"{self._elsewhere()}",
                 response.status_code,
             )
         return data
@@ -257,7 +265,7 @@ class LiteLLM:
                 )
             raise ApiError(
                 f"{self.base_url}/health/readiness answered HTTP {response.status_code} but not "
-                "as LiteLLM does; is something else on that port?",
+                f"as LiteLLM does; {self._elsewhere()}",
                 response.status_code,
             )
         return data

@@ -5,7 +5,8 @@ Precedence, highest first:
 - the .env path: ``--env-file`` > ``gateway.env_file`` (invoke.yaml, ``INVOKE_GATEWAY_ENV_FILE``)
   > ``.env`` beside ``docker-compose.yml``;
 - the LiteLLM URL: ``--url`` > ``gateway.litellm_url`` > ``LITELLM_PROXY_URL`` (as LiteLLM's own
-  CLI reads it) > ``http://localhost:<LITELLM_PORT from .env>`` > ``http://localhost:4000``;
+  CLI reads it) > ``http://localhost:<LITELLM_PORT from .env>`` > ``http://localhost:4000``; its
+  root, which may be a path a reverse proxy serves LiteLLM under (``parse_url``);
 - the master key: ``LITELLM_MASTER_KEY`` in .env > ``LITELLM_MASTER_KEY`` in the environment
   > ``LITELLM_PROXY_API_KEY`` in the environment (LiteLLM's CLI name);
 - the compose project name: ``gateway.project_name`` > ``COMPOSE_PROJECT_NAME`` in .env
@@ -139,11 +140,27 @@ def parse_budget(value: float | str | None) -> float | None:
     return budget
 
 
-def parse_url(value: str, source: str, what: str = "LiteLLM") -> str:
-    """``http(s)://host[:port]`` with no path: the root of LiteLLM (or Open WebUI).
+#: The first path segments of LiteLLM's own routes (``/v1/...``, ``/ui``, ``/key/...``, ...): a URL
+#: whose path holds one is an API path or a page, never a root LiteLLM is served under.
+LITELLM_ROUTES = frozenset({
+    "v1", "v2", "ui", "chat", "completions", "embeddings", "models", "model", "key", "team",
+    "user", "customer", "organization", "health", "docs", "redoc", "openapi.json", "spend",
+    "global", "metrics", "routes", "sso", "login", "logout", "config", "openai", "anthropic",
+    "messages", "responses", "images", "audio", "files", "batches", "assistants", "threads",
+    "fine_tuning", "moderations", "rerank", "engines", "deployments", "mcp", "guardrails",
+})
+
+
+def parse_url(value: str, source: str, what: str = "LiteLLM", *, root_path: bool = False) -> str:
+    """``http(s)://host[:port]``: the root of LiteLLM (or Open WebUI) - with ``root_path``, also
+    under a path, as a reverse proxy serves LiteLLM started with ``SERVER_ROOT_PATH=/litellm``
+    at ``https://host/litellm`` (every API path is added under it). Returned without a trailing
+    slash.
 
     ``source`` names where the URL came from. Raises UsageError (exit 2) for another scheme,
-    no host, a bad port, or a path such as ``/v1`` (the tasks add the API paths themselves).
+    no host, a bad port, a query or fragment, and a path that is clearly not a root - one of
+    LiteLLM's own routes (``/v1``, ``/ui``, ``/chat/completions``, ...), or any path at all
+    without ``root_path`` - naming the root to give instead.
     """
     text = value.strip()
     try:
@@ -156,11 +173,16 @@ def parse_url(value: str, source: str, what: str = "LiteLLM") -> str:
         raise UsageError(f"bad {what} URL {_shown(value)} (from {source}): expected http://host:port")
     if parts.username or parts.password:
         raise UsageError(f"bad {what} URL (from {source}): it must not hold a user or password")
-    if parts.path.strip("/") or parts.query or parts.fragment:
-        root = f"{parts.scheme}://{parts.netloc}"
-        raise UsageError(f"the {what} URL (from {source}) must be its root, without the path "
-                         f"{_shown(parts.path + ('?' if parts.query else ''))}: use {root}")
-    return f"{parts.scheme}://{parts.netloc}"
+    segments = [part for part in parts.path.split("/") if part]
+    route = next((i for i, part in enumerate(segments) if part.lower() in LITELLM_ROUTES),
+                 len(segments)) if root_path else 0
+    root = f"{parts.scheme}://{parts.netloc}" + "".join(f"/{part}" for part in segments[:route])
+    if route < len(segments) or parts.query or parts.fragment:
+        rest = "/" + "/".join(segments[route:]) if route < len(segments) else ""
+        rest += ("?" if parts.query else "") + ("#" if parts.fragment else "")
+        raise UsageError(f"the {what} URL (from {source}) must be its root, without "
+                         f"{_shown(rest)} (the tasks add the API paths themselves): use {root}")
+    return root
 
 
 def parse_via(value: str | None, source: str) -> str | None:
@@ -455,12 +477,12 @@ def load_settings(
     # environment's: env.check reports those itself, as findings
     ports = host_ports(values, environ if env_values is not None else {})
     if url:
-        litellm_url, url_source = parse_url(url, "--url"), "--url"
+        litellm_url, url_source = parse_url(url, "--url", root_path=True), "--url"
     elif _text(raw, "litellm_url"):
-        litellm_url = parse_url(_text(raw, "litellm_url"), "gateway.litellm_url")
+        litellm_url = parse_url(_text(raw, "litellm_url"), "gateway.litellm_url", root_path=True)
         url_source = "gateway.litellm_url"
     elif environ.get("LITELLM_PROXY_URL"):
-        litellm_url = parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL")
+        litellm_url = parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL", root_path=True)
         url_source = "LITELLM_PROXY_URL"
     else:
         if ports["LITELLM_PORT"] is None:

@@ -78,7 +78,7 @@ def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
     from . import envops
     from ._cli import is_terminal, settings_from
 
-    settings = settings_from(c, env_file=env_file)
+    settings = settings_from(c, env_file=env_file, reads_only=True)  # Gateway.load checks
     if settings.env_file.exists() or settings.env_file.is_symlink():
         return
     if not is_terminal(sys.stdin):

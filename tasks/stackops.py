@@ -79,6 +79,11 @@ class Gateway:
     def load(cls, config: Any, *, env_file: str | None = None, url: str | None = None,
              progress: Progress | None = None, service_change: Progress | None = None) -> Gateway:
         base = load_settings(config, env_file=env_file, url=url)
+        if envfile.kind_of(base.env_file) == "a pipe":
+            raise EnvFileError(f"{base.env_file} is a pipe (as `--env-file <(...)` gives): the "
+                               "stack tasks hand .env to docker compose, which reads it again, "
+                               "and a pipe gives its text once; give a .env file")
+        envfile.require_updatable(base.env_file)
         values = envfile.load(base.env_file).values
         return cls(load_settings(config, env_file=env_file, url=url, env_values=values),
                    progress=progress, service_change=service_change)

@@ -52,12 +52,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def litellm_under_path() -> Iterator[Standin]:
+    """The stand-in as behind a reverse proxy with LiteLLM's ``SERVER_ROOT_PATH=/litellm``:
+    its API at ``<host>/litellm`` only, another application at every other path."""
+    server = serve_in_thread(MASTER, MODELS, root_path="/litellm")
+    yield Standin(server)
+    with server.state.lock:
+        CLIENT_REQUESTS.extend(server.state.log)
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
 def project(tmp_path: Path, litellm: Standin) -> Project:
     # LITELLM_PORT agrees with the stand-in's URL (LITELLM_PROXY_URL): no "note: using ..." line
     from urllib.parse import urlsplit
 
     env = write_env(tmp_path / ".env", LITELLM_PORT=str(urlsplit(litellm.url).port))
     return Project(tmp_path, env, litellm.url)
+
+
+@pytest.fixture
+def file_attribute() -> Iterator[Any]:
+    """``apply(path, "+i")``: ``chattr`` a real file attribute (immutable, append-only) onto
+    ``path``, lifted again after the test. Skips, saying why, where that cannot be done: not
+    root, no ``chattr``, a file system without attributes, Windows."""
+    import os
+    import shutil
+    import subprocess
+
+    applied: list[Path] = []
+
+    def apply(path: Path, flag: str) -> None:
+        chattr = shutil.which("chattr")
+        if WINDOWS or chattr is None or os.geteuid() != 0:
+            pytest.skip("POSIX file attributes: a real immutable file needs chattr as root "
+                        "(Linux; Windows has no such attribute)")
+        done = subprocess.run([chattr, flag, str(path)], capture_output=True, text=True,
+                              timeout=30, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"chattr {flag} is refused here: {done.stderr.strip()}")
+        applied.append(path)
+
+    yield apply
+    for path in reversed(applied):
+        subprocess.run([str(shutil.which("chattr")), "-ia", str(path)], capture_output=True,
+                       timeout=30, check=False)
 
 
 # --------------------------------------------------------------------------- the real LiteLLM

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,3 +203,119 @@ def test_lock_permissions_without_a_file(project: Project) -> None:
     project.env.unlink()
     done = project.run("env.lock-permissions")
     assert done.returncode == 3 and "env.init" in done.stderr
+
+
+# --------------------------------------------------------------------------- the real cause
+
+
+def test_init_force_on_an_immutable_env_says_immutable(project: Project, file_attribute: Any) -> None:
+    """`chattr +i .env`: said as what it is at once, not as Windows' "held it open" text."""
+    before = project.env.read_bytes()
+    file_attribute(project.env, "+i")
+    done = project.run("env.init", "--force")
+    assert done.returncode == 3, done.stderr
+    assert f"{project.env} is immutable" in done.stderr, done.stderr
+    assert f"sudo chattr -i {project.env}" in done.stderr
+    assert "held it open" not in done.stderr and len(done.stderr.splitlines()) == 1
+    assert project.env.read_bytes() == before
+
+
+def test_keys_create_on_an_immutable_env_says_immutable(project: Project, litellm: Standin,
+                                                        file_attribute: Any) -> None:
+    before = project.env.read_bytes()
+    file_attribute(project.env, "+i")
+    done = project.run("keys.create")
+    assert done.returncode == 3, done.stderr
+    assert f"{project.env} is immutable" in done.stderr and "held it open" not in done.stderr
+    assert project.env.read_bytes() == before
+    assert litellm.active() == [], "a key .env cannot hold was left active"
+
+
+def test_lock_permissions_on_an_immutable_env_says_immutable(project: Project,
+                                                             file_attribute: Any) -> None:
+    make_public(project.env)
+    file_attribute(project.env, "+i")
+    done = project.run("env.lock-permissions")
+    assert done.returncode == 3
+    assert "it is immutable" in done.stderr and "not its owner" not in done.stderr, done.stderr
+
+
+posix_pipes = pytest.mark.skipif(WINDOWS, reason="POSIX pipes: process substitution, /dev/fd and "
+                                 "FIFOs (Windows has none)")
+
+
+def run_piped(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """``invoke <args> --env-file /dev/fd/N``, N a pipe holding the project's .env, as
+    ``--env-file <(sops -d .env.enc)`` gives it."""
+    read, write = os.pipe()
+    try:
+        os.write(write, project.env.read_bytes())
+        os.close(write)
+        return project.run(*args, "--env-file", f"/dev/fd/{read}", pass_fds=(read,))
+    finally:
+        os.close(read)
+
+
+@pytest.mark.skipif(WINDOWS or shutil.which("bash") is None,
+                    reason="POSIX pipes: process substitution needs bash (Windows has none)")
+def test_process_substitution_as_a_shell_gives_it(project: Project, litellm: Standin) -> None:
+    """The input as quoted: `invoke keys.list --env-file <(sops -d .env.enc)` (here `cat`)."""
+    script = 'exec "$0" -m invoke -r "$1" keys.list --env-file <(cat "$2")'
+    done = subprocess.run(["bash", "-c", script, sys.executable, str(REPO), str(project.env)],
+                          cwd=project.dir, env=project.environ(), capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "0 key(s)" in done.stdout and "symlink" not in done.stderr
+
+
+@posix_pipes
+def test_read_only_tasks_read_a_pipe(project: Project, litellm: Standin) -> None:
+    assert project.run("keys.create").returncode == 0
+    done = run_piped(project, "keys.list")
+    assert done.returncode == 0, done.stderr
+    assert "VIRTUAL_KEY" in done.stdout and "1 key(s)" in done.stdout
+    check = run_piped(project, "env.check", "--json")
+    assert check.returncode == 0, check.stderr
+    report = json.loads(check.stdout)
+    assert report["ok"] is True, report
+    assert "is a pipe, which gives its text once" in messages(report, "ok")
+
+
+@posix_pipes
+@pytest.mark.parametrize("task", [
+    ("keys.create",), ("keys.rotate",), ("keys.revoke", "--name", "open-webui"),
+    ("keys.rotate-master", "--yes"), ("env.init", "--force"), ("env.lock-permissions",),
+])
+def test_tasks_that_write_refuse_a_pipe_before_anything(project: Project, litellm: Standin,
+                                                         task: tuple[str, ...]) -> None:
+    done = run_piped(project, *task)
+    assert done.returncode == 3, done.stderr
+    assert "it is a pipe" in done.stderr and "can be read but not written" in done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "symlink" not in done.stderr
+    assert litellm.requests() == []
+
+
+@posix_pipes
+@pytest.mark.parametrize("task", ["stack.status", "stack.start", "stack.stop"])
+def test_stack_tasks_refuse_a_pipe_compose_cannot_read(project: Project, task: str) -> None:
+    done = run_piped(project, task)
+    assert done.returncode == 3, done.stderr
+    assert "is a pipe" in done.stderr and "docker compose, which reads it again" in done.stderr
+
+
+@posix_pipes
+def test_keys_list_reads_a_fifo(project: Project, litellm: Standin, tmp_path: Path) -> None:
+    fifo = tmp_path / "decrypted.env"
+    os.mkfifo(fifo, 0o600)
+    text = project.env.read_bytes()
+
+    def feed() -> None:
+        with open(fifo, "wb") as handle:
+            handle.write(text)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    done = project.run("keys.list", "--env-file", str(fifo))
+    feeder.join(30)
+    assert done.returncode == 0, done.stderr
+    assert "0 key(s)" in done.stdout

@@ -189,16 +189,16 @@ STEPS = [
 
 def _start(project: Project, litellm: Standin, cfg: str, path: str, mode: str) -> Any:
     skip = 1 if path == "/v1/models" else 0
-    seen = len(litellm.requests(path)) + skip
+    seen, worked = len(litellm.requests(path)) + skip, litellm.worked(path) + skip
     litellm.fault(path, mode=mode, delay=20, skip=skip)
     proc = project.start("-f", cfg, "keys.rotate", "--name", "continue-dev")
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while len(litellm.requests(path)) <= seen:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the rotation never reached the step"
         time.sleep(0.02)
     if mode == "hang_after":
-        litellm.wait_for_pending()  # the stand-in has done the work it will never answer
+        litellm.wait_worked(path, worked)  # the work it will never answer is done
     return proc
 
 
@@ -221,7 +221,7 @@ def test_a_kill_at_each_step_leaves_the_consumer_a_working_key(
     old = project.value("CONTINUE_DEV_KEY")
     proc = _start(project, litellm, cfg, path, mode)
     proc.kill()
-    proc.communicate(timeout=10)
+    proc.communicate(timeout=60)
     there = held(consumer_file(project))
     assert litellm.accepts(there), "right after the kill the consumer holds a working key"
     assert (there != old) == switched
@@ -242,13 +242,13 @@ def test_a_kill_during_the_hand_over_is_finished_by_the_next_task(
     path = consumer_file(project)
     with filelock.FileLock(envfile.lock_path_for(path)):
         proc = project.start("-f", cfg, "keys.rotate", "--name", "continue-dev")
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while project.value("CONTINUE_DEV_KEY") == old:
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "the rotation never switched"
             time.sleep(0.02)
         proc.kill()
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=60)
     assert held(path) == old and litellm.accepts(old), "the old key must work until handed over"
     new = project.value("CONTINUE_DEV_KEY")
     done = run_ok(project, "-f", cfg, "keys.list")

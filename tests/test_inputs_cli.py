@@ -196,7 +196,7 @@ def test_the_terminal_going_away_unwinds(project: Project, litellm: Standin) -> 
     key = project.value("VIRTUAL_KEY")
     proc = start_rotation(project, litellm, "/v1/models", "hang")
     proc.send_signal(signal.SIGHUP)
-    _out, err = proc.communicate(timeout=20)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "the new key was deleted" in err
     assert project.value("VIRTUAL_KEY") == key and litellm.accepts(key)

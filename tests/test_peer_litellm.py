@@ -70,7 +70,8 @@ def test_the_deadline_holds_when_the_proxy_exits(tmp_path: Path) -> None:
             ProxyUnreachableError, match="was not ready within 6s"
         ):
             client.wait_ready(6)
-        assert time.monotonic() - started < 10
+        # 6 s of deadline and one 2 s attempt; the bound is loose, to be no measure of speed
+        assert time.monotonic() - started < 40
         peer.process.wait(60)  # it was never going to come up: a broken config ends it
         assert peer.process.returncode != 0
     finally:

@@ -196,7 +196,7 @@ def test_sigkill_at_each_step_is_repaired_by_the_next_task(
 ) -> None:
     proc = start_rotation(project, litellm, path, mode)
     proc.kill()
-    proc.communicate(timeout=10)
+    proc.communicate(timeout=60)
     held = project.value("VIRTUAL_KEY")
     assert (held != created) == switched
     assert litellm.accepts(held), "even right after a kill, .env holds a working key"
@@ -215,7 +215,7 @@ def test_ctrl_c_at_each_step(
 ) -> None:
     proc = start_rotation(project, litellm, path, mode)
     proc.send_signal(signal.SIGINT)
-    _out, err = proc.communicate(timeout=20)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     if switched:
@@ -235,7 +235,10 @@ def test_a_create_killed_midway_is_rolled_back(project: Project, litellm: Standi
     seen = len(litellm.requests("/v1/models")) + 1  # the first asks what LiteLLM serves
     litellm.fault("/v1/models", mode="hang", delay=20, skip=1)
     proc = project.start("keys.create")
+    deadline = time.monotonic() + 60
     while len(litellm.requests("/v1/models")) <= seen:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "keys.create never reached the proof"
         time.sleep(0.02)
     proc.kill()
     proc.communicate()
@@ -261,7 +264,7 @@ def test_concurrent_rotations_end_with_one_working_key(
 def test_sigterm_unwinds_like_ctrl_c(project: Project, litellm: Standin, created: str) -> None:
     proc = start_rotation(project, litellm, "/v1/models", "hang")
     proc.send_signal(signal.SIGTERM)
-    _out, err = proc.communicate(timeout=20)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "the new key was deleted" in err
     assert not journal(project).exists()

@@ -75,6 +75,38 @@ def test_bad_urls(url: str) -> None:
         load_settings(None, url=url, environ={})
 
 
+@pytest.mark.parametrize(("given", "root"), [
+    ("https://host/litellm", "https://host/litellm"),
+    ("https://host/litellm/", "https://host/litellm"),
+    ("http://10.0.0.5:8080/tools/litellm", "http://10.0.0.5:8080/tools/litellm"),
+    ("http://h:4000/", "http://h:4000"),
+])
+def test_a_litellm_root_may_be_a_path(given: str, root: str) -> None:
+    """LiteLLM behind a reverse proxy, started with SERVER_ROOT_PATH: every source takes it."""
+    assert load_settings(None, url=given, environ={}).litellm_url == root
+    assert load_settings(config(litellm_url=given), environ={}).litellm_url == root
+    assert load_settings(None, environ={"LITELLM_PROXY_URL": given}).litellm_url == root
+
+
+@pytest.mark.parametrize(("given", "root"), [
+    ("http://h:4000/v1", "http://h:4000"),
+    ("http://h:4000/v1/", "http://h:4000"),
+    ("http://h:4000/ui", "http://h:4000"),
+    ("http://h:4000/chat/completions", "http://h:4000"),
+    ("https://host/litellm/v1/chat/completions", "https://host/litellm"),
+    ("https://host/litellm/key/list", "https://host/litellm"),
+    ("https://host/litellm?x=1", "https://host/litellm"),
+])
+def test_a_path_that_is_clearly_no_root_is_refused_naming_the_root(given: str, root: str) -> None:
+    with pytest.raises(UsageError, match=f"must be its root, .*: use {root}$"):
+        load_settings(None, url=given, environ={})
+
+
+def test_open_webuis_url_is_still_a_root() -> None:
+    with pytest.raises(UsageError, match="use http://h:3000$"):
+        load_settings(config(webui_url="http://h:3000/chat"), environ={})
+
+
 @pytest.mark.parametrize("port", ["abc", "0", "70000", "-1"])
 def test_bad_port_in_env(port: str) -> None:
     with pytest.raises(EnvFileError, match="LITELLM_PORT"):

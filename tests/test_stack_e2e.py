@@ -13,7 +13,7 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -243,9 +243,14 @@ def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, doc
     try:
         with watcher:
             # the watcher itself must see a secret put on a command line
-            canary = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1)",
-                                       stack.value("WEBUI_ADMIN_PASSWORD")])
-            canary.wait()
+            # it lives until the watcher has seen it (an event), not for a set time
+            canary = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.readline()",
+                                       stack.value("WEBUI_ADMIN_PASSWORD")], stdin=subprocess.PIPE)
+            import time
+            deadline = time.monotonic() + 120
+            while not watcher.hits and time.monotonic() < deadline:
+                time.sleep(0.01)
+            canary.communicate(b"done\n", timeout=60)
             assert len(watcher.hits) == 1, "the watcher missed a secret in an argument list"
             watcher.hits.clear()
             _container_path(stack)
@@ -393,6 +398,19 @@ class Traffic:
                 except self._httpx.HTTPError as exc:
                     self.failures.append(f"{type(exc).__name__}")
 
+    def wait(self, done: Callable[[], object], what: str, timeout: float = 180) -> None:
+        """Until ``done()`` (e.g. so many requests sent): an event, however slow the machine."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert self._thread.is_alive(), f"the traffic stopped before {what}"
+            assert time.monotonic() < deadline, f"no {what} within {timeout:g}s"
+            time.sleep(0.05)
+
+    def wait_sent(self, count: int) -> None:
+        self.wait(lambda: self.sent >= count, f"{count} requests")
+
     def __enter__(self) -> Traffic:
         self._thread.start()
         return self
@@ -403,16 +421,14 @@ class Traffic:
 
 
 def test_rotation_drops_no_request(stack: StackProject) -> None:
-    import time
-
     stack.ok("stack.start")
     for args in (["keys.rotate"], ["keys.rotate", "--grace", "1h"]):
         with Traffic(stack) as traffic:
-            time.sleep(2)
+            traffic.wait_sent(10)
             before = traffic.sent
             stack.ok(*args)
             during = traffic.sent - before
-            time.sleep(2)
+            traffic.wait_sent(traffic.sent + 10)  # and it goes on after
         print(f"\n{' '.join(args)}: {traffic.sent} requests through Open WebUI, {during} while it "
               f"ran, {len(traffic.failures)} failed, {traffic.cache_races} hit Open WebUI's "
               "model-cache race")
@@ -423,7 +439,7 @@ def test_rotation_drops_no_request(stack: StackProject) -> None:
     # the old scripts' way - a new key in .env, containers recreated, the old key revoked -
     # drops requests and, with Open WebUI's stored key, breaks it for good: the check sees it
     with Traffic(stack) as traffic:
-        time.sleep(1)
+        traffic.wait_sent(5)
         old = stack.value("VIRTUAL_KEY")
         envfile.update(stack.env, {"VIRTUAL_KEY": stack.admin_key("Old-way Key")["key"]})
         stack.compose("up", "-d", "--wait")
@@ -433,7 +449,9 @@ def test_rotation_drops_no_request(stack: StackProject) -> None:
                         "-d", json.dumps({"keys": [old]})],
                        input=f"Authorization: Bearer {master}\nContent-Type: application/json\n",
                        text=True, check=True, timeout=30)
-        time.sleep(3)
+        after = traffic.sent
+        traffic.wait(lambda: traffic.failures or traffic.sent >= after + 30,
+                     "failure or 30 more requests")
     print(f"the old way: {traffic.sent} requests, {len(traffic.failures)} failed")
     assert traffic.failures, "the old way should break Open WebUI; the traffic check missed it"
 
@@ -451,11 +469,11 @@ def test_rotate_master_on_the_running_stack(stack: StackProject) -> None:
         "model": "openai/gpt-4o-mini", "api_base": "http://provider:8000/v1",
         "api_key": "sk-provider-secret-stored"}})
     with Traffic(stack) as traffic:
-        time.sleep(2)
+        traffic.wait_sent(10)
         started = time.monotonic()
         done = stack.ok("keys.rotate-master", "--yes")
         took = time.monotonic() - started
-        time.sleep(2)
+        traffic.wait_sent(traffic.sent + 10)  # and it goes on after
     print(f"\nkeys.rotate-master took {took:.1f}s; {traffic.sent} requests through Open WebUI, "
           f"{len(traffic.failures)} failed while LiteLLM was replaced")
     new = stack.value("LITELLM_MASTER_KEY")

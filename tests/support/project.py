@@ -148,6 +148,18 @@ class Standin:
         with self.state.lock:
             return [r for r in self.state.log if path is None or r["path"] == path]
 
+    def worked(self, path: str) -> int:
+        """How many requests to ``path`` the stand-in has done the work of (answered or not)."""
+        with self.state.lock:
+            return self.state.worked.count(path)
+
+    def wait_worked(self, path: str, seen: int, timeout: float = 60) -> None:
+        """Wait until the work of a request to ``path`` beyond the first ``seen`` is done."""
+        deadline = time.monotonic() + timeout
+        while self.worked(path) <= seen:
+            assert time.monotonic() < deadline, f"the stand-in never did the work of {path}"
+            time.sleep(0.01)
+
 
 #: Every request the project sent to the stand-in during this run, for the contract check
 #: against the real proxy's OpenAPI document (tests/test_peer_litellm.py, run last).
@@ -202,12 +214,14 @@ class Project:
         return environ
 
     def run(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal."""
+            timeout: float = 60, pass_fds: tuple[int, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """``invoke <args>`` as a user would run it: a real process, stdin not a terminal.
+        ``pass_fds``: descriptors the process inherits (POSIX), as a shell's ``<(...)`` gives."""
         return spawn_retrying(lambda: subprocess.run(
             [sys.executable, "-m", "invoke", "-r", str(REPO), *args],
             cwd=self.dir, env=self.environ(**(env or {})), text=True, capture_output=True,
             timeout=timeout, input=input, stdin=None if input is not None else subprocess.DEVNULL,
+            pass_fds=pass_fds,
         ))
 
     def start(self, *args: str) -> subprocess.Popen[str]:
@@ -229,17 +243,17 @@ def start_rotation(project: Project, litellm: Standin, path: str, mode: str) -> 
     kills or interrupts it there)."""
     # the first /v1/models asks what LiteLLM serves (master key); the second is the proof
     skip = 1 if path == "/v1/models" else 0
-    seen = len(litellm.requests(path)) + skip
+    seen, worked = len(litellm.requests(path)) + skip, litellm.worked(path) + skip
     # a held request waits for the test to release it (then is carried out), the others 20 s
     litellm.fault(path, mode=mode, delay=120 if mode == "held" else 20, skip=skip)
     proc = project.start("keys.rotate")
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while len(litellm.requests(path)) <= seen:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "the rotation never reached the step"
         time.sleep(0.02)
     if mode == "hang_after":
-        litellm.wait_for_pending()  # the stand-in has done the work it will never answer
+        litellm.wait_worked(path, worked)  # the work it will never answer is done
     return proc
 
 

@@ -37,6 +37,8 @@ class Relay:
     server: http.server.ThreadingHTTPServer
     holds: list[_Hold] = field(default_factory=list)
     log: list[dict[str, Any]] = field(default_factory=list)
+    #: the paths of the requests the server has answered (the answer maybe held back after)
+    answered: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     release: threading.Event = field(default_factory=threading.Event)
 
@@ -56,11 +58,23 @@ class Relay:
         with self.lock:
             return sum(1 for r in self.log if r["path"] == path)
 
-    def wait_for(self, path: str, seen: int, timeout: float = 30) -> None:
+    def wait_for(self, path: str, seen: int, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while self.count(path) <= seen:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no request to {path} within {timeout}s")
+            time.sleep(0.02)
+
+    def wait_answered(self, path: str, seen: int, timeout: float = 60) -> None:
+        """Wait until the server has answered a request to ``path`` beyond the first ``seen``
+        (its work is done, whether or not a hold keeps the answer back)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if self.answered.count(path) > seen:
+                    return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server never answered {path} within {timeout}s")
             time.sleep(0.02)
 
     def reset(self) -> None:
@@ -68,6 +82,7 @@ class Relay:
         with self.lock:
             self.holds.clear()
             self.log.clear()
+            self.answered.clear()
         self.release = threading.Event()
 
     def close(self) -> None:
@@ -87,7 +102,10 @@ class Relay:
         return None
 
 
-def start_relay(upstream: str) -> Relay:
+def start_relay(upstream: str, root_path: str = "") -> Relay:
+    """A relay to ``upstream``. With ``root_path`` (``/litellm``) it is a reverse proxy that
+    serves the upstream under that path only (forwarded unchanged, as to a LiteLLM started with
+    ``SERVER_ROOT_PATH``) and another application - a web page - at every other path."""
     target = urllib.parse.urlsplit(upstream)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -102,6 +120,14 @@ def start_relay(upstream: str) -> Relay:
             path = urllib.parse.urlsplit(self.path).path
             with relay.lock:
                 relay.log.append({"method": self.command, "path": path, "at": time.monotonic()})
+            if root_path and path != root_path and not path.startswith(root_path + "/"):
+                page = b"<html><body>another application</body></html>"
+                self.send_response(200 if self.command == "GET" else 405)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+                return
             hold = relay._take_hold(path)
             release = relay.release
             if hold is not None and hold.mode == "before":
@@ -114,6 +140,8 @@ def start_relay(upstream: str) -> Relay:
                 data = answer.read()
             finally:
                 conn.close()
+            with relay.lock:
+                relay.answered.append(path)
             if hold is not None and hold.mode == "after":
                 release.wait(hold.seconds)
             try:

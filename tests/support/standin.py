@@ -41,7 +41,9 @@ its client was killed, say, as LiteLLM carries out a request whose client is gon
 Run alone (standard library only, so it also runs in a bare container):
 ``LITELLM_MASTER_KEY=sk-... python3 tests/support/standin.py`` (``/standin/litellm_standin.py`` in
 its image) with ``STANDIN_HOST`` (127.0.0.1), ``STANDIN_PORT`` (4000), ``STANDIN_DB``
-(``connected``/``none``), ``STANDIN_MODELS``, and ``STANDIN_CRASH`` (exit 3 at once, for tests
+(``connected``/``none``), ``STANDIN_MODELS``, ``STANDIN_ROOT_PATH`` (LiteLLM's
+``SERVER_ROOT_PATH`` behind a reverse proxy: the API under that path, another application
+elsewhere), and ``STANDIN_CRASH`` (exit 3 at once, for tests
 of a crashing service) and ``STANDIN_STATE`` (a
 JSON file where keys and teams persist across restarts, as LiteLLM's database keeps them).
 """
@@ -116,6 +118,9 @@ class State:
         #: what ``held`` requests wait for; ``epoch`` tells them a reset dropped them
         self.gate = threading.Event()
         self.epoch = 0
+        #: the paths of the requests whose work is done (answered or not: ``hang_after``), in
+        #: order - the event a test waits for before it kills the client that sent one
+        self.worked: list[str] = []
 
     def load(self) -> None:
         if not self.path or not os.path.exists(self.path):
@@ -144,6 +149,7 @@ class State:
             self.teams.clear()
             self.faults.clear()
             self.log.clear()
+            self.worked.clear()
             self.db = True
             self.epoch += 1  # requests still held are dropped, not carried out now
             self.release()
@@ -229,6 +235,8 @@ class Handler(BaseHTTPRequestHandler):
     server: StandinServer
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
+    #: the request's path as LiteLLM routes it (without the root path)
+    route_path = "/"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
@@ -281,6 +289,13 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         parts = urlsplit(self.path)
         path = parts.path
+        root = self.server.root_path
+        if root and not path.startswith("/_standin/"):
+            if path != root and not path.startswith(root + "/"):
+                self._another_app(method)
+                return
+            path = path[len(root):] or "/"
+        self.route_path = path
         query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         try:
             body = self._body() if method == "POST" else {}
@@ -308,6 +323,9 @@ class Handler(BaseHTTPRequestHandler):
         if method == "POST" and not path.startswith("/_standin/") and status < 400:
             with state.lock:
                 state.save()
+        if not path.startswith("/_standin/"):
+            with state.lock:
+                state.worked.append(path)
         if fault and fault.get("mode") == "hang_after":  # done, but the answer never comes
             time.sleep(float(fault.get("delay") or 30))
             self._reset_connection()
@@ -319,6 +337,12 @@ class Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
             return
         self._send(status, answer)
+
+    def _another_app(self, method: str) -> None:
+        """Behind a reverse proxy that serves LiteLLM under ``root_path``, the rest of the host
+        is another application: a web page for every GET (as a single-page app answers)."""
+        page = b"<html><body>another application</body></html>"
+        self._send(200 if method == "GET" else 405, page, "text/html")
 
     def _fault(self, fault: dict[str, Any]) -> bool:
         mode = fault.get("mode", "status")
@@ -460,7 +484,7 @@ class Handler(BaseHTTPRequestHandler):
         fails in a different way on nearly every endpoint."""
         if self.server.state.db:
             return
-        path = urlsplit(self.path).path
+        path = self.route_path
         if path == "/key/list":
             raise shape_a(500, "Authentication Error, Database not connected",
                           "internal_server_error", "None")
@@ -717,14 +741,18 @@ class StandinServer(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], state: State) -> None:
+    def __init__(self, address: tuple[str, int], state: State, root_path: str = "") -> None:
         super().__init__(address, Handler)
         self.state = state
+        #: LiteLLM's SERVER_ROOT_PATH behind a reverse proxy (``/litellm``): the API answers
+        #: under it only, and every other path is another application (``Handler._another_app``)
+        self.root_path = root_path.rstrip("/")
 
     @property
     def url(self) -> str:
+        """LiteLLM's root: the host's URL, plus ``root_path``."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host}:{port}{self.root_path}"
 
 
 class NotLiteLLM(BaseHTTPRequestHandler):
@@ -743,8 +771,8 @@ class NotLiteLLM(BaseHTTPRequestHandler):
 
 
 def serve_in_thread(master_key: str, models: list[str], host: str = "127.0.0.1",
-                    port: int = 0, db: bool = True) -> StandinServer:
-    server = StandinServer((host, port), State(master_key, models, db))
+                    port: int = 0, db: bool = True, root_path: str = "") -> StandinServer:
+    server = StandinServer((host, port), State(master_key, models, db), root_path)
     threading.Thread(target=server.serve_forever, name="litellm-standin", daemon=True).start()
     return server
 
@@ -763,7 +791,8 @@ def main() -> None:
     state = State(master, models, db, os.environ.get("STANDIN_STATE") or None)
     state.load()
     server = StandinServer((os.environ.get("STANDIN_HOST", "127.0.0.1"),
-                            int(os.environ.get("STANDIN_PORT", "4000"))), state)
+                            int(os.environ.get("STANDIN_PORT", "4000"))), state,
+                           os.environ.get("STANDIN_ROOT_PATH", ""))
     print(f"LiteLLM stand-in listening on {server.url}", flush=True)
     try:
         server.serve_forever()

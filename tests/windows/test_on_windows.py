@@ -12,9 +12,12 @@ module under python.org's build on Wine; on a Windows machine `python -m pytest`
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -84,19 +87,39 @@ def test_lock_down_an_open_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- held open
 
 HOLD = """
-import sys, time
+import sys
 handle = open(sys.argv[1], "rb")   # as an editor or a scanner would: no delete sharing
 print("holding", flush=True)
-time.sleep(float(sys.argv[2]))
+sys.stdin.readline()               # until the test lets go (an event, never a set time)
 handle.close()
+print("released", flush=True)
 """
 
 
-def _hold(path: Path, seconds: float) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
+def _hold(path: Path) -> subprocess.Popen[str]:
+    """Another process holding ``path`` open until :func:`_release`."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "holding"
     return proc
+
+
+def _release(holder: subprocess.Popen[str]) -> None:
+    if holder.poll() is None:
+        out, _ = holder.communicate("go\n", timeout=60)
+        assert "released" in out
+
+
+def _writer_waiting(folder: Path, name: str = ".env") -> bool:
+    """A writer's temporary file for ``name`` is there: it waits to replace the file."""
+    return any(re.fullmatch(rf"{re.escape(name)}\.[0-9a-f]+\.tmp", p.name) for p in folder.iterdir())
+
+
+def _wait_for(condition: Callable[[], object], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
 
 
 def test_windows_refuses_to_replace_a_file_held_open(tmp_path: Path) -> None:
@@ -104,49 +127,66 @@ def test_windows_refuses_to_replace_a_file_held_open(tmp_path: Path) -> None:
     path, new = tmp_path / ".env", tmp_path / "new"
     path.write_text("A=1\n")
     new.write_text("A=2\n")
-    holder = _hold(path, 2)
+    holder = _hold(path)
     try:
         with pytest.raises(PermissionError) as caught:
             os.replace(new, path)
         assert caught.value.winerror in (5, 32)
     finally:
-        holder.wait(30)
+        _release(holder)
 
 
 def test_update_waits_for_another_process_to_let_go(tmp_path: Path) -> None:
+    """Released only once the writer is seen waiting (its temporary file is there and .env is
+    still the old one): the first replace was refused, and the writer went on after."""
     path = tmp_path / ".env"
     envfile.write_secure(path, b"# kept\r\nA=1\r\n", exclusive=True)
-    holder = _hold(path, 1.5)
-    started = time.monotonic()
-    envfile.update(path, {"A": "2"}, lock_timeout=20)
-    waited = time.monotonic() - started
-    holder.wait(30)
-    assert path.read_bytes() == b"# kept\r\nA=2\r\n"
-    assert waited >= 0.5, "the first replace must have been refused"
+    holder = _hold(path)
+    failed: list[BaseException] = []
+
+    def update() -> None:
+        try:
+            envfile.update(path, {"A": "2"}, lock_timeout=300)
+        except BaseException as exc:  # reported by the test
+            failed.append(exc)
+
+    writer = threading.Thread(target=update)
+    writer.start()
+    try:
+        _wait_for(lambda: _writer_waiting(tmp_path) or not writer.is_alive(), "no writer waited")
+        assert writer.is_alive() and path.read_bytes() == b"# kept\r\nA=1\r\n", failed
+    finally:
+        _release(holder)
+        writer.join(300)
+    assert failed == [] and path.read_bytes() == b"# kept\r\nA=2\r\n"
     assert list(tmp_path.glob(".env.*.tmp")) == []
 
 
 def test_update_gives_up_within_the_lock_timeout_and_leaves_env_whole(tmp_path: Path) -> None:
     path = tmp_path / ".env"
     envfile.write_secure(path, b"A=1\n", exclusive=True)
-    holder = _hold(path, 6)
+    holder = _hold(path)  # for as long as it takes: the writer must give up by itself
     try:
-        started = time.monotonic()
         with pytest.raises(EnvFileError, match="another program has held it open for over 1s") as caught:
             envfile.update(path, {"A": "2"}, lock_timeout=1)
-        assert time.monotonic() - started < 5
         assert "\n" not in caught.value.message
     finally:
-        holder.wait(30)
+        _release(holder)
     assert path.read_bytes() == b"A=1\n"
     assert list(tmp_path.glob(".env.*.tmp")) == []
 
 
 def test_keys_create_while_an_editor_holds_env(project: Project, litellm: Standin) -> None:
-    holder = _hold(project.env, 2)
-    done = project.run("keys.create")
-    holder.wait(30)
-    assert done.returncode == 0, done.stderr
+    holder = _hold(project.env)
+    proc = project.start("keys.create")
+    try:
+        _wait_for(lambda: _writer_waiting(project.dir) or proc.poll() is not None,
+                  "keys.create never came to write .env")
+        assert proc.poll() is None, proc.communicate()
+    finally:
+        _release(holder)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
     assert litellm.accepts(project.value("VIRTUAL_KEY"))
 
 
