@@ -121,13 +121,28 @@ def parse_hand_over(where: str, raw: Any, environ: Mapping[str, str] | None = No
     return tuple(targets)
 
 
-def check_targets(specs: Sequence[KeySpec]) -> None:
+def _identity(path: Path) -> str:
+    """One name per file however it is spelled (``..``, symlinks, case on Windows)."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def check_targets(specs: Sequence[KeySpec], project_dir: Path | None = None,
+                  env_file: Path | None = None) -> None:
     """Two keys must not hand over to the same variable of the same file (each rotation would
-    overwrite the other's key): UsageError (exit 2) naming both."""
-    seen: dict[tuple[Path, str], str] = {}
+    overwrite the other's key), and no key to the stack's own ``.env`` (it would overwrite the
+    master key or another key there): UsageError (exit 2) naming them. Paths are compared as
+    the files they name, so another spelling of the same file is the same file."""
+    base = project_dir or Path.cwd()
+    own = _identity(env_file) if env_file is not None else None
+    seen: dict[tuple[str, str], str] = {}
     for spec in specs:
         for target in spec.hand_over:
-            other = seen.setdefault((target.dotenv, target.var), spec.name)
+            identity = _identity(target.path(base))
+            if identity == own:
+                raise UsageError(
+                    f"gateway.keys.{spec.name}.hand_over: {target.written} is the stack's own "
+                    ".env; hand the key to the other application's file (e.g. ~/.continue/.env)")
+            other = seen.setdefault((identity, target.var), spec.name)
             if other != spec.name:
                 raise UsageError(f"gateway.keys: {other!r} and {spec.name!r} both hand over to "
                                  f"{target.var} in {target.written}; give each its own var")
@@ -177,6 +192,11 @@ def check_writable(path: Path) -> None:
         fd, tmp = perms.create_private(envfile.resolve(path).parent, ".handover-check.", ".tmp")
         os.close(fd)
         tmp.unlink()
+        file = envfile.resolve(path)
+        flag = perms.change_forbidden(file) if file.exists() else ""
+        if flag:  # the folder takes new files, but this one may not be replaced
+            raise ConsumerFileError(f"{file} is {flag} (a file attribute: not even root may "
+                                    f"replace it); lift it with {perms.unlock_hint(file, flag)}")
     except ConsumerFileError:
         raise
     except EnvFileError as exc:

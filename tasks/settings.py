@@ -521,7 +521,7 @@ def load_settings(
         raise UsageError("gateway.keys: two keys are stored in the same env_var")
     if sum(k.gate for k in keys.values()) > 1:
         raise UsageError("gateway.keys: only one key can be the first-run gate key")
-    check_targets(list(keys.values()))
+    check_targets(list(keys.values()), project_dir, env_path)
 
     project_name = (_text(raw, "project_name") or values.get("COMPOSE_PROJECT_NAME")
                     or "ai-gateway").strip()

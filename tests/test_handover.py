@@ -8,6 +8,9 @@ is written owner-only (its DACL read back through the Windows API by ``perms.is_
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -128,6 +131,35 @@ def test_two_keys_cannot_hand_over_to_one_variable() -> None:
             "c": {"env_var": "B", "hand_over": entry}}}}, environ={})
 
 
+def test_another_spelling_of_one_file_is_the_same_file(tmp_path: Path) -> None:
+    """`~/.continue/.env` and `~/.continue/../.continue/.env` (or a symlink to it) are one file:
+    two keys writing one variable there would overwrite each other at every rotation."""
+    (tmp_path / ".continue").mkdir()
+    spellings = [str(tmp_path / ".continue" / ".." / ".continue" / ".env")]
+    if sys.platform != "win32":  # symlinks need a privilege on Windows
+        (tmp_path / "link").symlink_to(tmp_path / ".continue")
+        spellings.append(str(tmp_path / "link" / ".env"))
+    for other in spellings:
+        with pytest.raises(UsageError, match="'open-webui' and 'c' both hand over to K"):
+            load_settings({"gateway": {"keys": {
+                "open-webui": {"env_var": "A", "hand_over": [
+                    {"dotenv": str(tmp_path / ".continue" / ".env"), "var": "K"}]},
+                "c": {"env_var": "B", "hand_over": [{"dotenv": other, "var": "K"}]}}}}, environ={})
+
+
+@pytest.mark.parametrize("written", [".env", "sub/../.env"])
+def test_a_key_is_never_handed_to_the_stacks_own_env(project: Project, litellm: Standin,
+                                                     written: str) -> None:
+    """`dotenv: .env, var: LITELLM_MASTER_KEY` would put the virtual key over the master key."""
+    before = project.env.read_bytes()
+    cfg = config(project, [{"dotenv": str(project.dir / written), "var": "LITELLM_MASTER_KEY"}])
+    done = project.run("-f", cfg, "keys.create", "--name", "continue-dev")
+    assert done.returncode == 2, done.stderr
+    assert "is the stack's own .env" in done.stderr and done.stderr.count("\n") == 1
+    assert project.env.read_bytes() == before
+    assert not litellm.keys(include_deleted=True)
+
+
 def test_expansion_rules(tmp_path: Path) -> None:
     environ = {"USERPROFILE": str(tmp_path), "APPS": str(tmp_path / "apps")}
     assert expand_path("%USERPROFILE%\\.continue\\.env", "x", environ) == \
@@ -174,6 +206,28 @@ def test_an_unwritable_consumer_stops_the_rotation_before_anything(
     assert litellm.accepts(old) and held(consumer_file(project)) == old
     assert len(litellm.keys(include_deleted=True)) == made, "no key was made"
     assert not journal(project).exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("chattr") is None,
+                    reason="chattr +i is Linux's (the file attribute is read the same way elsewhere)")
+def test_an_immutable_consumer_file_stops_the_rotation_before_anything(
+        project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    old, before = project.value("CONTINUE_DEV_KEY"), project.env.read_bytes()
+    made = len(litellm.keys(include_deleted=True))
+    file = consumer_file(project)
+    if subprocess.run(["chattr", "+i", str(file)], capture_output=True).returncode != 0:
+        pytest.skip("this file system does not take chattr +i")
+    try:
+        done = project.run("-f", cfg, "keys.rotate", "--name", "continue-dev")
+    finally:
+        subprocess.run(["chattr", "-i", str(file)], check=True)
+    assert done.returncode == 3, done.stderr
+    assert "is immutable" in done.stderr and "chattr -i" in done.stderr
+    assert "the old key are as they were" in done.stderr
+    assert project.env.read_bytes() == before and held(file) == old and litellm.accepts(old)
+    assert len(litellm.keys(include_deleted=True)) == made, "no key was made"
 
 
 STEPS = [
