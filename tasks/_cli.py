@@ -34,6 +34,9 @@ def guarded(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except GatewayError as exc:
+            # a failing service's state and log lines (StackError) go before the one line
+            for line in getattr(exc, "details", None) or ():
+                print(line, file=sys.stderr)
             raise Exit(f"error: {exc.message}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", 130) from None

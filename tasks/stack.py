@@ -32,8 +32,8 @@ TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.sta
 
 @contextmanager
 def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
-    """The Gateway for one task; a failing service's state and log lines go to stderr
-    before the one-line error."""
+    """The Gateway for one task (a failing service's state and log lines go to stderr before
+    the one-line error: `guarded` prints a StackError's details)."""
     from .stackops import Gateway
 
     gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress,
@@ -41,10 +41,6 @@ def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
     stderr_note(gateway.settings.url_note)
     try:
         yield gateway
-    except StackError as exc:
-        for line in exc.details:
-            print(line, file=sys.stderr)
-        raise
     finally:
         gateway.close()
 

@@ -116,6 +116,7 @@ def test_a_replacement_that_never_turns_ready(stack: StackProject, args: list[st
         report = traffic.report(since)
     assert done.returncode == 11, f"{done.stdout}\n{done.stderr}"
     assert "keeps serving" in done.stderr
+    assert "  | " in done.stderr, "the new LiteLLM's last log lines come before the error"
     for name, result in report.items():
         assert result["failed"] == 0, f"{name}: {result['errors']}"
     assert litellm_containers(stack) == before
