@@ -334,7 +334,8 @@ class Gateway:
         if roll.balancer() is None or not roll.litellm_containers():
             return False
         roll.replace()
-        self.notes.append("LiteLLM replaced beside the running one: no request was dropped")
+        self.notes.append("LiteLLM replaced beside the running one: HAProxy sent new requests to "
+                          "the new one before the old one stopped")
         return True
 
     def settle(self) -> None:
