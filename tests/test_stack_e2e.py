@@ -107,7 +107,8 @@ def test_first_run_rotate_revoke_stop(stack: StackProject) -> None:
     status = json.loads(stack.ok("stack.status", "--json").stdout)
     assert {n: s["state"] for n, s in status["services"].items()} == {
         "postgres": "running (healthy)", "litellm": "running (healthy)",
-        "open-webui": "running (healthy)", "provider": "running (healthy)"}
+        "litellm-lb": "running (healthy)", "open-webui": "running (healthy)",
+        "provider": "running (healthy)"}
     assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
 
     # rotate on the running stack: Open WebUI moves to the new key, the old one is refused
