@@ -211,8 +211,13 @@ class Gateway:
         before = self._snapshot()
         if spec is not None and not has_key:
             self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
-            self.stack.up(self.present(BACKEND_SERVICES))
-            self.stack.wait(self.present(BACKEND_SERVICES), timeout=timeout, on_change=self._announce)
+            # LiteLLM first and waited for, so a LiteLLM that fails says so with its logs (HAProxy
+            # waits for it: compose would only say "dependency failed")
+            self.stack.up([POSTGRES, LITELLM])
+            self.stack.wait([POSTGRES, LITELLM], timeout=timeout, on_change=self._announce)
+            if LITELLM_LB in self.present(BACKEND_SERVICES):
+                self.stack.up([LITELLM_LB], no_deps=True)
+                self.stack.wait([LITELLM_LB], timeout=timeout, on_change=self._announce)
             if not create_key:
                 outcome.notes.append(
                     f"Open WebUI left stopped: {spec.env_var} is empty and --no-create-key was "

@@ -340,7 +340,8 @@ def test_the_gate_refuses_before_anything_starts(stack: StackProject) -> None:
 def test_no_create_key_leaves_open_webui_stopped(stack: StackProject) -> None:
     done = stack.ok("stack.start", "--no-create-key")
     assert "Open WebUI left stopped" in done.stdout
-    assert [c.rsplit("-", 2)[-2] for c in stack.containers()] == ["litellm", "postgres"]
+    assert [c[len(stack.name) + 1:].rsplit("-", 1)[0] for c in stack.containers()] == [
+        "litellm", "litellm-lb", "postgres"]
     assert stack.value("FIRST_RUN") == "yes"
     logs = stack.ok("stack.logs", "--service", "litellm", "--tail", "40")
     assert "Uvicorn running on http://0.0.0.0:4000" in logs.stdout
