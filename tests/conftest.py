@@ -46,9 +46,35 @@ def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
         CLIENT_REQUESTS.extend(_standin_server.state.log)
 
 
+#: The modules that bring up real programs, longest first: under pytest-xdist (``-n``, README
+#: "Running the tests") each is one unit of work that one worker runs alone, in this order, while
+#: another worker runs every test that needs none of them (the "local" group).
+HEAVY_FIRST = ("test_windows", "test_rolling_e2e", "test_stack_e2e", "test_backup_e2e",
+               "test_stack_compose", "test_real_keys", "test_real_workers", "test_real_master",
+               "test_real_drift", "test_real_handover", "test_real_root_path",
+               "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the xdist_group marks into its units
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The contract check reads what every other test sent: it runs last."""
-    items.sort(key=lambda item: item.get_closest_marker("contract") is not None)
+    """The contract check reads what every other test sent: it runs last, in the worker that runs
+    every test without a real program (the "local" group: those tests' requests are what it
+    checks). Each module with a real program is a group of its own, the longest first."""
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+    def group(item: pytest.Item) -> str:
+        if item.get_closest_marker("contract") is None and module(item) in HEAVY_FIRST:
+            return module(item)
+        return "local"
+
+    order = {name: rank for rank, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: (order.get(group(item), len(order)),
+                                 item.get_closest_marker("contract") is not None))
+    if not WINDOWS:  # the inner Windows run spreads its tests one by one (tests/test_windows.py)
+        for item in items:
+            item.add_marker(pytest.mark.xdist_group(group(item)))
 
 
 @pytest.fixture

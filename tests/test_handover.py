@@ -8,8 +8,6 @@ is written owner-only (its DACL read back through the Windows API by ``perms.is_
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -208,21 +206,15 @@ def test_an_unwritable_consumer_stops_the_rotation_before_anything(
     assert not journal(project).exists()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or shutil.which("chattr") is None,
-                    reason="chattr +i is Linux's (the file attribute is read the same way elsewhere)")
 def test_an_immutable_consumer_file_stops_the_rotation_before_anything(
-        project: Project, litellm: Standin) -> None:
+        project: Project, litellm: Standin, file_attribute: Any) -> None:
     cfg = absolute(project)
     run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
     old, before = project.value("CONTINUE_DEV_KEY"), project.env.read_bytes()
     made = len(litellm.keys(include_deleted=True))
     file = consumer_file(project)
-    if subprocess.run(["chattr", "+i", str(file)], capture_output=True).returncode != 0:
-        pytest.skip("this file system does not take chattr +i")
-    try:
-        done = project.run("-f", cfg, "keys.rotate", "--name", "continue-dev")
-    finally:
-        subprocess.run(["chattr", "-i", str(file)], check=True)
+    file_attribute(file, "+i")
+    done = project.run("-f", cfg, "keys.rotate", "--name", "continue-dev")
     assert done.returncode == 3, done.stderr
     assert "is immutable" in done.stderr and "chattr -i" in done.stderr
     assert "the old key are as they were" in done.stderr

@@ -109,7 +109,7 @@ def start_openwebui(folder: Path, *, litellm_url: str, key: str, email: str,
                                    stdin=subprocess.DEVNULL, cwd=folder)
     peer = Peer(process, f"http://127.0.0.1:{port}", log)
     try:
-        wait_http(f"{peer.url}/health", 120, peer)
+        wait_http(f"{peer.url}/health", 900, peer)  # minutes on a busy machine; an exit is seen at once
     except BaseException:
         peer.stop()
         raise

@@ -255,7 +255,7 @@ class RealProxy:
 
 
 def start_proxy(folder: Path, postgres: Postgres, provider: Provider, *, workers: int = 1,
-                master: str = REAL_MASTER, config_extra: str = "", wait: float = 150,
+                master: str = REAL_MASTER, config_extra: str = "", wait: float = 900,
                 database: str | None = None, extra_env: dict[str, str] | None = None) -> RealProxy:
     """Start the real proxy on a fresh database (or on ``database``, to restart it on the same key
     store) and wait for ``/health/readiness`` (db connected)."""

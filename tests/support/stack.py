@@ -149,12 +149,15 @@ class StackProject:
             "LITELLM_PYTHON": str(self.docker.litellm_python),
             "REAL_LITELLM_ROOT": str(REAL_LITELLM_ROOT),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # a busy machine (e2e modules side by side) takes minutes to start the stack; a
+            # crash is still seen at once. Tests of the deadline pass --timeout.
+            "INVOKE_GATEWAY_START_TIMEOUT": "900",
         })
         env.update(self.extra_env)
         env.update(extra)
         return env
 
-    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 400,
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 1200,
             input: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "invoke", "-r", str(REPO), *args], cwd=self.dir,
