@@ -3,30 +3,70 @@ the key may use, ``apiBase`` LiteLLM's URL + ``/v1`` (what Continue's ``openai``
 expects), and ``apiKey: ${{ secrets.NAME }}`` - the variable the key's ``hand_over`` writes to
 ``~/.continue/.env`` - never the key itself.
 
-``merge`` puts the block into an existing config.yaml: the models that point at this LiteLLM
-(same ``apiBase``) are replaced, every other model and every other setting is kept in its
-order. A file with comments is refused (reading and writing YAML loses them), as is one that is
-not a YAML map. The YAML library is passed in (the task gives Invoke's vendored PyYAML; no
-Invoke here).
+``merge`` puts the block into an existing config.yaml by editing its text, never by loading and
+dumping it again (a YAML 1.1 round trip turns ``1.10`` into ``1.1``, ``no`` into ``false``,
+``0123`` into ``83``, and drops every comment). Only the models entries this module wrote are
+replaced - an entry is ours when it has the shape ``models_block`` gives it: ``name`` is
+``"<model> (LiteLLM)"``, ``provider`` ``openai``, ``apiBase`` this LiteLLM's and ``apiKey`` a
+``${{ secrets.NAME }}``. Every other byte of the file stays as the user wrote it: their own
+models (also those at this LiteLLM), other settings, comments, quoting, line endings. Our new
+entries go where the first old one was, else after the user's last model; a file without
+``models`` gets it at its end. Nothing else is added: Continue's header (``name``, ``version``,
+``schema``) goes only into a new file (or one holding nothing but comments).
+
+The edit is checked before it is written: the new text is parsed again and must read as the old
+one with only our entries changed. A file where that cannot be done (not YAML, not a map, a
+``models`` written in flow style ``[...]`` with entries, anchors that the edit would break) is
+refused with UsageError (exit 2) naming the file, and left as it was. The YAML library is passed
+in (the task gives Invoke's vendored PyYAML; no Invoke here).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
+from .dotenvconsumer import expand_path
 from .errors import UsageError
 
 #: what Continue.dev's own config.yaml starts with
 HEADER = {"name": "Local Config", "version": "1.0.0", "schema": "v1"}
 ROLES = ["chat", "edit", "apply"]
+#: how the name of a model we write ends
+SUFFIX = " (LiteLLM)"
+_SECRET_RE = re.compile(r"\$\{\{\s*secrets\.[A-Za-z_][A-Za-z0-9_]*\s*\}\}\Z")
+_PASTE = "paste the block `invoke keys.continue-config` prints into it by hand"
 
 
 class Yaml(Protocol):
+    """The parts of PyYAML used here."""
+
+    SafeLoader: Any
+    ScalarNode: Any
+    SequenceNode: Any
+    MappingNode: Any
+
     def safe_load(self, stream: str) -> Any: ...
 
     def safe_dump(self, data: Any, **kwargs: Any) -> str: ...
+
+    def compose(self, stream: str, Loader: Any) -> Any: ...
+
+
+def target_of(given: str, default: Path) -> Path:
+    """The file ``--write [PATH]`` names: ``default`` without a path; ``config.yaml`` inside a
+    folder - one that exists, or any path written with a trailing ``/`` (or ``\\``), which is
+    made (owner-only) if missing; else the file itself. Expanded like a ``hand_over`` path
+    (``~``, ``%NAME%``, ``$NAME``; a backslash is a folder separator everywhere)."""
+    if not given:
+        return default
+    path = expand_path(given, "--write")
+    if given.endswith(("/", "\\")) or path.is_dir():
+        return path / "config.yaml"
+    return path
 
 
 def api_base(litellm_url: str) -> str:
@@ -39,51 +79,174 @@ def secret_ref(var: str) -> str:
 
 def models_block(models: Sequence[str], litellm_url: str, var: str) -> list[dict[str, Any]]:
     base = api_base(litellm_url)
-    return [{"name": f"{model} (LiteLLM)", "provider": "openai", "model": model,
+    return [{"name": f"{model}{SUFFIX}", "provider": "openai", "model": model,
              "apiBase": base, "apiKey": secret_ref(var), "roles": list(ROLES)}
             for model in models]
 
 
+def _dump(data: Any, yaml: Yaml) -> str:
+    return str(yaml.safe_dump(data, sort_keys=False, default_flow_style=False,
+                              allow_unicode=True, width=4096))
+
+
 def render(block: list[dict[str, Any]], yaml: Yaml) -> str:
     """The block as a whole config.yaml (Continue's header, then ``models:``)."""
-    return str(yaml.safe_dump({**HEADER, "models": block}, sort_keys=False,
-                              default_flow_style=False, allow_unicode=True))
+    return _dump({**HEADER, "models": block}, yaml)
 
 
-def _has_comments(text: str) -> bool:
-    """Whether ``text`` may have a YAML comment: a ``#`` at the start or after a blank
-    (erring on the side of refusing: a ``" #"`` inside a quoted value counts too)."""
-    return re.search(r"(^|\s)#", text) is not None
+def is_ours(entry: Any, litellm_url: str) -> bool:
+    """Whether a models entry is one ``models_block`` wrote for this LiteLLM (its roles may
+    have been changed since)."""
+    if not isinstance(entry, Mapping):
+        return False
+    name, model, key = entry.get("name"), entry.get("model"), entry.get("apiKey")
+    return (isinstance(name, str) and isinstance(model, str) and name == f"{model}{SUFFIX}"
+            and entry.get("provider") == "openai"
+            and str(entry.get("apiBase") or "").rstrip("/") == api_base(litellm_url)
+            and isinstance(key, str) and _SECRET_RE.match(key.strip()) is not None)
+
+
+@dataclass
+class Merged:
+    """The new text of config.yaml and what happened to its models."""
+
+    text: str
+    replaced: int = 0
+    kept: int = 0
+    #: the names of the user's own models at this LiteLLM (kept, not ours)
+    kept_here: list[str] = field(default_factory=list)
+
+
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
+
+
+def _line_after(text: str, index: int) -> int:
+    """The start of the line after the one ``index`` ends (``index`` itself when it is at the
+    start of a line already)."""
+    if index > 0 and text[index - 1] == "\n":
+        return index
+    end = text.find("\n", index)
+    return len(text) if end < 0 else end + 1
+
+
+def _content_end(node: Any, yaml: Yaml) -> int:
+    """Where a node's own text ends (a block collection's end mark lies past the comments
+    and blank lines after it)."""
+    if isinstance(node, yaml.ScalarNode) or getattr(node, "flow_style", False):
+        return int(node.end_mark.index)
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    else:
+        children = list(node.value)
+    if not children:
+        return int(node.end_mark.index)
+    return max(_content_end(child, yaml) for child in children)
+
+
+def _items_text(block: list[dict[str, Any]], column: int, newline: str, yaml: Yaml) -> str:
+    lines = _dump(block, yaml).splitlines()
+    return "".join(" " * column + line + newline for line in lines)
 
 
 def merge(existing: str, block: list[dict[str, Any]], litellm_url: str, yaml: Yaml,
-          where: str) -> tuple[str, int, int]:
-    """``existing`` config.yaml text with ``block`` in place of its models at this LiteLLM.
-    Returns the new text, how many models it replaced and how many others it kept.
-    UsageError (exit 2) naming ``where`` when it cannot be merged without a loss."""
+          where: str) -> Merged:
+    """``existing`` config.yaml text with ``block`` in place of the entries we wrote for this
+    LiteLLM, by editing the text (see the module's docstring). UsageError (exit 2) naming
+    ``where`` when that cannot be done without changing anything else."""
     if not existing.strip():
-        return render(block, yaml), 0, 0
+        return Merged(render(block, yaml))
+    newline = "\r\n" if "\r\n" in existing else "\n"
     try:
         data = yaml.safe_load(existing)
+        root = yaml.compose(existing, Loader=yaml.SafeLoader)
     except Exception as exc:  # noqa: BLE001 - the vendored YAML's errors have no common base here
         raise UsageError(f"{where} is not valid YAML ({str(exc).splitlines()[0]}); fix it, or "
-                         "paste the printed block by hand") from None
-    if not isinstance(data, Mapping):
+                         f"{_PASTE}") from None
+    tail = "" if existing.endswith("\n") else newline
+    if root is None:  # only comments
+        expected = {**HEADER, "models": block}
+        text = existing + tail + newline.join(render(block, yaml).splitlines()) + newline
+        return _checked(Merged(text), expected, yaml, where)
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, Mapping):
         raise UsageError(f"{where} is not a YAML map of settings; refusing to rewrite it")
-    if _has_comments(existing):
-        raise UsageError(f"{where} has comments, which rewriting it would lose; paste the block "
-                         "`invoke keys.continue-config` prints into it by hand")
-    models = data.get("models") or []
-    if not isinstance(models, list):
-        raise UsageError(f"{where}: models is not a list; refusing to rewrite it")
-    base = api_base(litellm_url)
-    ours = [m for m in models if isinstance(m, Mapping)
-            and str(m.get("apiBase") or "").rstrip("/") == base]
-    kept = [m for m in models if m not in ours]
-    merged = dict(data) if data else {}
-    for name, value in HEADER.items():
-        merged.setdefault(name, value)
-    merged["models"] = kept + block
-    text = str(yaml.safe_dump(merged, sort_keys=False, default_flow_style=False,
-                              allow_unicode=True))
-    return text, len(ours), len(kept)
+    if root.flow_style:
+        raise UsageError(f"{where} is written as one flow map ({{...}}); write it in block style "
+                         f"(one setting a line), or {_PASTE}")
+    values = [v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "models"]
+    if len(values) > 1:
+        raise UsageError(f"{where} has models twice; keep one, or {_PASTE}")
+    edits: list[tuple[int, int, str]] = []  # (start, end, new text), not overlapping
+    merged = Merged("")
+    if not values:
+        models: list[Any] = []
+        expected_models = list(block)
+        edits.append((len(existing), len(existing), tail + "models:" + newline
+                      + _items_text(block, int(root.start_mark.column), newline, yaml)))
+    else:
+        node = values[0]
+        found = data.get("models")
+        models = found if isinstance(found, list) else []
+        if (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")) or (
+                isinstance(node, yaml.SequenceNode) and node.flow_style and not node.value):
+            # `models:`, `models: ~` or `models: []`: the entries go on the lines after it
+            after = _line_after(existing, int(node.end_mark.index))
+            column = int(root.start_mark.column)  # the key's own
+            edits.append((int(node.start_mark.index), int(node.end_mark.index), ""))
+            edits.append((after, after, ("" if after < len(existing) else tail)
+                          + _items_text(block, column, newline, yaml)))
+            expected_models = list(block)
+        elif isinstance(node, yaml.SequenceNode) and node.flow_style:
+            raise UsageError(f"{where}: models is written in flow style ([...]); write it as a "
+                             f"block list (one `- name: ...` entry a line), or {_PASTE}")
+        elif not isinstance(node, yaml.SequenceNode) or len(node.value) != len(models):
+            raise UsageError(f"{where}: models is not a list; refusing to rewrite it")
+        else:
+            column = int(node.start_mark.column)
+            ours = [i for i, entry in enumerate(models) if is_ours(entry, litellm_url)]
+            items = _items_text(block, column, newline, yaml)
+            expected_models = []
+            for index, entry in enumerate(models):
+                if ours and index == ours[0]:
+                    expected_models += block
+                if index not in ours:
+                    expected_models.append(entry)
+            if not ours:
+                expected_models += block
+            for index in ours:
+                item = node.value[index]
+                dash = existing.rfind("-", 0, int(item.start_mark.index))
+                start = _line_start(existing, dash)
+                if dash < 0 or existing[start:dash].strip():
+                    raise UsageError(f"{where}: cannot tell where a models entry starts; "
+                                     f"{_PASTE}")
+                end = _line_after(existing, _content_end(item, yaml))
+                edits.append((start, end, items if index == ours[0] else ""))
+            if not ours:
+                end = _line_after(existing, _content_end(node.value[-1], yaml))
+                edits.append((end, end, ("" if end < len(existing) else tail) + items))
+            merged.replaced = len(ours)
+    text = existing
+    for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        text = text[:start] + new + text[end:]
+    others = [m for m in models if not is_ours(m, litellm_url)]
+    merged.text = text
+    merged.kept = len(others)
+    merged.kept_here = [str(m.get("name") or m.get("model") or "?") for m in others
+                        if isinstance(m, Mapping)
+                        and str(m.get("apiBase") or "").rstrip("/") == api_base(litellm_url)]
+    expected = {**data, "models": expected_models}
+    return _checked(merged, expected, yaml, where)
+
+
+def _checked(merged: Merged, expected: Mapping[str, Any], yaml: Yaml, where: str) -> Merged:
+    """``merged`` when its text reads back as ``expected``; else UsageError: the edit would
+    have changed something it must not (the file is left as it was)."""
+    try:
+        again = yaml.safe_load(merged.text)
+    except Exception:  # noqa: BLE001 - see merge
+        again = None
+    if again != expected:
+        raise UsageError(f"cannot put the models into {where} without changing its other "
+                         f"settings (anchors, aliases or an unusual layout); {_PASTE}")
+    return merged

@@ -153,15 +153,25 @@ def check_targets(specs: Sequence[KeySpec], project_dir: Path | None = None,
 
 def make_folder(folder: Path) -> None:
     """``folder`` and its missing parents, 0700 on POSIX (a Windows folder inherits its
-    parent's access list: the user profile's is the user's)."""
-    if folder.is_dir():
-        return
-    try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except FileExistsError:
-        raise ConsumerFileError(f"cannot make the folder {folder}: a file is in the way") from None
-    except OSError as exc:
-        raise ConsumerFileError(f"cannot make the folder {folder}: {exc.strerror or exc}") from None
+    parent's access list: the user profile's is the user's). Each missing folder is made on
+    its own: ``mkdir(parents=True)`` gives the parents the umask's mode (0755), not 0700."""
+    missing = []
+    at = folder
+    while not at.is_dir():
+        missing.append(at)
+        if at.parent == at:
+            break
+        at = at.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            if path.is_dir():  # made by another process meanwhile
+                continue
+            raise ConsumerFileError(f"cannot make the folder {folder}: {path} is a file, in "
+                                    "the way") from None
+        except OSError as exc:
+            raise ConsumerFileError(f"cannot make the folder {path}: {exc.strerror or exc}") from None
 
 
 def _doc(path: Path) -> envfile.EnvDoc:

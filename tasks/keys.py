@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from ._cli import (
     settings_from,
 )
 from .errors import GatewayError, UsageError
-from .settings import Settings, parse_duration, parse_overrides, parse_via
+from .settings import KeySpec, Settings, parse_duration, parse_overrides, parse_via
 
 if TYPE_CHECKING:
     from .keyops import KeyManager, KeyResult
@@ -41,11 +41,15 @@ COMMON = {
 @contextmanager
 def manager(c: Any, env_file: str | None, url: str | None, via: str | None = None,
             as_json: bool = False, wait: str | None = None, reads_only: bool = False,
+            about: Callable[[Settings], Sequence[KeySpec]] | None = None,
             ) -> Iterator[tuple[Settings, KeyManager]]:
     """Settings, a LiteLLM client (reach.py) and a KeyManager with Open WebUI as the consumer of
     the gate key - looked up (Docker) only when a key will really change, also when any keys
     task (even ``keys.list``) finishes an interrupted rotation: its hand-over comes first.
-    ``reads_only``: the task never writes .env, so it may be a pipe (``settings_from``)."""
+    ``reads_only``: the task never writes .env, so it may be a pipe (``settings_from``).
+    ``about``: the keys the task is about (default: all), picked before LiteLLM is asked - an
+    unknown name is refused first, and the advice when LiteLLM cannot be reached names their
+    variables."""
     from . import reach
     from .keyops import KeyManager
     from .openwebui import OpenWebUIConsumer
@@ -53,6 +57,7 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     via = parse_via(via, "--via")
     seconds = seconds_flag(wait, "--wait") or 0.0
     settings = settings_from(c, env_file=env_file, url=url, with_env=True, reads_only=reads_only)
+    specs = list(about(settings)) if about is not None else list(settings.keys.values())
     containers = reach.Containers(settings)
     consumer: OpenWebUIConsumer | None = None
     try:
@@ -60,7 +65,8 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
         # open LiteLLM (a file check; Docker only when a journal is there)
         for note in _recover_master(settings):
             emit(note, as_json=as_json)
-        with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress) as client:
+        with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress,
+                           keys=specs) as client:
             gate = settings.gate_key
             consumer = OpenWebUIConsumer(
                 lambda: reach.openwebui(settings, containers), client,
@@ -135,7 +141,8 @@ def create(
     """Create the virtual key and save it in .env (a no-op when .env holds a working one)."""
     overrides = parse_overrides(alias=alias, team=team, models=models, duration=duration,
                                 max_budget=max_budget)  # a bad flag: exit 2 before any request
-    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait,
+                 about=lambda s: [s.key(name)]) as (settings, keys):
         spec = settings.key(name).with_overrides(overrides)
         changed = {n for n, v in (("alias", alias), ("team_id", team), ("models", models),
                                   ("max_budget", max_budget)) if v is not None}
@@ -177,7 +184,9 @@ def rotate(
     from .schedule import due, min_age
 
     oldest = min_age(older_than)
-    with manager(c, env_file, url, via, json, wait=wait) as (settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait,
+                 about=lambda s: list(s.keys.values()) if all else [s.key(name)]
+                 ) as (settings, keys):
         names = list(settings.keys) if all else [settings.key(name).name]
         results, failures, skipped = [], [], []
         for key_name in names:
@@ -271,7 +280,9 @@ def revoke(
         key = read_stdin_line("keys.revoke --key -")
         if not key.startswith("sk-"):
             raise UsageError("the key read from stdin must start with 'sk-'")
-    with manager(c, env_file, url, via, json, wait=wait) as (_settings, keys):
+    with manager(c, env_file, url, via, json, wait=wait,
+                 about=lambda s: [s.key(name)] if name is not None else list(s.keys.values())
+                 ) as (_settings, keys):
         keys.client.require_database()
         # what an interrupted run left is finished first, and said, even if the revoke stops
         for note in keys.recover_locked():
@@ -414,15 +425,13 @@ def continue_config(
     json: bool = False,
 ) -> None:
     """Continue.dev's config.yaml models for the models the key may use (apiKey from its .env)."""
-    from pathlib import Path
-
     from invoke.vendor import yaml
 
     from . import continueconfig
-    from .errors import KeyStateError
+    from .errors import ApiError, KeyStateError
     from .rotation import reached
 
-    with manager(c, env_file, url, via, json, wait=wait, reads_only=True) as (settings, keys):
+    def pick(settings: Settings) -> list[KeySpec]:
         if name:
             spec = settings.key(name)
         else:
@@ -439,13 +448,25 @@ def continue_config(
                              "var: LITELLM_API_KEY}]` (README, 'Continue.dev and other "
                              "applications') and run `invoke keys.create --name "
                              f"{spec.name}`")
+        return [spec]
+
+    with manager(c, env_file, url, via, json, wait=wait, reads_only=True,
+                 about=pick) as (settings, keys):
+        [spec] = pick(settings)
         for note in keys.recover_locked():
             emit(note, as_json=json)
         key = envfile.load(settings.env_file).get(spec.env_var)
         if not key:
             raise KeyStateError(f"{spec.env_var} in .env holds no key; run `invoke keys.create "
                                 f"--name {spec.name}`")
-        models = reached(keys.client.models_for(key), keys.client.served_models())
+        try:
+            reaches = keys.client.models_for(key, var=spec.env_var)
+        except ApiError as exc:
+            if exc.status not in (401, 403):
+                raise
+            raise KeyStateError(f"{exc.message}; run `invoke keys.create --name {spec.name}` to "
+                                "replace it") from None
+        models = reached(reaches, keys.client.served_models())
         if not models:
             raise KeyStateError(f"the key in {spec.env_var} reaches none of the models LiteLLM "
                                 "serves")
@@ -457,20 +478,27 @@ def continue_config(
         else:
             emit(continueconfig.render(block, yaml).rstrip())
         return
-    target = (Path(str(write)).expanduser() if isinstance(write, str) and write
-              else spec.hand_over[0].path(settings.project_dir).parent / "config.yaml")
+    default = spec.hand_over[0].path(settings.project_dir).parent / "config.yaml"
+    target = continueconfig.target_of(write if isinstance(write, str) else "", default)
     try:
-        existing = target.read_text(encoding="utf-8") if target.exists() else ""
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {target}: {exc}") from None
-    text, replaced, kept = continueconfig.merge(existing, block, settings.litellm_url, yaml,
-                                                str(target))
+        existing = target.read_bytes().decode("utf-8") if target.is_file() else ""
+    except UnicodeDecodeError:
+        raise UsageError(f"{target} is not UTF-8 text; refusing to rewrite it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {target}: {exc.strerror or exc}") from None
+    merged = continueconfig.merge(existing, block, settings.litellm_url, yaml, str(target))
     from .dotenvconsumer import make_folder
 
     make_folder(target.parent)
-    envfile.write_secure(target, text.encode("utf-8"), timeout=settings.lock_timeout)
+    envfile.write_secure(target, merged.text.encode("utf-8"), timeout=settings.lock_timeout)
     if json:
-        emit_json({"path": str(target), "models": block, "replaced": replaced, "kept": kept})
+        emit_json({"path": str(target), "models": block, "replaced": merged.replaced,
+                   "kept": merged.kept, "kept_at_this_litellm": merged.kept_here})
         return
     emit(f"wrote {len(block)} model(s) to {target} (apiKey: "
-         f"{continueconfig.secret_ref(var)}; replaced {replaced}, kept {kept} other model(s))")
+         f"{continueconfig.secret_ref(var)}; replaced {merged.replaced} written before, kept "
+         f"{merged.kept} other model(s))")
+    if merged.kept_here:
+        emit(f"kept your own model(s) at this LiteLLM as they were: "
+             f"{', '.join(repr(n) for n in merged.kept_here)} (only entries named "
+             f"'<model>{continueconfig.SUFFIX}' are ours to replace)")

@@ -268,7 +268,7 @@ class MasterRotation:
         for spec in self.settings.keys.values():
             key = doc.get(spec.env_var)
             if key:
-                client.models_for(key)  # raises when LiteLLM refuses it
+                client.models_for(key, var=spec.env_var)  # raises when LiteLLM refuses it
                 proven.append(f"{spec.env_var} still works")
         return proven
 

@@ -388,11 +388,19 @@ class LiteLLM:
         """The models LiteLLM serves (``/v1/models`` with the master key)."""
         return self.models_for(self._master_key, admin=True)
 
-    def models_for(self, key: str, *, admin: bool = False) -> list[str]:
-        """The models ``key`` reaches (``/v1/models``); raises ApiError when it is refused."""
+    def models_for(self, key: str, *, admin: bool = False, var: str = "") -> list[str]:
+        """The models ``key`` reaches (``/v1/models``); raises ApiError when it is refused -
+        naming ``var``, the variable the key is kept in, when LiteLLM refuses the key itself
+        (401/403)."""
         response = self._send("GET", "/v1/models", key=key)
         if response.status_code >= 400:
-            raise self._fail(response, "/v1/models", admin=admin)
+            failure = self._fail(response, "/v1/models", admin=admin)
+            body = self._json(response)
+            if var and not admin and failure.status in (401, 403) and body is not None:
+                message, _kind = error_message(body)
+                raise ApiError(f"LiteLLM at {self.base_url} refused the key in {var} (HTTP "
+                               f"{failure.status}: {message})", failure.status)
+            raise failure
         data = self._json(response)
         if not isinstance(data, Mapping) or not isinstance(data.get("data"), list):
             raise ApiError(f"{self.base_url}/v1/models did not answer with a model list")

@@ -7,7 +7,7 @@ and that changes no key, never touches the Docker socket.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import envfile
@@ -28,10 +28,18 @@ from .errors import (
 )
 from .openwebui import OpenWebUI, answers_health
 from .proxy import LiteLLM
-from .settings import Settings
+from .settings import KeySpec, Settings
 
-MANUAL = ("create it by hand in LiteLLM's admin UI (README: 'Creating a key by hand') and put "
-          "it in VIRTUAL_KEY in .env")
+
+def manual(env_vars: Sequence[str]) -> str:
+    """The advice when LiteLLM cannot be reached to make a key: make it by hand and put it in
+    the variable the key lives in (``env_vars``: those of the keys the task is about)."""
+    where = "README: 'Creating a key by hand'"
+    if len(env_vars) == 1:
+        return (f"create the key by hand in LiteLLM's admin UI ({where}) and put it in "
+                f"{env_vars[0]} in .env")
+    return (f"create each key by hand in LiteLLM's admin UI ({where}) and put it in its variable "
+            f"in .env ({', '.join(env_vars)})")
 
 
 class Containers:
@@ -68,10 +76,13 @@ class Containers:
 
 
 def litellm(settings: Settings, containers: Containers, *, via: str | None = None,
-            wait: float = 0, progress: Callable[[str], None] = lambda _m: None) -> LiteLLM:
+            wait: float = 0, progress: Callable[[str], None] = lambda _m: None,
+            keys: Sequence[KeySpec] | None = None) -> LiteLLM:
     """A LiteLLM client over the host port, or from inside its container (``via``: auto, host,
     container; default ``settings.via``); ``wait``: seconds a starting LiteLLM may take to be
-    ready. Raises ProxyUnreachableError (4) or EnvFileError (3, no master key)."""
+    ready; ``keys``: the keys the task is about, named in the advice when LiteLLM cannot be
+    reached (default: the first-run gate key, the stack tasks' own). Raises
+    ProxyUnreachableError (4) or EnvFileError (3, no master key)."""
     via = via or settings.via
     s = settings
     if not s.master_key:
@@ -99,7 +110,8 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
                 "start the stack (`invoke stack.start`)")
         raise ProxyUnreachableError(
             f"{host_error.message}; nor is a {LITELLM} container of project "
-            f"{s.project_name!r} running to reach it from inside; start the stack, or {MANUAL}"
+            f"{s.project_name!r} running to reach it from inside; start the stack, or "
+            f"{manual(_env_vars(settings, keys))}"
         ) from host_error
     from .transport import ContainerTransport
 
@@ -109,6 +121,13 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
     if wait:
         client.wait_ready(wait, progress=progress)
     return client
+
+
+def _env_vars(settings: Settings, keys: Sequence[KeySpec] | None) -> list[str]:
+    if keys is None:
+        gate = settings.gate_key
+        keys = [gate] if gate is not None else list(settings.keys.values())
+    return [spec.env_var for spec in keys]
 
 
 def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:

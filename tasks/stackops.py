@@ -37,8 +37,6 @@ from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
 BACKEND_SERVICES = [POSTGRES, LITELLM, LITELLM_LB]
 
 Progress = Callable[[str], None]
-MANUAL = ("create it by hand in LiteLLM's admin UI (README: 'Creating a key by hand') and put "
-          "it in VIRTUAL_KEY in .env")
 
 
 def _quiet(_message: str) -> None:
@@ -276,7 +274,8 @@ class Gateway:
                                          f"{outcome.masked}")
                     outcome.openwebui_key = "updated"
                 if outcome.key_status == "active":
-                    webui.prove(reached(client.models_for(outcome.key), client.served_models()))
+                    webui.prove(reached(client.models_for(outcome.key, var=spec.env_var),
+                                        client.served_models()))
                 elif outcome.key_status == "unknown":
                     outcome.notes.append("LiteLLM cannot say whether the key is active, so "
                                          "whether Open WebUI reaches models with it is unchecked")

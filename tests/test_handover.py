@@ -8,6 +8,7 @@ is written owner-only (its DACL read back through the Windows API by ``perms.is_
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -344,13 +345,14 @@ def test_continue_config_write_merges_and_keeps_the_users_entries(
     run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
     target = consumer_file(project).parent / "config.yaml"
     mine = {"name": "mine", "provider": "ollama", "model": "llama3"}
-    stale = {"name": "old", "provider": "openai", "model": "gone",
+    stale = {"name": "gone (LiteLLM)", "provider": "openai", "model": "gone",
              "apiBase": f"{litellm.url}/v1", "apiKey": "${{ secrets.LITELLM_API_KEY }}"}
     target.write_text(yaml.safe_dump({"name": "My Config", "version": "0.0.1", "schema": "v1",
                                       "models": [mine, stale], "context": [{"provider": "code"}]},
                                      sort_keys=False))
     done = run_ok(project, "-f", cfg, "keys.continue-config", "--write")
-    assert f"wrote 1 model(s) to {target}" in done.stdout and "replaced 1, kept 1" in done.stdout
+    assert f"wrote 1 model(s) to {target}" in done.stdout
+    assert "replaced 1 written before, kept 1 other" in done.stdout
     data = yaml.safe_load(target.read_text())
     assert list(data) == ["name", "version", "schema", "models", "context"]
     assert data["name"] == "My Config" and data["context"] == [{"provider": "code"}]
@@ -361,24 +363,182 @@ def test_continue_config_write_merges_and_keeps_the_users_entries(
     assert yaml.safe_load(target.read_text()) == data
 
 
-def test_continue_config_refuses_a_file_with_comments(project: Project, litellm: Standin) -> None:
+def test_continue_config_keeps_the_users_comments(project: Project, litellm: Standin) -> None:
     cfg = absolute(project)
     run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
     target = project.dir / "config.yaml"
-    original = "# my settings\nname: mine\nmodels: []\n"
+    original = "# my settings\nname: mine  # really\nmodels: []\n"
     target.write_text(original)
-    done = project.run("-f", cfg, "keys.continue-config", "--write", str(target))
-    assert done.returncode == 2 and "has comments" in done.stderr, done.stderr
-    assert done.stderr.count("\n") == 1 and target.read_text() == original
+    run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(target))
+    text = target.read_text()
+    assert text.startswith("# my settings\nname: mine  # really\nmodels: \n- name: claude-haiku")
+
+
+#: the review's inputs: values a YAML 1.1 load-and-dump changed (1.10 -> 1.1, no -> false,
+#: 0123 -> 83, 1:30 -> 90, a key on: -> true), and the quoting, comments and layout around them
+USER_TEXT = [
+    "version: 1.10\n",
+    "allowAnonymousTelemetry: no\n",
+    "pin: 0123\n",
+    "timeout: 1:30\n",
+    "on: save\n",
+    "quoted: 'single'  # a comment\nother: \"double\"\n",
+    "text: |\n  kept\n    as is\n\n",
+]
+
+
+@pytest.mark.parametrize("user", USER_TEXT)
+@pytest.mark.parametrize("models", ["", "models:\n  - name: mine\n    model: llama3\n",
+                                    "models:\n", "models: []\n"])
+def test_merge_keeps_the_users_text_byte_for_byte(user: str, models: str) -> None:
+    from invoke.vendor import yaml
+
+    block = continueconfig.models_block(["m"], "http://localhost:4000", "K")
+    existing = "name: Mine\n" + user + models
+    merged = continueconfig.merge(existing, block, "http://localhost:4000", yaml, "c")
+    ours = merged.text.index("- name: m (LiteLLM)")
+    ours = merged.text.rfind("\n", 0, ours) + 1
+    # the user's text up to our entries is theirs as it was; after them, nothing of ours
+    assert merged.text[:ours] == existing.replace("models: []", "models: ") + (
+        "" if models else "models:\n")
+    assert merged.text[ours:].startswith(" " * (2 if "mine" in models else 0) + "- name: m (LiteLLM)")
+    assert yaml.safe_load(merged.text)["models"][-1]["apiKey"] == "${{ secrets.K }}"
+
+
+def test_write_keeps_the_quoted_values_through_the_cli(project: Project, litellm: Standin) -> None:
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    target = project.dir / "config.yaml"
+    original = ("name: Mine\r\nversion: 1.10\r\nflag: no\r\nmode: 0123\r\ntime: 1:30\r\n"
+                "on: x\r\nmodels:\r\n  - name: mine  # mine\r\n    provider: ollama\r\n"
+                "    model: m\r\n")
+    target.write_bytes(original.encode())
+    run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(target))
+    data = target.read_bytes().decode()
+    assert data.startswith(original) and data[len(original):].startswith(
+        "  - name: claude-haiku (LiteLLM)\r\n")
+    assert "\n" not in data.replace("\r\n", "")
+    run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(target))
+    assert target.read_bytes().decode() == data  # ours replaced, nothing added twice
+
+
+def test_write_replaces_only_our_entries_and_says_what_it_kept(
+        project: Project, litellm: Standin) -> None:
+    """A model of the user's own at the same apiBase is kept (it is not named '<model>
+    (LiteLLM)'), and said; an entry we wrote is replaced where it was."""
+    from invoke.vendor import yaml
+
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    target = project.dir / "config.yaml"
+    base = f"{litellm.url}/v1"
+    original = (f"name: Mine\nmodels:\n- name: My GPT\n  provider: openai\n  model: gpt-4o\n"
+                f"  apiBase: {base}\n  apiKey: ${{{{ secrets.MINE }}}}\n"
+                f"- name: old (LiteLLM)\n  provider: openai\n  model: old\n  apiBase: {base}\n"
+                f"  apiKey: ${{{{ secrets.LITELLM_API_KEY }}}}\n  roles: [chat]\n"
+                "- name: Local\n  provider: ollama\n  model: llama3\n")
+    target.write_text(original)
+    done = run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(target))
+    names = [m["name"] for m in yaml.safe_load(target.read_text())["models"]]
+    assert names == ["My GPT", "claude-haiku (LiteLLM)", "Local"]
+    assert "replaced 1 written before, kept 2 other model(s)" in done.stdout
+    assert ("kept your own model(s) at this LiteLLM as they were: 'My GPT' (only entries named "
+            "'<model> (LiteLLM)' are ours to replace)") in done.stdout
+    assert target.read_text().startswith(original[:original.index("- name: old")])
+    assert target.read_text().endswith("- name: Local\n  provider: ollama\n  model: llama3\n")
+    data = run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(target), "--json")
+    assert json.loads(data.stdout)["kept_at_this_litellm"] == ["My GPT"]
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("name: a\nmodels: [{name: x}]\n", "flow style ([...])"),
+    ("{name: a}\n", "one flow map"),
+    ("- a\n", "not a YAML map"),
+    ("name: [\n", "not valid YAML"),
+    ("name: a\nmodels:\n  - &o\n    name: m (LiteLLM)\n    provider: openai\n    model: m\n"
+     "    apiBase: http://localhost:4000/v1\n    apiKey: ${{ secrets.K }}\nother: *o\n",
+     "without changing its other settings"),
+])
+def test_merge_refuses_what_it_cannot_edit_alone(text: str, said: str) -> None:
+    from invoke.vendor import yaml
+
+    block = continueconfig.models_block(["m"], "http://localhost:4000", "K")
+    with pytest.raises(UsageError, match=re.escape(said)):
+        continueconfig.merge(text, block, "http://localhost:4000", yaml, "c")
+
+
+def test_write_to_a_folder_path_writes_config_yaml_in_it_owner_only(
+        project: Project, litellm: Standin) -> None:
+    """`--write DIR/` (a folder that does not exist yet) is that folder's config.yaml, not a
+    file named DIR; every folder made for it is 0700 (the parents too, not the umask's 0755)."""
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    folder = project.dir / "new" / "deeper" / "continue"
+    done = run_ok(project, "-f", cfg, "keys.continue-config", "--write", f"{folder}/")
+    assert (folder / "config.yaml").is_file() and f"to {folder / 'config.yaml'}" in done.stdout
+    assert perms.is_private(folder / "config.yaml")
+    if not WINDOWS:
+        for made in (project.dir / "new", project.dir / "new" / "deeper", folder):
+            assert perms.mode_of(made) & 0o777 == 0o700, made
+    # an existing folder, without the slash: the same file
+    run_ok(project, "-f", cfg, "keys.continue-config", "--write", str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml"]
+
+
+@pytest.mark.skipif(WINDOWS, reason="POSIX modes: a Windows folder inherits its parent's access list")
+def test_make_folder_makes_every_missing_parent_0700(tmp_path: Path) -> None:
+    from tasks.dotenvconsumer import make_folder
+
+    make_folder(tmp_path / "a" / "b" / "c")
+    for made in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert perms.mode_of(made) & 0o777 == 0o700, made
+
+
+def test_continue_config_names_the_variable_litellm_refused(project: Project,
+                                                            litellm: Standin) -> None:
+    cfg = absolute(project)
+    envfile.update(project.env, {"CONTINUE_DEV_KEY": "sk-not-a-key-" + "x" * 20})
+    done = project.run("-f", cfg, "keys.continue-config")
+    assert done.returncode == 8, done.stderr
+    assert done.stderr == (f"error: LiteLLM at {litellm.url} refused the key in CONTINUE_DEV_KEY "
+                           "(HTTP 401: Authentication Error, Invalid API key provided.); run "
+                           "`invoke keys.create --name continue-dev` to replace it\n")
+
+
+def test_unreachable_advice_names_the_keys_own_variable(tmp_path: Path) -> None:
+    """Making a key by hand when LiteLLM cannot be reached: put it where that key lives."""
+    from tasks import reach
+    from tasks.errors import ProxyUnreachableError
+
+    home = tmp_path / "home" / ".continue" / ".env"
+    from tasks.settings import DEFAULTS
+
+    settings = load_settings({"gateway": {"litellm_url": "http://127.0.0.1:9", "timeout": 2,
+                                          "keys": {**DEFAULTS["gateway"]["keys"], "continue-dev": {
+                                              "env_var": "CONTINUE_DEV_KEY",
+                                              "hand_over": [{"dotenv": str(home), "var": "K"}]}}}},
+                             env_values={"LITELLM_MASTER_KEY": "sk-master"}, environ={})
+
+    class NoContainers:
+        def running(self, service: str) -> None:
+            return None
+
+    for keys, named in [([settings.key("continue-dev")], "put it in CONTINUE_DEV_KEY in .env"),
+                        (None, "put it in VIRTUAL_KEY in .env"),
+                        (list(settings.keys.values()),
+                         "put it in its variable in .env (VIRTUAL_KEY, CONTINUE_DEV_KEY)")]:
+        with pytest.raises(ProxyUnreachableError) as caught:
+            reach.litellm(settings, NoContainers(), via="auto", keys=keys)  # type: ignore[arg-type]
+        assert caught.value.message.endswith(named), caught.value.message
 
 
 def test_merge_of_an_empty_file_is_the_block() -> None:
     from invoke.vendor import yaml
 
     block = continueconfig.models_block(["m"], "http://localhost:4000/", "K")
-    text, replaced, kept = continueconfig.merge("", block, "http://localhost:4000", yaml, "c")
-    assert yaml.safe_load(text)["models"][0]["apiBase"] == "http://localhost:4000/v1"
-    assert (replaced, kept) == (0, 0)
+    merged = continueconfig.merge("", block, "http://localhost:4000", yaml, "c")
+    assert yaml.safe_load(merged.text)["models"][0]["apiBase"] == "http://localhost:4000/v1"
+    assert (merged.replaced, merged.kept) == (0, 0)
 
 
 # --------------------------------------------------------------------------- unknown settings
