@@ -58,7 +58,7 @@ def install_config_error_hook() -> None:
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
-        message = _config_error(exc) or _env_cast_error(exc, tb)
+        message = _env_cast_error(exc, tb) or _config_error(exc)
         if message is None:
             previous(kind, exc, tb)
             return
@@ -87,7 +87,7 @@ def _config_error(exc: BaseException) -> str | None:
         where = f"{mark.name}, line {mark.line + 1}" if mark is not None else "a config file"
         problem = getattr(exc, "problem", None) or "not valid YAML"
         return f"Invoke's configuration ({where}) is not valid YAML: {problem}"
-    if isinstance(exc, (UncastableEnvVar, AmbiguousEnvVar)):
+    if isinstance(exc, (UncastableEnvVar, AmbiguousEnvVar)):  # one _env_cast_error did not name
         return (f"an INVOKE_* variable cannot set this setting ({' '.join(str(exc).split())}); "
                 "set it in invoke.yaml")
     return None
@@ -95,17 +95,38 @@ def _config_error(exc: BaseException) -> str | None:
 
 def _env_cast_error(exc: BaseException, tb: Any) -> str | None:
     """Invoke casts an ``INVOKE_*`` variable to the type of the setting it replaces with that
-    type itself (``int('')``): a ValueError or TypeError from its ``env.py``. The message names
-    no value (a variable may hold anything)."""
-    if not isinstance(exc, (ValueError, TypeError)) or tb is None:
+    type itself (``int('abc')``), and refuses to replace a list: a ValueError, TypeError or
+    UncastableEnvVar from its ``env.py``. The line names the variable, its setting and what it
+    takes - never the value (a variable may hold anything)."""
+    from invoke.exceptions import UncastableEnvVar
+
+    if not isinstance(exc, (ValueError, TypeError, UncastableEnvVar)) or tb is None:
         return None
-    while tb.tb_next is not None:
+    found: dict[str, Any] = {}
+    last = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.replace("\\", "/").endswith("invoke/env.py"):
+            found.update({k: v for k, v in tb.tb_frame.f_locals.items()
+                          if k in ("real_var", "key_path", "old")})
+        last = code
         tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    if code.co_name != "_cast" or not code.co_filename.replace("\\", "/").endswith("invoke/env.py"):
+    if last is None or last.co_name != "_cast" or "old" not in found:
         return None
-    return ("an INVOKE_* variable holds a value its setting cannot take (an empty value, or text "
-            "where invoke.yaml has a number); give a value of that kind, or unset the variable")
+    var = str(found.get("real_var") or "an INVOKE_* variable")
+    setting = ".".join(str(p) for p in found.get("key_path") or ()) or "its setting"
+    old = found["old"]
+    if not os.environ.get(var, "x").strip():
+        from .knownsettings import empty_message
+
+        return empty_message(var, setting)
+    if isinstance(old, (list, tuple)):
+        return (f"{var} cannot set {setting}: it is a list in invoke.yaml (or a -f file), and an "
+                "INVOKE_* variable holds text, never a list; set the list in invoke.yaml, or "
+                f"unset {var}")
+    kind = "a whole number" if isinstance(old, int) else "a number"
+    return (f"{var} must be {kind}: {setting} is one in invoke.yaml (or a -f file); give "
+            f"{kind}, or unset {var}")
 
 
 @contextlib.contextmanager

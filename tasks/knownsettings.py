@@ -74,17 +74,18 @@ def check_config(gateway: Mapping[str, Any], defaults: Mapping[str, Any],
                                     source)
 
 
-def env_names(config: Mapping[str, Any], prefix: str = "INVOKE_") -> set[str]:
+def env_names(config: Mapping[str, Any], prefix: str = "INVOKE_") -> dict[str, str]:
     """The ``INVOKE_*`` names Invoke would apply to ``config`` (its leaves, as Invoke's
-    ``Environment`` builds them: the path joined by ``_``, upper case)."""
-    names = set()
+    ``Environment`` builds them: the path joined by ``_``, upper case), each with the dotted
+    path of its setting."""
+    names = {}
 
     def crawl(path: list[str], value: Any) -> None:
         if isinstance(value, Mapping):
             for key, inner in value.items():
                 crawl([*path, str(key)], inner)
         else:
-            names.add(prefix + "_".join(path).upper())
+            names[prefix + "_".join(path).upper()] = ".".join(path)
 
     crawl([], config)
     return names
@@ -92,8 +93,10 @@ def env_names(config: Mapping[str, Any], prefix: str = "INVOKE_") -> set[str]:
 
 def check_environment(gateway: Mapping[str, Any], defaults: Mapping[str, Any],
                       environ: Mapping[str, str]) -> None:
-    """Every ``INVOKE_GATEWAY_*`` variable must be one Invoke applies; raises UsageError."""
-    known = env_names({"gateway": defaults}) | env_names({"gateway": gateway})
+    """Every ``INVOKE_GATEWAY_*`` variable must be one Invoke applies, and hold a value: an
+    empty one would replace invoke.yaml's setting with nothing (Invoke applies the empty text),
+    so it is refused like an empty limit, never taken as "unset". Raises UsageError."""
+    known = {**env_names({"gateway": defaults}), **env_names({"gateway": gateway})}
     for name in sorted(environ):
         # Windows' environment is case-blind (os.environ upper-cases it); POSIX's is not
         upper = name.upper() if sys.platform == "win32" else name
@@ -101,6 +104,14 @@ def check_environment(gateway: Mapping[str, Any], defaults: Mapping[str, Any],
             raise UsageError(
                 f"unknown setting {name} (environment): Invoke ignores it; "
                 f"{_nearest(upper, known)}")
+        if upper.startswith(ENV_PREFIX) and not environ[name].strip():
+            raise UsageError(empty_message(name, known[upper]))
+
+
+def empty_message(name: str, setting: str) -> str:
+    """The line for an ``INVOKE_*`` variable that is set but empty."""
+    return (f"{name} is set but empty: it would replace {setting} from invoke.yaml with "
+            f"nothing; unset it (`unset {name}`) or give it a value")
 
 
 def check_known(gateway: Mapping[str, Any], defaults: Mapping[str, Any],

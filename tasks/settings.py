@@ -252,9 +252,9 @@ class KeySpec:
             alias=alias,
             team_id=team_id,
             team_alias=_printable(str(raw.get("team_alias") or team_id), f"{where}.team_alias"),
-            models=parse_models(_limit(raw, "models", where)),
-            duration=parse_duration(_limit(raw, "duration", where)),
-            max_budget=parse_budget(_limit(raw, "max_budget", where)),
+            models=_key_limit(parse_models, raw, "models", name),
+            duration=_key_limit(parse_duration, raw, "duration", name),
+            max_budget=_key_limit(parse_budget, raw, "max_budget", name),
             gate=bool(gate),
             metadata=dict(metadata),
             hand_over=parse_hand_over(where, raw.get("hand_over")),
@@ -317,6 +317,18 @@ def _limit(raw: Mapping[str, Any], name: str, where: str) -> Any:
         raise UsageError(f"{where}.{name} is empty; an empty value never lifts a limit - "
                          "leave the setting out for none, or give a value")
     return value
+
+
+def _key_limit(parse: Any, raw: Mapping[str, Any], setting: str, name: str) -> Any:
+    """A key's limit parsed; a bad value is UsageError naming the setting and the variable
+    that may have set it (``parse_*`` name only the value)."""
+    where = f"gateway.keys.{name}"
+    value = _limit(raw, setting, where)
+    try:
+        return parse(value)
+    except UsageError as exc:
+        variable = f"INVOKE_GATEWAY_KEYS_{name.upper()}_{setting.upper()}"
+        raise UsageError(f"{where}.{setting} (invoke.yaml or {variable}): {exc.message}") from None
 
 
 def _limit_flag(value: Any, flag: str, setting: str) -> Any:

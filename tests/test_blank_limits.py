@@ -60,25 +60,23 @@ def test_a_blank_limit_in_config_is_refused(project: Project, litellm: Standin, 
     assert litellm.requests("/key/generate") == []
 
 
-def test_a_blank_limit_from_the_environment_keeps_the_configured_one(project: Project,
-                                                                    litellm: Standin) -> None:
+@pytest.mark.parametrize("setting", ["MODELS", "MAX_BUDGET", "DURATION"])
+def test_a_blank_limit_from_the_environment_is_refused(project: Project, litellm: Standin,
+                                                       setting: str) -> None:
     """Invoke maps INVOKE_GATEWAY_KEYS_<NAME>_<SETTING> onto a key whose name has no dash. An
-    empty DURATION leaves the configured one (Invoke applies no empty text over it); an empty
-    MAX_BUDGET over a number, and MODELS over a list, are refused (exit 2) - the first was a
-    traceback from Invoke's own cast."""
+    empty one is refused (exit 2) naming it - over a list (Invoke cannot cast one), over a
+    number (Invoke's own cast was a traceback) and over text alike: an empty variable would
+    replace invoke.yaml's setting with nothing, so it is never taken as "unset"."""
     config = project.dir / "chat.json"
     config.write_text(json.dumps({"gateway": {"keys": {"chat": {
         "env_var": "CHAT_KEY", "alias": "Chat Key", "models": ["gpt-4o-mini"], "duration": "7d",
         "max_budget": 5}}}}))
-    done = project.run("-f", str(config), "keys.create", "--name", "chat",
-                       env={"INVOKE_GATEWAY_KEYS_CHAT_MODELS": ""})
-    refused(done, "cannot set this setting")
-    done = project.run("-f", str(config), "keys.create", "--name", "chat",
-                       env={"INVOKE_GATEWAY_KEYS_CHAT_MAX_BUDGET": ""})
-    refused(done, "INVOKE_* variable", "cannot take")
+    variable = f"INVOKE_GATEWAY_KEYS_CHAT_{setting}"
+    done = project.run("-f", str(config), "keys.create", "--name", "chat", env={variable: ""})
+    refused(done, f"{variable} is set but empty", f"gateway.keys.chat.{setting.lower()}",
+            f"unset {variable}")
     assert litellm.requests("/key/generate") == []
-    done = project.run("-f", str(config), "keys.create", "--name", "chat",
-                       env={"INVOKE_GATEWAY_KEYS_CHAT_DURATION": ""})
+    done = project.run("-f", str(config), "keys.create", "--name", "chat")
     assert done.returncode == 0, done.stderr
     [record] = litellm.active("Chat Key")
     assert record["models"] == ["gpt-4o-mini"] and record["max_budget"] == 5

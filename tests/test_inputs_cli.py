@@ -333,3 +333,61 @@ def test_a_url_override_is_said_once_on_stderr(project: Project, litellm: Standi
     # no note when the URL is the one .env implies
     envfile.update(project.env, {"LITELLM_PORT": litellm.url.rsplit(":", 1)[1]})
     assert "note:" not in project.run("keys.list").stderr
+
+
+# --------------------------------------------------------------------------- INVOKE_GATEWAY_*
+
+
+def _user_config(project: Project, text: str) -> dict[str, str]:
+    """A user's ~/.invoke.yaml (below INVOKE_* variables in Invoke's order, unlike a -f file)."""
+    home = project.dir / "home"
+    home.mkdir(exist_ok=True)
+    (home / ".invoke.yaml").write_text(text)
+    return {"HOME": str(home), "USERPROFILE": str(home)}
+
+
+USER_KEYS = ("gateway:\n  timeout: 7\n  keys:\n    chat:\n      env_var: CHAT_KEY\n"
+             "      models: [gpt-4o-mini]\n      max_budget: 5\n")
+
+
+@pytest.mark.parametrize(("variable", "value", "line"), [
+    ("INVOKE_GATEWAY_KEYS_CHAT_MODELS", "gpt-4o-mini,claude-haiku",
+     "INVOKE_GATEWAY_KEYS_CHAT_MODELS cannot set gateway.keys.chat.models: it is a list in "
+     "invoke.yaml (or a -f file), and an INVOKE_* variable holds text, never a list; set the "
+     "list in invoke.yaml, or unset INVOKE_GATEWAY_KEYS_CHAT_MODELS"),
+    ("INVOKE_GATEWAY_KEYS_CHAT_MAX_BUDGET", "lots",
+     "INVOKE_GATEWAY_KEYS_CHAT_MAX_BUDGET must be a whole number: gateway.keys.chat.max_budget "
+     "is one in invoke.yaml (or a -f file); give a whole number, or unset "
+     "INVOKE_GATEWAY_KEYS_CHAT_MAX_BUDGET"),
+    ("INVOKE_GATEWAY_TIMEOUT", "soon",
+     "INVOKE_GATEWAY_TIMEOUT must be a whole number: gateway.timeout is one in invoke.yaml (or a "
+     "-f file); give a whole number, or unset INVOKE_GATEWAY_TIMEOUT"),
+    ("INVOKE_GATEWAY_TIMEOUT", "",
+     "INVOKE_GATEWAY_TIMEOUT is set but empty: it would replace gateway.timeout from invoke.yaml "
+     "with nothing; unset it (`unset INVOKE_GATEWAY_TIMEOUT`) or give it a value"),
+    ("INVOKE_GATEWAY_KEYS_OPEN-WEBUI_MODELS", "a b",
+     "gateway.keys.open-webui.models (invoke.yaml or INVOKE_GATEWAY_KEYS_OPEN-WEBUI_MODELS): bad "
+     "model list 'a b': model names have no spaces"),
+])
+def test_a_bad_invoke_gateway_variable_names_itself(project: Project, litellm: Standin,
+                                                    variable: str, value: str, line: str) -> None:
+    """One line naming the variable, its setting and what it takes - never a Python type."""
+    done = project.run("keys.list", env={**_user_config(project, USER_KEYS), variable: value})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"error: {line}\n"
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_invoke_gateway_litellm_url_is_refused_not_a_silent_override(
+        project: Project, litellm: Standin, value: str) -> None:
+    """Empty INVOKE_GATEWAY_LITELLM_URL used to replace invoke.yaml's gateway.litellm_url with
+    nothing (so LITELLM_PROXY_URL or LITELLM_PORT was used instead, without a word)."""
+    env = _user_config(project, f"gateway:\n  litellm_url: {litellm.url}\n")
+    env["LITELLM_PROXY_URL"] = "http://127.0.0.1:9"
+    done = project.run("keys.list", env={**env, "INVOKE_GATEWAY_LITELLM_URL": value})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("error: INVOKE_GATEWAY_LITELLM_URL is set but empty: it would replace "
+                           "gateway.litellm_url from invoke.yaml with nothing; unset it (`unset "
+                           "INVOKE_GATEWAY_LITELLM_URL`) or give it a value\n")
+    done = project.run("keys.list", env=env)
+    assert done.returncode == 0, done.stderr
