@@ -208,6 +208,12 @@ class Gateway:
         spec, has_key = self.gate(create_key)
         self.preflight()
         self.settle()
+        roll = Roll(self.stack, timeout=0)
+        if roll.balancer() is not None and roll.outdated():
+            # `docker compose up` below would recreate it, with downtime
+            self.progress(f"{LITELLM} runs with other settings than .env and the compose files "
+                          "give; replacing it beside the running one")
+            self.replace_litellm(timeout)
         before = self._snapshot()
         if spec is not None and not has_key:
             self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
