@@ -23,6 +23,7 @@ from .errors import (
     KeyStateError,
     OpenWebUIError,
     ProxyUnreachableError,
+    StackError,
     UsageError,
 )
 from .keyops import KeyManager
@@ -436,6 +437,7 @@ class Gateway:
         outcome = Outcome(changed=False)
         self.require_docker()
         outcome.services = self.stack.states()
+        outcome.notes += self._litellm_notes()
         spec = self.settings.gate_key
         values = self.values
         outcome.key = values.get(spec.env_var, "") if spec else ""
@@ -464,6 +466,21 @@ class Gateway:
             outcome.openwebui_key = "unknown"
             outcome.notes.append(f"Open WebUI key unknown: {exc.message}")
         return outcome
+
+
+    def _litellm_notes(self) -> list[str]:
+        """What stack.status says of a LiteLLM replacement under way, or left by a killed task,
+        and of a LiteLLM that runs with other settings than .env gives now."""
+        roll = Roll(self.stack, timeout=0)
+        running = roll.litellm_containers()
+        if len(running) > 1:
+            return [f"{len(running)} LiteLLM containers run ({', '.join(c.name for c in running)}): "
+                    "a replacement is under way, or was interrupted (`invoke stack.start` ends it)"]
+        with contextlib.suppress(StackError):
+            if running and roll.outdated():
+                return ["LiteLLM runs with other settings than .env and the compose files give "
+                        "now; `invoke stack.restart --service litellm` applies them"]
+        return []
 
 
 def webui_consumer(webui: OpenWebUI, client: LiteLLM, *, also: Sequence[str] = (),

@@ -135,6 +135,7 @@ def test_stack_start_ends_an_unfinished_replacement(stack: StackProject) -> None
     up = stack.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "litellm=2", "litellm")
     assert up.returncode == 0, up.stderr
     assert len(litellm_containers(stack)) == 2
+    assert "2 LiteLLM containers run" in stack.ok("stack.status").stdout
     with traffic_for(stack) as traffic:
         since = traffic.snapshot()
         done = stack.run("stack.start")
@@ -154,6 +155,7 @@ def test_stack_start_replaces_a_litellm_whose_settings_changed(stack: StackProje
     nothing changes."""
     before = litellm_containers(stack)
     envfile.update(stack.env, {"UI_USERNAME": "operator"})
+    assert "LiteLLM runs with other settings than .env" in stack.ok("stack.status").stdout
     with traffic_for(stack) as traffic:
         since = traffic.snapshot()
         done = stack.run("stack.start")
