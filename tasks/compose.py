@@ -35,6 +35,9 @@ LITELLM_SERVICE_URL = f"http://{LITELLM}:{LITELLM_CONTAINER_PORT}"
 OPENWEBUI_SERVICE_URL = f"http://{OPENWEBUI}:{OPENWEBUI_CONTAINER_PORT}"
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
+#: The hash of the settings compose made a container from; ``docker compose up`` recreates a
+#: container whose hash is not its service's current one (``docker compose config --hash``).
+CONFIG_HASH_LABEL = "com.docker.compose.config-hash"
 SECRET_VARS = ("LITELLM_MASTER_KEY", "POSTGRES_PASSWORD", "UI_PASSWORD", "WEBUI_SECRET_KEY",
                "WEBUI_ADMIN_PASSWORD", "LITELLM_SALT_KEY")
 
@@ -286,6 +289,16 @@ class Stack:
             done = self.compose_ok("config", "--services", what="docker compose config")
             self._defined = done.stdout.split()
         return self._defined
+
+    def config_hash(self, service: str) -> str:
+        """The hash of ``service``'s current settings (compose files and .env), as compose
+        labels its containers with (CONFIG_HASH_LABEL); "" when compose gives none."""
+        done = self.compose_ok("config", "--hash", service, what="docker compose config --hash")
+        for line in done.stdout.splitlines():
+            name, _, value = line.strip().partition(" ")
+            if name == service:
+                return value.strip()
+        return ""
 
     def down(self, *, volumes: bool = False) -> None:
         args = ["down", "--remove-orphans"] + (["--volumes"] if volumes else [])

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .compose import LITELLM, LITELLM_LB, Stack, state_of
+from .compose import CONFIG_HASH_LABEL, LITELLM, LITELLM_LB, ServiceState, Stack, state_of
 from .errors import StackError
 
 #: The runtime API of HAProxy inside the litellm-lb container (haproxy.cfg, ``stats socket``),
@@ -101,15 +101,10 @@ def addresses(container: Any) -> set[str]:
     return {str(n.get("IPAddress")) for n in networks.values() if n.get("IPAddress")}
 
 
-def _health(container: Any) -> tuple[str, str]:
+def _current(container: Any) -> ServiceState:
+    """``container``'s state as Docker gives it now (compose.ServiceState)."""
     container.reload()
-    state = container.attrs.get("State") or {}
-    return str(state.get("Status", "")), str((state.get("Health") or {}).get("Status") or "")
-
-
-def _failed(container: Any) -> bool:
-    """Exited, dead, unhealthy, or restarting after a crash (``restart: unless-stopped``)."""
-    return state_of(container).failed
+    return state_of(container)
 
 
 class Roll:
@@ -139,6 +134,16 @@ class Roll:
                 return LoadBalancer(container)
         return None
 
+    def outdated(self) -> bool:
+        """True when a running LiteLLM was made from other settings than the compose files and
+        .env give now (a hand edit, an interrupted ``keys.rotate-master``): ``docker compose up``
+        would recreate it, with downtime, where the rolling step replaces it without."""
+        running = self.litellm_containers()
+        if not running:
+            return False
+        want = self.stack.config_hash(LITELLM)
+        return bool(want) and any(c.labels.get(CONFIG_HASH_LABEL) != want for c in running)
+
     # -- the step ----------------------------------------------------------------
 
     def replace(self) -> None:
@@ -151,19 +156,21 @@ class Roll:
                              "without downtime; run `invoke stack.start` first")
         self.settle(lb)
         old = self.litellm_containers()
-        self.progress(f"starting a new {LITELLM} container beside the running one")
-        self.stack.compose_ok("up", "-d", "--no-deps", "--no-recreate", "--scale",
-                              f"{LITELLM}={len(old) + 1}", LITELLM,
-                              what="docker compose up --scale")
         old_ids = {c.id for c in old}
-        new = [c for c in self.litellm_containers() if c.id not in old_ids]
-        if not new:
-            raise StackError(f"docker compose started no new {LITELLM} container")
+        self.progress(f"starting a new {LITELLM} container beside the running one")
         try:
+            self.stack.compose_ok("up", "-d", "--no-deps", "--no-recreate", "--scale",
+                                  f"{LITELLM}={len(old) + 1}", LITELLM,
+                                  what="docker compose up --scale")
+            new = [c for c in self.litellm_containers() if c.id not in old_ids]
+            if not new:
+                raise StackError(f"docker compose started no new {LITELLM} container")
             self._until_ready(new[-1], lb)
         except BaseException:
-            for container in new:
-                self._remove(container, timeout=5)
+            # a failure, or Ctrl-C while compose was still making it: no second LiteLLM left
+            for container in self.litellm_containers():
+                if container.id not in old_ids:
+                    self._remove(container, timeout=5)
             raise
         for container in old:
             self.retire(container, lb)
@@ -173,10 +180,10 @@ class Roll:
         ips = addresses(container)
         announced = ""
         while True:
-            status, health = _health(container)
-            if _failed(container):
-                raise self._failure(container, state_of(container).describe())
-            if health in ("healthy", ""):
+            now = _current(container)
+            if now.failed:
+                raise self._failure(container, now.describe())
+            if now.health in ("healthy", None):
                 ips = ips or addresses(container)
                 up = [s for s in lb.servers() if s.address in ips and s.status.startswith("UP")]
                 if up:
@@ -184,7 +191,7 @@ class Roll:
                     return
                 state = "healthy, waiting for HAProxy to find it"
             else:
-                state = f"{status} ({health})"
+                state = f"{now.status} ({now.health})"
             if state != announced:
                 self.progress(f"{container.name}: {state}")
                 announced = state
@@ -241,7 +248,7 @@ class Roll:
             return False
         ended = False
         if len(running) > 1:
-            healthy = [c for c in running if _health(c) == ("running", "healthy")]
+            healthy = [c for c in running if _current(c).ready]
             keep = healthy[-1] if healthy else running[-1]
             for container in running:
                 if container.id != keep.id:

@@ -147,12 +147,16 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
     from dataclasses import asdict
 
-    from .compose import LITELLM_LB, SERVICES
+    from .compose import SERVICES
     from .dotenvconsumer import states
 
     with _gateway(c, env_file) as gateway:
         outcome = gateway.status()
         files = states(gateway.settings, gateway.values)
+        try:  # litellm-lb when the compose files define it
+            shown = gateway.present(SERVICES)
+        except StackError:  # compose cannot read them; the states above still say what runs
+            shown = list(SERVICES)
     if json:
         emit_json({
             "project": gateway.settings.project_name,
@@ -168,7 +172,7 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     emit(f"project {gateway.settings.project_name}")
     for name in SERVICES:
         st = outcome.services.get(name)
-        if st is None and name == LITELLM_LB:
+        if name not in shown:
             continue  # compose files without HAProxy in front of LiteLLM
         emit(f"  {name:<11} {st.describe() if st else 'not created':<24} "
              f"{', '.join(st.ports) if st else ''}".rstrip())

@@ -23,6 +23,7 @@ from .errors import (
     KeyStateError,
     OpenWebUIError,
     ProxyUnreachableError,
+    StackError,
     UsageError,
 )
 from .keyops import KeyManager
@@ -206,6 +207,12 @@ class Gateway:
         spec, has_key = self.gate(create_key)
         self.preflight()
         self.settle()
+        roll = Roll(self.stack, timeout=0)
+        if roll.balancer() is not None and roll.outdated():
+            # `docker compose up` below would recreate it, with downtime
+            self.progress(f"{LITELLM} runs with other settings than .env and the compose files "
+                          "give; replacing it beside the running one")
+            self.replace_litellm(timeout)
         before = self._snapshot()
         if spec is not None and not has_key:
             self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
@@ -429,6 +436,7 @@ class Gateway:
         outcome = Outcome(changed=False)
         self.require_docker()
         outcome.services = self.stack.states()
+        outcome.notes += self._litellm_notes()
         spec = self.settings.gate_key
         values = self.values
         outcome.key = values.get(spec.env_var, "") if spec else ""
@@ -457,6 +465,21 @@ class Gateway:
             outcome.openwebui_key = "unknown"
             outcome.notes.append(f"Open WebUI key unknown: {exc.message}")
         return outcome
+
+
+    def _litellm_notes(self) -> list[str]:
+        """What stack.status says of a LiteLLM replacement under way, or left by a killed task,
+        and of a LiteLLM that runs with other settings than .env gives now."""
+        roll = Roll(self.stack, timeout=0)
+        running = roll.litellm_containers()
+        if len(running) > 1:
+            return [f"{len(running)} LiteLLM containers run ({', '.join(c.name for c in running)}): "
+                    "a replacement is under way, or was interrupted (`invoke stack.start` ends it)"]
+        with contextlib.suppress(StackError):
+            if running and roll.outdated():
+                return ["LiteLLM runs with other settings than .env and the compose files give "
+                        "now; `invoke stack.restart --service litellm` applies them"]
+        return []
 
 
 def webui_consumer(webui: OpenWebUI, client: LiteLLM, *, also: Sequence[str] = (),

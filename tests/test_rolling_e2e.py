@@ -8,12 +8,17 @@ figures; this asserts 0 failed)."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from tasks import envfile
+from tests.support.project import REPO
 from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project
 from tests.support.traffic import Traffic, wait_for_more
 
@@ -130,6 +135,7 @@ def test_stack_start_ends_an_unfinished_replacement(stack: StackProject) -> None
     up = stack.compose("up", "-d", "--no-deps", "--no-recreate", "--scale", "litellm=2", "litellm")
     assert up.returncode == 0, up.stderr
     assert len(litellm_containers(stack)) == 2
+    assert "2 LiteLLM containers run" in stack.ok("stack.status").stdout
     with traffic_for(stack) as traffic:
         since = traffic.snapshot()
         done = stack.run("stack.start")
@@ -140,3 +146,54 @@ def test_stack_start_ends_an_unfinished_replacement(stack: StackProject) -> None
         assert result["failed"] == 0, f"{name}: {result['errors']}"
     assert len(litellm_containers(stack)) == 1
     assert "ended an unfinished replacement of LiteLLM" in done.stdout
+
+
+def test_stack_start_replaces_a_litellm_whose_settings_changed(stack: StackProject) -> None:
+    """.env changed under a running stack (a hand edit, or a keys.rotate-master killed after it
+    wrote .env; here LiteLLM's UI_USERNAME): stack.start replaces LiteLLM beside the running
+    one, where `docker compose up` alone would recreate it with downtime. Started again,
+    nothing changes."""
+    before = litellm_containers(stack)
+    envfile.update(stack.env, {"UI_USERNAME": "operator"})
+    assert "LiteLLM runs with other settings than .env" in stack.ok("stack.status").stdout
+    with traffic_for(stack) as traffic:
+        since = traffic.snapshot()
+        done = stack.run("stack.start")
+        wait_for_more(traffic, traffic.snapshot())
+        report = traffic.report(since)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    for name, result in report.items():
+        assert result["failed"] == 0, f"{name}: {result['errors']}"
+    after = litellm_containers(stack)
+    assert len(after) == 1 and set(after).isdisjoint(before), (before, after)
+    assert "replacing it beside the running one" in done.stdout + done.stderr
+    assert stack.container_env("litellm")["UI_USERNAME"] == "operator"
+    again = stack.ok("stack.start")
+    assert litellm_containers(stack) == after
+    assert "replacing it" not in again.stdout + again.stderr
+
+
+def test_ctrl_c_while_compose_makes_the_new_litellm(stack: StackProject) -> None:
+    """Interrupted while `docker compose up --scale` is still making the new LiteLLM (a
+    post_start hook holds compose there): exit 130, and no second LiteLLM is left behind."""
+    before = litellm_containers(stack)
+    files = [*stack.compose_files, STACK_DIR / "litellm-slow-start.yml"]
+    env = stack.environ(INVOKE_GATEWAY_COMPOSE_FILES=os.pathsep.join(map(str, files)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "-r", str(REPO), "stack.restart", "--service", "litellm"],
+        cwd=stack.dir, env=env, text=True, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # the progress line comes just before compose is run
+        seen.append(line)
+        if "starting a new litellm container" in line:
+            break
+    else:
+        pytest.fail(f"never started a new LiteLLM: {''.join(seen)}")
+    while len(litellm_containers(stack)) == len(before):  # compose has made it, and waits
+        assert proc.poll() is None, "".join(seen) + proc.stdout.read()
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert litellm_containers(stack) == before
