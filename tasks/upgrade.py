@@ -370,23 +370,26 @@ class Upgrade:
         journal = Journal(changes, str(made.path), self.fingerprint(), models,
                           datetime.now(timezone.utc).isoformat(timespec="seconds"))
         journal.write(self.env_file)
+        state = "the old image still pinned in .env"
         try:
             self._pin({c.var: c.new for c in changes})
+            state = ".env pins the new image; the new LiteLLM may be starting beside the old one"
             for change in changes:
                 self.progress(f"{change.service}: {change.old} -> {change.new}")
                 if change.service == LITELLM:
                     self._switch_litellm()
                 else:
                     self._switch_openwebui()
+            state = ".env pins the new image and it runs, not yet proven"
             self.progress("proving the upgraded stack")
             proven = self.prove(models)
         except GatewayError as exc:
             self.rollback(journal, exc)  # raises
         except KeyboardInterrupt:
             raise Interrupted(
-                f"interrupted while switching to {', '.join(c.new for c in changes)}: .env may pin "
-                f"the new image and the new LiteLLM may run; run the same `invoke stack.upgrade` "
-                f"again to finish or roll it back (backup: {made.path})") from None
+                f"interrupted during the upgrade to {', '.join(c.new for c in changes)} ({state}; "
+                f"backup: {made.path}); run the same `invoke stack.upgrade` again: it finishes "
+                "the upgrade or rolls it back first") from None
         Journal.clear(self.env_file)
         return UpgradeResult(changes, backup=str(made.path), proven=proven, notes=notes,
                              seconds=time.monotonic() - started)

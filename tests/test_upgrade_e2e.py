@@ -8,19 +8,25 @@ LiteLLM of that version from its own venv):
   15, .env pins the old image, the backed-up database is back (what the migration added is gone),
   the old LiteLLM serves and every key, the team, the stored model and the spend rows are there;
 - then 1.108.7 -> 1.108.14 while three clients chat without pause: no request fails, the same
-  data is there and works, and the wall time is printed.
+  data is there and works, and the wall time is printed;
+- Ctrl-C while the new LiteLLM starts: exit 130 and the state in one line; the same command
+  again ends the interrupted upgrade, then does it.
 
 One stack for the module (its own compose project: no other module shares it).
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tasks import envfile
+from tests.support.project import REPO
 from tests.support.stack import StackProject, docker_env, make_project, versioned_litellm_image
 from tests.support.traffic import Traffic, wait_for_more
 
@@ -160,3 +166,42 @@ def test_upgrade_1_108_7_to_1_108_14_without_a_failed_request(stack: StackProjec
     # the same again: nothing to do
     again = stack.run("stack.upgrade", "--litellm", NEW)
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout + again.stderr
+
+
+def test_ctrl_c_then_the_next_run_finishes_or_rolls_back(stack: StackProject) -> None:
+    """Interrupted while the new LiteLLM starts (.env already pins it): exit 130 and one line
+    saying the state; the same command again ends the interrupted upgrade first, then upgrades
+    (here back to 1.108.7, the same mechanism)."""
+    digest = stack.psql(DATA_DIGEST)
+    current = stack.value("LITELLM_IMAGE")
+    target = f"ai-gateway-test/litellm:v{OLD}"
+    journal = stack.dir / ".env.upgrade-journal.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "-r", str(REPO), "stack.upgrade", "--litellm", OLD],
+        cwd=stack.dir, env=stack.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not (journal.exists() and stack.value("LITELLM_IMAGE") == target):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the upgrade never pinned the new image"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out + err
+    line = err.strip().splitlines()[-1]
+    print(f"\n{line}")
+    assert "interrupted during the upgrade" in line and "run the same `invoke stack.upgrade` again" in line
+    assert journal.exists()
+
+    done = stack.run("stack.upgrade", "--litellm", OLD)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "an interrupted upgrade" in done.stdout and "upgraded litellm: " in done.stdout
+    assert stack.value("LITELLM_IMAGE") == target != current
+    assert running_litellm_images(stack) == {target}
+    assert litellm_version(stack) == OLD
+    assert_all_there(stack, digest, [stack.value("VIRTUAL_KEY")])
+    assert not journal.exists()

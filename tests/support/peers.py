@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import stop_process
-from tests.support.stack import CACHE, free_port, require
+from tests.support.stack import CACHE, LITELLM_VENV, free_port, require
 
-LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 OPENWEBUI_VENV = Path(os.environ.get("OPENWEBUI_VENV") or CACHE / "openwebui")
 PEER_MASTER = "sk-peer-master-" + "p" * 24
 CONFIG = """\
