@@ -416,6 +416,11 @@ class Upgrade:
         done: list[str] = []
         try:
             self._back(journal, done)
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"interrupted while rolling back the failed upgrade to {what} (done: "
+                f"{'; '.join(done) or 'nothing'}); run the same `invoke stack.upgrade` again: it "
+                "finishes the rollback first") from None
         except GatewayError as exc:
             raise IncompleteError(
                 f"the upgrade to {what} failed ({cause.message}) and so did its rollback "

@@ -109,6 +109,12 @@ def test_dry_run_touches_nothing(stack: StackProject) -> None:
     assert stack.env.read_bytes() == env_before
     assert stack.containers() == containers
     assert not (stack.dir / "backups").exists()
+    # the test stack's compose file names Open WebUI's image itself: a pin in .env would change
+    # nothing, so it is refused (the same in a real run), nothing changed
+    done = stack.run("stack.upgrade", "--openwebui", "0.12.5", "--dry-run")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "do not take open-webui's image from OPENWEBUI_IMAGE" in done.stderr
+    assert stack.env.read_bytes() == env_before
 
 
 def test_a_never_ready_upgrade_is_rolled_back_with_the_data(stack: StackProject) -> None:
