@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.project import MASTER, MODELS, write_env  # noqa: E402
+from tests.support.stack import LITELLM_VENV  # noqa: E402
 from tests.support.standin import State, serve_in_thread  # noqa: E402
 
 
@@ -90,7 +91,7 @@ def main() -> None:
             rows.append((task, statistics.median(times), str(statistics.median(counts))))
 
         # keys.list as LiteLLM grows, against LiteLLM's own CLI listing every page
-        lite = Path(os.environ.get("LITELLM_VENV", "/var/cache/ai-gateway-ci/litellm")) / "bin" / "lite"
+        lite = LITELLM_VENV / "bin" / "lite"
         for count in (10, 1_000, 10_000):
             fill(state, count)
             before = len(state.log)

@@ -310,7 +310,7 @@ class Docker:
                                        service, *argv[1:])
 
 
-def _pg_secrets(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def pg_secrets(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     """The libpq environment for the stack's database (PGPASSWORD, PGUSER, PGDATABASE) and the
     connection arguments (over TCP to the container itself, as LiteLLM connects)."""
     env = {"PGPASSWORD": values.get("POSTGRES_PASSWORD", ""),
@@ -408,7 +408,7 @@ def _write_backup(docker: Docker, postgres: Any, values: Mapping[str, str], *, t
     parts: dict[str, Part] = {}
     try:
         progress("dumping LiteLLM's database (pg_dump) and copying Open WebUI's data volume")
-        secrets, conn = _pg_secrets(values)
+        secrets, conn = pg_secrets(values)
         dump = docker.exec_argv(postgres, ["pg_dump", "--format=custom", "--compress=6", *conn],
                                 secrets)
         webui = docker.container(OPENWEBUI)
@@ -514,7 +514,7 @@ def restore_database(docker: Docker, folder: Path, values: Mapping[str, str]) ->
     postgres = docker.container(POSTGRES)
     if postgres is None:
         raise StackError("PostgreSQL is not running; the database cannot be restored")
-    secrets, conn = _pg_secrets(values)
+    secrets, conn = pg_secrets(values)
     with (folder / DATABASE).open("rb") as dump:
         docker.stream(docker.exec_argv(postgres, ["pg_restore", "--clean", "--if-exists",
                                                   "--single-transaction", "--no-owner",

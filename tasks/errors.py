@@ -132,6 +132,13 @@ class BackupError(GatewayError):
     exit_code = 14
 
 
+class UpgradeFailed(StackError):
+    """stack.upgrade failed and was rolled back: the old images run again (and the backed-up
+    database, when the new LiteLLM had migrated it), proven; the message says what failed."""
+
+    exit_code = 15
+
+
 class Interrupted(GatewayError):
     """Ctrl-C or SIGTERM; the message says what state things were left in."""
 
@@ -154,6 +161,7 @@ EXIT_CODES = {
     12: "a port the stack publishes is taken by another program",
     13: "Open WebUI unreachable, refused the admin login, or did not take or use the key",
     14: "backup refused: incomplete, corrupted, or from another installation (nothing changed)",
+    15: "upgrade failed and was rolled back: the old version runs again, proven (see the message)",
     130: "interrupted (Ctrl-C / SIGTERM / SIGHUP)",
     141: "stdout was closed before the output was written (e.g. `| head`)",
 }

@@ -284,3 +284,43 @@ def restore(c: Any, backup: str, env_file: str | None = None, yes: bool = False,
     outcome.changed = True
     _report(outcome, json, f"restored {folder.name} (made {manifest.created}); the stack is up "
             "and Open WebUI reaches LiteLLM with .env's virtual key")
+
+
+@task(help={
+    "env-file": ENV_FILE,
+    "litellm": "The LiteLLM version to run (e.g. 1.108.14: the tag on the current image's "
+               "repository) or a whole image reference",
+    "openwebui": "The Open WebUI version (e.g. 0.12.5) or a whole image reference",
+    "dry-run": "Only say what would change; touch nothing",
+    "to": "Folder for the backup taken first (default: backups/ beside .env)",
+    "timeout": "Seconds to wait for the new LiteLLM to be ready (default: gateway.start_timeout)",
+    "json": "Print the result as JSON for scripts",
+})
+@guarded
+def upgrade(c: Any, litellm: str | None = None, openwebui: str | None = None,
+            dry_run: bool = False, to: str | None = None, env_file: str | None = None,
+            timeout: str | None = None, json: bool = False) -> None:
+    """Upgrade LiteLLM (and/or Open WebUI): backup first, pin in .env, switch, prove, or roll back."""
+    from .compose import LITELLM, OPENWEBUI
+    from .upgrade import Upgrade
+
+    if not (litellm or "").strip() and not (openwebui or "").strip():
+        raise UsageError("say what to upgrade: --litellm VERSION and/or --openwebui VERSION")
+    deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
+    with _gateway(c, env_file) as gateway:
+        run = Upgrade(gateway, timeout=deadline or gateway.settings.start_timeout, to=to,
+                      progress=progress)
+        result = run.run({LITELLM: litellm, OPENWEBUI: openwebui}, dry_run=dry_run)
+    if json:
+        emit_json(result.public())
+        return
+    for note in result.notes:
+        emit(note)
+    if result.dry_run or not result.changes:
+        return
+    for change in result.changes:
+        emit(f"upgraded {change.service}: {change.old} -> {change.new} (pinned in {change.var})")
+    for line in result.proven:
+        emit(f"  proven: {line}")
+    emit(f"  backup taken first: {result.backup}")
+    emit(f"  took {result.seconds:.1f}s")

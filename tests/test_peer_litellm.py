@@ -1,4 +1,4 @@
-"""The project in front of the REAL LiteLLM proxy (1.108.7, no database): tests/support/peers.py."""
+"""The project in front of the REAL LiteLLM proxy (the pinned release, no database): support/peers.py."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ import pytest
 from tasks import envfile
 from tests.support.project import REPO, Project, write_env
 from tests.support.stack import (
-    CACHE,
+    LITELLM_VENV,
     DockerEnv,
     StackProject,
     docker_env,
@@ -231,7 +231,7 @@ def test_litellm_builds_a_url_the_real_postgres_accepts(postgres: Postgres, tmp_
     """LiteLLM's own code (proxy_cli -> construct_database_url_from_env_vars) turns the
     environment compose gives it into the URL it connects with; for a password full of URL
     characters that URL opens the real PostgreSQL."""
-    python = CACHE / "litellm" / "bin" / "python"
+    python = LITELLM_VENV / "bin" / "python"
     require(python.exists(), f"the LiteLLM venv is missing ({python})")
     postgres.start(URL_HOSTILE)
     done = compose_config(write_env(tmp_path / ".env", POSTGRES_PASSWORD=URL_HOSTILE))

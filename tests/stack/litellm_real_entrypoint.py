@@ -6,6 +6,13 @@ downloaded here, so this applies the same migrations (the ``migration.sql`` file
 table of ours, so a restart on an existing volume applies only what is new. The proxy then runs
 with ``DISABLE_SCHEMA_UPDATE=true``. The database password travels in psql's environment
 (PGPASSWORD), never in an argument list. Standard library only (runs on the image's python3).
+
+Which LiteLLM: the venv in ``LITELLM_BIN`` (compose.test.yml), unless the image names one of its
+own in ``AIGW_LITELLM_VENV`` - the per-version test images (``ai-gateway-test/litellm:v<version>``,
+tests/support/stack.py) do, so ``LITELLM_IMAGE`` in .env picks the version, as in production.
+``AIGW_TEST_NEVER_READY`` (set by a test image only) applies one migration of its own (a new
+table, a new column, its row in the migrations table), then exits: a release that migrates the
+database and never turns ready.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ def psql(env: dict[str, str], *args: str) -> str:
 
 
 def main() -> None:
+    venv = os.environ.get("AIGW_LITELLM_VENV")
+    if venv:
+        os.environ["LITELLM_BIN"] = f"{venv}/bin/litellm"
+        os.environ["PATH"] = f"{venv}/bin:{os.environ.get('PATH', '')}"
     litellm = Path(os.environ["LITELLM_BIN"])
     python = litellm.parent / "python"
     found = subprocess.run(
@@ -65,6 +76,11 @@ def main() -> None:
         psql(env, "-f", script.name)
         os.unlink(script.name)
     print(f"migrations: {len(pending)} applied, {len(migrations) - len(pending)} already there", flush=True)
+    if os.environ.get("AIGW_TEST_NEVER_READY"):
+        psql(env, "-1", "-c", 'CREATE TABLE IF NOT EXISTS "AigwTestNewTable" (id text PRIMARY KEY); '
+             'ALTER TABLE "LiteLLM_VerificationToken" ADD COLUMN IF NOT EXISTS aigw_test_column text; '
+             f'INSERT INTO "{TABLE}" VALUES (\'aigw_test_never_ready\') ON CONFLICT DO NOTHING')
+        sys.exit("AIGW_TEST_NEVER_READY: migrated the database, and never turns ready")
     os.execv(str(litellm), [str(litellm), *sys.argv[1:]])
 
 

@@ -1,6 +1,6 @@
 """The real programs the project talks to, run on 127.0.0.1 for the peer suite.
 
-- the LiteLLM proxy (``litellm[proxy]`` 1.108.7, in its own venv) without a database: its key
+- the LiteLLM proxy (``litellm[proxy]`` at the pinned release, in its own venv) without a database: its key
   store needs Prisma engine binaries that cannot be downloaded here, so it shows everything but
   the key lifecycle - startup, health, readiness, auth errors, the no-database failures, and its
   own OpenAPI document, against which every request of the client is checked;
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.processes import stop_process
-from tests.support.stack import CACHE, free_port, require
+from tests.support.stack import CACHE, LITELLM_VENV, free_port, require
 
-LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 OPENWEBUI_VENV = Path(os.environ.get("OPENWEBUI_VENV") or CACHE / "openwebui")
 PEER_MASTER = "sk-peer-master-" + "p" * 24
 CONFIG = """\

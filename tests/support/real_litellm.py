@@ -7,7 +7,7 @@ What runs:
   migrations (the ``litellm-proxy-extras`` package the proxy ships with); each proxy gets a fresh
   copy (``CREATE DATABASE ... TEMPLATE``), so each test module starts from an empty key store.
 - The LiteLLM proxy at the version docker-compose.yml pins (:func:`pinned_version`), installed by
-  ``tests/real_litellm/setup.sh`` in ``$AI_GATEWAY_CACHE/litellm``, with ``prisma`` 0.11.0 whose
+  ``tests/real_litellm/setup.sh`` in ``$AI_GATEWAY_CACHE/litellm-<version>``, with ``prisma`` 0.11.0 whose
   engine transport is the Node stand-in ``tests/real_litellm/shim.mjs`` over Prisma's own WASM
   query engine. Every key, team and auth decision is LiteLLM's own code on a real database.
 - A tiny OpenAI-compatible model provider in a thread, as the upstream of every served model, so
@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -36,27 +35,14 @@ from typing import Any
 from tests.stack import fake_provider
 from tests.stack.fake_provider import Provider
 from tests.support.processes import stop_process
-from tests.support.project import REPO
-from tests.support.stack import CACHE, free_port, require
+from tests.support.stack import CACHE, LITELLM_VENV, free_port, installed_litellm, pinned_version, require
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 REAL_ROOT = CACHE / "real-litellm"
 REAL_MASTER = "sk-real-master-" + "r" * 24
 REAL_SALT = "real-salt-" + "s" * 30
 #: The models the real proxy serves in the tests; each is routed to the fake provider.
 SERVED = fake_provider.MODELS
-
-
-def pinned_version() -> str:
-    """The LiteLLM version the stack runs: the tag of docker-compose.yml's default image.
-
-    One place decides it; ``.ci/setup`` reads the same line to install the tests' proxy.
-    """
-    text = (REPO / "docker-compose.yml").read_text()
-    match = re.search(r"LITELLM_IMAGE:-ghcr\.io/berriai/litellm:v([0-9][0-9.]*[0-9](?:\.post\d+)?)\}", text)
-    assert match, "docker-compose.yml has no pinned LiteLLM image"
-    return match.group(1)
 
 
 def installed_version() -> str | None:
@@ -261,8 +247,8 @@ def start_proxy(folder: Path, postgres: Postgres, provider: Provider, *, workers
     store) and wait for ``/health/readiness`` (db connected)."""
     binary = LITELLM_VENV / "bin" / "litellm"
     require(binary.exists(), f"the LiteLLM proxy is not installed in {LITELLM_VENV}")
-    require((REAL_ROOT / "generated.stamp").exists(),
-            f"LiteLLM's Prisma client is not generated in {REAL_ROOT} (tests/real_litellm/setup.sh)")
+    require(installed_litellm(LITELLM_VENV) is not None,
+            f"LiteLLM's Prisma client is not generated in {LITELLM_VENV} (tests/real_litellm/setup.sh)")
     installed = installed_version()
     require(installed == pinned_version(),
             f"the LiteLLM in {LITELLM_VENV} is {installed}, docker-compose.yml pins {pinned_version()}")

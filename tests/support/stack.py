@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -37,8 +38,40 @@ STACK_DIR = REPO / "tests" / "stack"
 POSTGRES_FILES = (STACK_DIR / "postgres.Dockerfile", STACK_DIR / "postgres-entrypoint.sh")
 LITELLM_FILES = (STACK_DIR / "litellm-real.Dockerfile", STACK_DIR / "litellm_real_entrypoint.py")
 HAPROXY_FILES = (STACK_DIR / "haproxy.Dockerfile",)
-LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or CACHE / "litellm")
 REAL_LITELLM_ROOT = CACHE / "real-litellm"
+
+
+def pinned_version() -> str:
+    """The LiteLLM version the stack runs: the tag of docker-compose.yml's default image.
+
+    One place decides it; ``.ci/setup`` reads the same line to install the tests' proxy.
+    """
+    text = (REPO / "docker-compose.yml").read_text()
+    match = re.search(r"LITELLM_IMAGE:-ghcr\.io/berriai/litellm:v([0-9][0-9.]*[0-9](?:\.post\d+)?)\}", text)
+    assert match, "docker-compose.yml has no pinned LiteLLM image"
+    return match.group(1)
+
+
+def installed_litellm(venv: Path) -> str | None:
+    """The LiteLLM version installed in ``venv`` with its Prisma client generated for it
+    (tests/real_litellm/setup.sh's stamp), else None."""
+    try:
+        stamp = (venv / ".aigw-generated.stamp").read_text().strip()
+    except OSError:
+        return None
+    for info in (venv / "lib").glob("python3*/site-packages/litellm-*.dist-info"):
+        version = info.name[len("litellm-"):-len(".dist-info")]
+        if stamp.startswith(f"{version}-"):
+            return version
+    return None
+
+
+def litellm_venv_for(version: str) -> Path:
+    """The venv .ci/setup installed LiteLLM ``version`` in (``$AI_GATEWAY_CACHE/litellm-<version>``)."""
+    return CACHE / f"litellm-{version}"
+
+
+LITELLM_VENV = Path(os.environ.get("LITELLM_VENV") or litellm_venv_for(pinned_version()))
 
 
 def hashed_image(name: str, files: tuple[Path, ...]) -> str:
@@ -105,9 +138,28 @@ def docker_env() -> DockerEnv:
     require((venv / "bin" / "open-webui").exists(), f"Open WebUI is not installed in {venv}")
     python = Path(os.environ.get("OPENWEBUI_PYTHON") or _venv_python(venv))
     require((LITELLM_VENV / "bin" / "litellm").exists(), f"LiteLLM is not installed in {LITELLM_VENV}")
-    require((REAL_LITELLM_ROOT / "generated.stamp").exists(),
-            f"LiteLLM's Prisma client is not generated in {REAL_LITELLM_ROOT} (tests/real_litellm/setup.sh)")
+    require(installed_litellm(LITELLM_VENV) is not None,
+            f"LiteLLM's Prisma client is not generated in {LITELLM_VENV} (tests/real_litellm/setup.sh)")
     return DockerEnv(venv, python, LITELLM_VENV, _venv_python(LITELLM_VENV))
+
+
+def versioned_litellm_image(version: str, *, never_ready: bool = False) -> str:
+    """``ai-gateway-test/litellm:v<version>``: the real LiteLLM's test image naming the venv of
+    that version (AIGW_LITELLM_VENV, read by litellm_real_entrypoint.py), so .env's LITELLM_IMAGE
+    picks the version (tests/stack/litellm-versions.yml). ``never_ready``: ``...-never-ready``,
+    which migrates the database and exits. Built here in a second (two lines on the hashed
+    image; Docker's cache makes a second build free)."""
+    venv = litellm_venv_for(version)
+    require(installed_litellm(venv) == version,
+            f"LiteLLM {version} is not installed in {venv} (tests/real_litellm/setup.sh)")
+    tag = f"ai-gateway-test/litellm:v{version}" + ("-never-ready" if never_ready else "")
+    dockerfile = (f"FROM {litellm_image()}\nENV AIGW_LITELLM_VENV={venv}\n"
+                  + ("ENV AIGW_TEST_NEVER_READY=1\n" if never_ready else ""))
+    done = subprocess.run(["docker", "build", "--quiet", "-t", tag, "-"], input=dockerfile,
+                          capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    assert done.returncode == 0, done.stderr
+    return tag
 
 
 def free_port() -> int:
@@ -148,6 +200,7 @@ class StackProject:
             "LITELLM_VENV": str(self.docker.litellm_venv),
             "LITELLM_PYTHON": str(self.docker.litellm_python),
             "REAL_LITELLM_ROOT": str(REAL_LITELLM_ROOT),
+            "AI_GATEWAY_CACHE": str(CACHE),
             "PYTHONDONTWRITEBYTECODE": "1",
             # a busy machine (e2e modules side by side) takes minutes to start the stack; a
             # crash is still seen at once. Tests of the deadline pass --timeout.
