@@ -46,35 +46,64 @@ def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
         CLIENT_REQUESTS.extend(_standin_server.state.log)
 
 
-#: The modules that bring up real programs, longest first: under pytest-xdist (``-n``, README
-#: "Running the tests") each is one unit of work that one worker runs alone, in this order, while
-#: another worker runs every test that needs none of them (the "local" group).
-HEAVY_FIRST = ("test_windows", "test_rolling_e2e", "test_stack_e2e", "test_backup_e2e",
-               "test_stack_compose", "test_real_keys", "test_real_workers", "test_real_master",
-               "test_real_drift", "test_real_handover", "test_real_root_path",
+#: The modules that bring up real programs, longest first. Under pytest-xdist (``-n``, README
+#: "Running the tests") each is one unit of work that one worker runs whole, in this order (its
+#: module-scoped program starts once), while another worker runs every test that needs none of
+#: them (the "local" unit). The modules in SPLIT start their programs per test: each of their
+#: tests is a unit of its own, so they spread over the workers.
+HEAVY_FIRST = ("test_windows", "test_stack_e2e", "test_rolling_e2e", "test_upgrade_e2e",
+               "test_backup_e2e", "test_stack_compose", "test_real_keys", "test_real_workers",
+               "test_real_master", "test_real_drift", "test_real_handover", "test_real_root_path",
                "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")
+SPLIT = ("test_stack_e2e",)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist turns the xdist_group marks into its units
+def _module(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its heavy module's name, or the test itself for the
+    modules in SPLIT, or "local"."""
+    module = _module(nodeid)
+    if nodeid == CONTRACT or module not in HEAVY_FIRST:
+        return "local"
+    return nodeid if module in SPLIT else module
+
+
+#: The contract check's node id: pytest-xdist's scheduler sees ids only (no marks); the collection
+#: hook below refuses a test marked ``contract`` that is not named here.
+CONTRACT = "tests/test_peer_litellm.py::test_every_request_matches_the_real_proxys_schema"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The contract check reads what every other test sent: it runs last, in the worker that runs
-    every test without a real program (the "local" group: those tests' requests are what it
-    checks). Each module with a real program is a group of its own, the longest first."""
-
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
-
-    def group(item: pytest.Item) -> str:
-        if item.get_closest_marker("contract") is None and module(item) in HEAVY_FIRST:
-            return module(item)
-        return "local"
-
+    every test without a real program (the "local" unit: those tests' requests are what it
+    checks). The heavy units come first, the longest first."""
+    unnamed = [item.nodeid for item in items
+               if item.get_closest_marker("contract") and item.nodeid != CONTRACT]
+    if unnamed:
+        raise pytest.UsageError(f"tests/conftest.py: add {unnamed} to CONTRACT")
     order = {name: rank for rank, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: (order.get(group(item), len(order)),
-                                 item.get_closest_marker("contract") is not None))
-    if not WINDOWS:  # the inner Windows run spreads its tests one by one (tests/test_windows.py)
-        for item in items:
-            item.add_marker(pytest.mark.xdist_group(group(item)))
+    items.sort(key=lambda item: (order.get(_module(item.nodeid), len(order))
+                                 if _unit(item.nodeid) != "local" else len(order),
+                                 item.nodeid == CONTRACT))
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's ``loadscope`` scheduling (whole units, in collection order with
+    ``--no-loadscope-reorder``) over the units above. Not its ``loadgroup``: with pytest 9.2 its
+    ``xdist_group`` marks no longer reach the scheduler (it renames ``item._nodeid``, which
+    pytest 9.2 no longer reads), so every test was scheduled alone. Under the inner Windows run
+    every test is a unit (tests/test_windows.py)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return nodeid if WINDOWS else _unit(nodeid)
+
+    return UnitScheduling(config, log)
 
 
 @pytest.fixture

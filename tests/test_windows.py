@@ -41,7 +41,7 @@ ALLOWED_SKIPS = (
 )
 #: Far fewer passes than this means the inner run lost tests, not that they passed.
 MIN_PASSED = 250
-TIMEOUT = 900
+TIMEOUT = 1800
 #: Inner pytest-xdist workers: the Windows processes spend most of their time starting up
 #: under Wine (imports cost about 10x), so two workers use a 2-core machine's second core.
 WORKERS = os.environ.get("AI_GATEWAY_WINDOWS_WORKERS", "2")
