@@ -7,8 +7,8 @@ use them.
 from invoke.collection import Collection
 
 from . import env, keys, stack
-from ._cli import install_config_error_hook
-from .settings import DEFAULTS
+from .cli import install_config_error_hook
+from .config.settings import DEFAULTS
 
 install_config_error_hook()
 

@@ -1,4 +1,4 @@
-"""env.*: the stack's .env - init, check, lock-permissions. Thin: the work is in envops."""
+"""env.*: the stack's .env - init, check, lock-permissions. Thin: the work is in envsetup."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from typing import Any
 
 from invoke.tasks import task
 
-from . import envops
-from ._cli import emit, emit_json, guarded, plain, settings_from, warn
-from .errors import EnvFileError
+from .base.errors import EnvFileError
+from .cli import emit, emit_json, guarded, plain, settings_from, warn
+from .gateway import envsetup
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
 
@@ -20,8 +20,8 @@ def init(c: Any, force: bool = False, env_file: str | None = None) -> None:
     settings = settings_from(c, env_file=env_file)
     if force:
         # the stack the old .env ran (its COMPOSE_PROJECT_NAME) is the one whose volumes count
-        settings = envops.with_env_values(settings, plain(c.config))
-    result = envops.init(settings, force=force)
+        settings = envsetup.with_env_values(settings, plain(c.config))
+    result = envsetup.init(settings, force=force)
     if result.backup:
         emit(f"backed up the old file to {result.backup} (0600)")
     emit(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}")
@@ -41,11 +41,14 @@ def check(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Validate .env for stack.start: required values, master key, gate, mode 0600, git; on a
     running stack, that its database password and Open WebUI admin still work."""
     settings = settings_from(c, env_file=env_file, reads_only=True)
-    findings = envops.check(settings)
+    findings = envsetup.check(settings)
     if not any(f.check == "parse" and f.level == "error" for f in findings):
         # on a running stack: do the passwords .env holds still open what the volumes keep?
-        findings += envops.stack_findings(envops.with_env_values(settings, plain(c.config)))
-    report = envops.summary(findings)
+        # (imported here: it brings httpx and the docker SDK, which the rest of env.* never needs)
+        from .gateway.stack import stack_findings
+
+        findings += stack_findings(envsetup.with_env_values(settings, plain(c.config)))
+    report = envsetup.summary(findings)
     if json:
         emit_json({"env_file": str(settings.env_file), **report})
     else:
@@ -61,7 +64,7 @@ def check(c: Any, env_file: str | None = None, json: bool = False) -> None:
 def lock_permissions(c: Any, env_file: str | None = None) -> None:
     """Make .env readable by you alone (POSIX: mode 0600; Windows: an ACL for you only)."""
     settings = settings_from(c, env_file=env_file)
-    result = envops.lock_permissions(settings)
+    result = envsetup.lock_permissions(settings)
     if result.changed:
         emit(f"{result.path}: was {result.before}, now {result.after}")
     else:

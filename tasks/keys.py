@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
 
-from . import envfile
-from ._cli import (
+from .base.errors import GatewayError, UsageError
+from .cli import (
     confirm,
     emit,
     emit_json,
@@ -21,11 +21,11 @@ from ._cli import (
     seconds_flag,
     settings_from,
 )
-from .errors import GatewayError, UsageError
-from .settings import KeySpec, Settings, parse_duration, parse_overrides, parse_via
+from .config.settings import KeySpec, Settings, parse_duration, parse_overrides, parse_via
+from .envstore import envfile
 
 if TYPE_CHECKING:
-    from .keyops import KeyManager, KeyResult
+    from .virtualkeys.manager import KeyManager, KeyResult
 
 NAME = "Which configured key (gateway.keys in invoke.yaml); default: open-webui (VIRTUAL_KEY)"
 COMMON = {
@@ -43,54 +43,28 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
             as_json: bool = False, wait: str | None = None, reads_only: bool = False,
             about: Callable[[Settings], Sequence[KeySpec]] | None = None,
             ) -> Iterator[tuple[Settings, KeyManager]]:
-    """Settings, a LiteLLM client (reach.py) and a KeyManager with Open WebUI as the consumer of
+    """Settings and the gateway's KeyManager (``Gateway.keys``), with Open WebUI as the consumer of
     the gate key - looked up (Docker) only when a key will really change, also when any keys
     task (even ``keys.list``) finishes an interrupted rotation: its hand-over comes first.
     ``reads_only``: the task never writes .env, so it may be a pipe (``settings_from``).
     ``about``: the keys the task is about (default: all), picked before LiteLLM is asked - an
     unknown name is refused first, and the advice when LiteLLM cannot be reached names their
     variables."""
-    from . import reach
-    from .keyops import KeyManager
-    from .openwebui import OpenWebUIConsumer
+    from .gateway.masterkey import recover_master
+    from .gateway.stack import Gateway
 
     via = parse_via(via, "--via")
     seconds = seconds_flag(wait, "--wait") or 0.0
     settings = settings_from(c, env_file=env_file, url=url, with_env=True, reads_only=reads_only)
     specs = list(about(settings)) if about is not None else list(settings.keys.values())
-    containers = reach.Containers(settings)
-    consumer: OpenWebUIConsumer | None = None
+    gateway = Gateway(settings, progress=progress)
     try:
         # an interrupted master-key rotation first: until it is finished, .env's key may not
         # open LiteLLM (a file check; Docker only when a journal is there)
-        for note in _recover_master(settings):
+        for note in recover_master(gateway, progress):
             emit(note, as_json=as_json)
-        with reach.litellm(settings, containers, via=via, wait=seconds, progress=progress,
-                           keys=specs) as client:
-            gate = settings.gate_key
-            consumer = OpenWebUIConsumer(
-                lambda: reach.openwebui(settings, containers), client,
-                also=lambda: reach.litellm_aliases(settings, containers),
-                old_keys=lambda: [envfile.load(settings.env_file).get(gate.env_var)]
-                if gate is not None else [],
-                progress=progress)
-            yield settings, KeyManager(settings, client, consumer=consumer, progress=progress)
-    finally:
-        if consumer is not None:
-            consumer.close()
-        containers.close()
-
-
-def _recover_master(settings: Settings) -> list[str]:
-    from .masterkey import MasterJournal, MasterRotation
-
-    if MasterJournal.read(settings.env_file) is None:
-        return []
-    from .stackops import Gateway
-
-    gateway = Gateway(settings, progress=progress)
-    try:
-        return MasterRotation(gateway, progress=progress).recover()
+        with gateway.keys(via, wait=seconds, about=specs) as keys:
+            yield settings, keys
     finally:
         gateway.close()
 
@@ -181,7 +155,7 @@ def rotate(
     if grace is not None and not grace.strip():
         raise UsageError("--grace takes a duration such as 1h, not an empty value")
     grace = parse_duration(grace)
-    from .schedule import due, min_age
+    from .virtualkeys.schedule import due, min_age
 
     oldest = min_age(older_than)
     with manager(c, env_file, url, via, json, wait=wait,
@@ -314,7 +288,7 @@ def list_(
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
     from dataclasses import asdict
 
-    from .dotenvconsumer import states
+    from .virtualkeys.dotenvfiles import states
 
     with manager(c, env_file, url, via, json, wait=wait, reads_only=True) as (settings, keys):
         rows, notes = keys.list(team_id=team)
@@ -371,8 +345,8 @@ def rotate_master(
     json: bool = False,
 ) -> None:
     """Replace LITELLM_MASTER_KEY: new key in .env, LiteLLM recreated with it, then proven."""
-    from .masterkey import MasterRotation, recover_master
-    from .stackops import Gateway
+    from .gateway.masterkey import MasterRotation, recover_master
+    from .gateway.stack import Gateway
 
     seconds = seconds_flag(timeout, "--timeout")
     settings = settings_from(c, env_file=env_file, url=url, with_env=True)
@@ -427,9 +401,9 @@ def continue_config(
     """Continue.dev's config.yaml models for the models the key may use (apiKey from its .env)."""
     from invoke.vendor import yaml
 
-    from . import continueconfig
-    from .errors import ApiError, KeyStateError
-    from .rotation import reached
+    from .base.errors import ApiError, KeyStateError
+    from .virtualkeys import continuedev
+    from .virtualkeys.rotation import reached
 
     def pick(settings: Settings) -> list[KeySpec]:
         if name:
@@ -471,23 +445,23 @@ def continue_config(
             raise KeyStateError(f"the key in {spec.env_var} reaches none of the models LiteLLM "
                                 "serves")
     var = spec.hand_over[0].var
-    block = continueconfig.models_block(models, settings.litellm_url, var)
+    block = continuedev.models_block(models, settings.litellm_url, var)
     if write is None or write is False:
         if json:
             emit_json({"models": block})
         else:
-            emit(continueconfig.render(block, yaml).rstrip())
+            emit(continuedev.render(block, yaml).rstrip())
         return
     default = spec.hand_over[0].path(settings.project_dir).parent / "config.yaml"
-    target = continueconfig.target_of(write if isinstance(write, str) else "", default)
+    target = continuedev.target_of(write if isinstance(write, str) else "", default)
     try:
         existing = target.read_bytes().decode("utf-8") if target.is_file() else ""
     except UnicodeDecodeError:
         raise UsageError(f"{target} is not UTF-8 text; refusing to rewrite it") from None
     except OSError as exc:
         raise UsageError(f"cannot read {target}: {exc.strerror or exc}") from None
-    merged = continueconfig.merge(existing, block, settings.litellm_url, yaml, str(target))
-    from .dotenvconsumer import make_folder
+    merged = continuedev.merge(existing, block, settings.litellm_url, yaml, str(target))
+    from .virtualkeys.dotenvfiles import make_folder
 
     make_folder(target.parent)
     envfile.write_secure(target, merged.text.encode("utf-8"), timeout=settings.lock_timeout)
@@ -496,9 +470,9 @@ def continue_config(
                    "kept": merged.kept, "kept_at_this_litellm": merged.kept_here})
         return
     emit(f"wrote {len(block)} model(s) to {target} (apiKey: "
-         f"{continueconfig.secret_ref(var)}; replaced {merged.replaced} written before, kept "
+         f"{continuedev.secret_ref(var)}; replaced {merged.replaced} written before, kept "
          f"{merged.kept} other model(s))")
     if merged.kept_here:
         emit(f"kept your own model(s) at this LiteLLM as they were: "
              f"{', '.join(repr(n) for n in merged.kept_here)} (only entries named "
-             f"'<model>{continueconfig.SUFFIX}' are ours to replace)")
+             f"'<model>{continuedev.SUFFIX}' are ours to replace)")

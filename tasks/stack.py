@@ -10,7 +10,8 @@ from typing import Any
 
 from invoke.tasks import task
 
-from ._cli import (
+from .base.errors import StackError, UsageError
+from .cli import (
     confirm,
     count_flag,
     emit,
@@ -21,10 +22,9 @@ from ._cli import (
     seconds_flag,
     service_change,
 )
-from ._cli import (
+from .cli import (
     note as stderr_note,
 )
-from .errors import StackError, UsageError
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
 TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.start_timeout, 300)"
@@ -34,7 +34,7 @@ TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.sta
 def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
     """The Gateway for one task (a failing service's state and log lines go to stderr before
     the one-line error: `guarded` prints a StackError's details)."""
-    from .stackops import Gateway
+    from .gateway.stack import Gateway
 
     gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress,
                            service_change=service_change)
@@ -71,20 +71,20 @@ def _report(outcome: Any, as_json: bool, done: str) -> None:
 def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
     """No .env: offer env.init at a terminal; elsewhere say what to run. With ``as_json`` what
     it did goes to stderr: stdout holds the task's JSON alone."""
-    from . import envops
-    from ._cli import is_terminal, settings_from
+    from .cli import is_terminal, settings_from
+    from .gateway import envsetup
 
     settings = settings_from(c, env_file=env_file, reads_only=True)  # Gateway.load checks
     if settings.env_file.exists() or settings.env_file.is_symlink():
         return
     if not is_terminal(sys.stdin):
-        from .errors import EnvFileError
+        from .base.errors import EnvFileError
 
         raise EnvFileError(f"{settings.env_file} not found; run `invoke env.init` first "
                            "(or `invoke env.init stack.start`)")
     confirm(f"{settings.env_file} does not exist. Create it now with generated secrets?",
             yes=False, what="stack.start")
-    result = envops.init(settings)
+    result = envsetup.init(settings)
     emit(f"wrote {result.path} (0600) with new secrets: {', '.join(result.generated)}",
          as_json=as_json)
 
@@ -147,8 +147,8 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
     from dataclasses import asdict
 
-    from .compose import SERVICES
-    from .dotenvconsumer import states
+    from .containers.compose import SERVICES
+    from .virtualkeys.dotenvfiles import states
 
     with _gateway(c, env_file) as gateway:
         outcome = gateway.status()
@@ -198,7 +198,7 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
 def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | None = None,
          service: list[str] | None = None) -> None:
     """The services' logs, with every secret from .env masked."""
-    from .compose import SERVICES
+    from .containers.compose import SERVICES
 
     lines = count_flag(tail, "--tail")
     for name in service or []:
@@ -301,8 +301,8 @@ def upgrade(c: Any, litellm: str | None = None, openwebui: str | None = None,
             dry_run: bool = False, to: str | None = None, env_file: str | None = None,
             timeout: str | None = None, json: bool = False) -> None:
     """Upgrade LiteLLM (and/or Open WebUI): backup first, pin in .env, switch, prove, or roll back."""
-    from .compose import LITELLM, OPENWEBUI
-    from .upgrade import Upgrade
+    from .containers.compose import LITELLM, OPENWEBUI
+    from .gateway.upgrade import Upgrade
 
     if not (litellm or "").strip() and not (openwebui or "").strip():
         raise UsageError("say what to upgrade: --litellm VERSION and/or --openwebui VERSION")

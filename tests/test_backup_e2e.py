@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.stack import DockerEnv, StackProject, docker_env, make_project
 
 pytestmark = pytest.mark.docker

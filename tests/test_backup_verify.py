@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import backup
+from tasks.gateway import backup
 from tests.support.project import Project
 
 PARTS = {backup.DATABASE: b"PGDMP fake dump " * 100, backup.WEBUI_DATA: b"tar" * 50,

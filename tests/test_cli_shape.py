@@ -64,7 +64,7 @@ def test_importing_the_tasks_is_cheap() -> None:
 
 
 def test_the_readme_documents_every_exit_code() -> None:
-    from tasks.errors import EXIT_CODES
+    from tasks.base.errors import EXIT_CODES
 
     readme = (REPO / "README.md").read_text()
     table = readme[readme.index("## Exit codes"):readme.index("## Secrets")]

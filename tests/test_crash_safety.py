@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import make_private, private
 
 KILLS = 500
@@ -86,7 +86,7 @@ KILL_WITHIN = 0.3 if sys.platform == "win32" else 0.05
 WRITER = """
 import sys
 from pathlib import Path
-from tasks import envfile
+from tasks.envstore import envfile
 path, n = Path(sys.argv[1]), int(sys.argv[2])
 names = [f"VAR_{i}" for i in range(6)]
 while True:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import REPO, WINDOWS, Project, Standin, make_public, private
 
 

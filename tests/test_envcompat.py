@@ -1,7 +1,7 @@
 """Issue 11, kinds 1 and 2: .env read the way Compose, a URL and an HTTP header will read it.
 
 Every example of the issue (secrets replaced) runs through the real command line; every rule of
-``tasks/envcompat.py`` is compared with what the real ``docker compose config`` (v2) makes of
+``tasks/envstore/compat.py`` is compared with what the real ``docker compose config`` (v2) makes of
 the same line; and what env.init and the keys tasks write is checked to pass it all.
 """
 
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envcompat, envfile, envops
-from tasks.settings import load_settings
+from tasks.config.settings import load_settings
+from tasks.envstore import compat, envfile
+from tasks.gateway import envsetup
 from tests.support.project import MASTER, Project, Standin
 from tests.support.stack import require
 
@@ -173,7 +174,7 @@ def test_every_rule_agrees_with_the_real_compose(tmp_path: Path) -> None:
     docker = _compose()
     seen = compose_reads(docker, tmp_path, COMPOSE_LINES)
     doc = envfile.load(tmp_path / ".env")
-    flagged = {p.name for p in envcompat.compose_problems(doc)}
+    flagged = {p.name for p in compat.compose_problems(doc)}
     differ = {name for name, entry in doc.entries.items() if seen.get(name, "") != entry.value}
     assert differ, "some lines must differ, or this test proves nothing"
     assert flagged == differ, {n: COMPOSE_LINES[int(n[1:])] for n in flagged ^ differ}
@@ -188,20 +189,20 @@ def test_the_project_compose_file_comparison_finds_each_difference(project: Proj
     with_line(project, "LITELLM_MASTER_KEY=sk-Q7rvTzL2mK8$pW4nX6bY1cD3eF5gHjJ")
     settings = load_settings(None, env_file=str(project.env))
     doc = envfile.load(project.env)
-    from tasks.compose import service_environments
+    from tasks.containers.compose import service_environments
 
     raw = service_environments(settings, doc.entries, interpolate=False)
     passed = service_environments(settings, doc.entries)
     assert raw is not None and passed is not None
-    problems = envcompat.compare_with_compose(doc, raw, passed)
+    problems = compat.compare_with_compose(doc, raw, passed)
     assert [p.name for p in problems] == ["LITELLM_MASTER_KEY"]
     assert "litellm" in problems[0].message and "pW4n" not in problems[0].message
 
 
 def test_url_variables_come_from_the_compose_file() -> None:
     settings = load_settings(None)
-    assert envcompat.url_variables(settings.compose_files) == {}  # no URL is built in compose
-    assert envcompat.encoded_url_variables(settings.compose_files) == {
+    assert compat.url_variables(settings.compose_files) == {}  # no URL is built in compose
+    assert compat.encoded_url_variables(settings.compose_files) == {
         "POSTGRES_USER": "DATABASE_USERNAME", "POSTGRES_PASSWORD": "DATABASE_PASSWORD",
         "POSTGRES_DB": "DATABASE_NAME"}
 
@@ -225,8 +226,8 @@ def test_env_init_never_writes_a_value_any_reader_sees_differently(tmp_path: Pat
     for round_ in range(25):
         path = tmp_path / f"{round_}.env"
         settings = load_settings(None, env_file=str(path))
-        envops.init(settings)
-        findings = envops.check(settings, compare=round_ < 3)  # compose itself: a few rounds
+        envsetup.init(settings)
+        findings = envsetup.check(settings, compare=round_ < 3)  # compose itself: a few rounds
         bad = [f for f in findings if f.level == "error" and f.check not in ("gate", "git")]
         assert bad == [], bad
 
@@ -245,9 +246,9 @@ def test_the_keys_tasks_write_keys_every_reader_sees_alike(project: Project) -> 
 def test_placeholders_and_real_values() -> None:
     for value in ("sk-your-master-key-here", "sk-<your-master-key>", "changeme", "sk-xxxx",
                   "<your secret>", "your-password", "sk-changeme", "replace-me", "sk-1234"):
-        assert envops._is_placeholder(value), value
+        assert envsetup._is_placeholder(value), value
     for value in ("sk-" + "Ab3_-" * 8, "admin@example.com", "p<a>ss-12", "Yourself-1234567"):
-        assert not envops._is_placeholder(value), value
+        assert not envsetup._is_placeholder(value), value
 
 
 def test_env_check_says_when_compose_refuses_the_files(project: Project) -> None:

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from dotenv import dotenv_values
 
-from tasks import envfile
-from tasks.errors import EnvFileError, LockBusyError
+from tasks.base.errors import EnvFileError, LockBusyError
+from tasks.envstore import envfile
 from tests.support.envdata import BAD_FILES
 from tests.support.project import WINDOWS, make_private, make_public, posix_symlinks, private
 

@@ -17,10 +17,11 @@ from typing import Any
 import filelock
 import pytest
 
-from tasks import continueconfig, envfile, perms
-from tasks.dotenvconsumer import expand_path, parse_hand_over
-from tasks.errors import UsageError
-from tasks.settings import load_settings
+from tasks.base.errors import UsageError
+from tasks.config.handover import expand_path, parse_hand_over
+from tasks.config.settings import load_settings
+from tasks.envstore import envfile, perms
+from tasks.virtualkeys import continuedev
 from tests.support.project import WINDOWS, Project, Standin, outlive_litellm
 
 ALIAS = "Continue.dev Key"
@@ -393,9 +394,9 @@ USER_TEXT = [
 def test_merge_keeps_the_users_text_byte_for_byte(user: str, models: str) -> None:
     from invoke.vendor import yaml
 
-    block = continueconfig.models_block(["m"], "http://localhost:4000", "K")
+    block = continuedev.models_block(["m"], "http://localhost:4000", "K")
     existing = "name: Mine\n" + user + models
-    merged = continueconfig.merge(existing, block, "http://localhost:4000", yaml, "c")
+    merged = continuedev.merge(existing, block, "http://localhost:4000", yaml, "c")
     ours = merged.text.index("- name: m (LiteLLM)")
     ours = merged.text.rfind("\n", 0, ours) + 1
     # the user's text up to our entries is theirs as it was; after them, nothing of ours
@@ -462,9 +463,9 @@ def test_write_replaces_only_our_entries_and_says_what_it_kept(
 def test_merge_refuses_what_it_cannot_edit_alone(text: str, said: str) -> None:
     from invoke.vendor import yaml
 
-    block = continueconfig.models_block(["m"], "http://localhost:4000", "K")
+    block = continuedev.models_block(["m"], "http://localhost:4000", "K")
     with pytest.raises(UsageError, match=re.escape(said)):
-        continueconfig.merge(text, block, "http://localhost:4000", yaml, "c")
+        continuedev.merge(text, block, "http://localhost:4000", yaml, "c")
 
 
 def test_write_to_a_folder_path_writes_config_yaml_in_it_owner_only(
@@ -487,7 +488,7 @@ def test_write_to_a_folder_path_writes_config_yaml_in_it_owner_only(
 
 @pytest.mark.skipif(WINDOWS, reason="POSIX modes: a Windows folder inherits its parent's access list")
 def test_make_folder_makes_every_missing_parent_0700(tmp_path: Path) -> None:
-    from tasks.dotenvconsumer import make_folder
+    from tasks.virtualkeys.dotenvfiles import make_folder
 
     make_folder(tmp_path / "a" / "b" / "c")
     for made in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
@@ -507,11 +508,11 @@ def test_continue_config_names_the_variable_litellm_refused(project: Project,
 
 def test_unreachable_advice_names_the_keys_own_variable(tmp_path: Path) -> None:
     """Making a key by hand when LiteLLM cannot be reached: put it where that key lives."""
-    from tasks import reach
-    from tasks.errors import ProxyUnreachableError
+    from tasks.base.errors import ProxyUnreachableError
+    from tasks.gateway import connect
 
     home = tmp_path / "home" / ".continue" / ".env"
-    from tasks.settings import DEFAULTS
+    from tasks.config.settings import DEFAULTS
 
     settings = load_settings({"gateway": {"litellm_url": "http://127.0.0.1:9", "timeout": 2,
                                           "keys": {**DEFAULTS["gateway"]["keys"], "continue-dev": {
@@ -528,15 +529,15 @@ def test_unreachable_advice_names_the_keys_own_variable(tmp_path: Path) -> None:
                         (list(settings.keys.values()),
                          "put it in its variable in .env (VIRTUAL_KEY, CONTINUE_DEV_KEY)")]:
         with pytest.raises(ProxyUnreachableError) as caught:
-            reach.litellm(settings, NoContainers(), via="auto", keys=keys)  # type: ignore[arg-type]
+            connect.litellm(settings, NoContainers(), via="auto", keys=keys)  # type: ignore[arg-type]
         assert caught.value.message.endswith(named), caught.value.message
 
 
 def test_merge_of_an_empty_file_is_the_block() -> None:
     from invoke.vendor import yaml
 
-    block = continueconfig.models_block(["m"], "http://localhost:4000/", "K")
-    merged = continueconfig.merge("", block, "http://localhost:4000", yaml, "c")
+    block = continuedev.models_block(["m"], "http://localhost:4000/", "K")
+    merged = continuedev.merge("", block, "http://localhost:4000", yaml, "c")
     assert yaml.safe_load(merged.text)["models"][0]["apiBase"] == "http://localhost:4000/v1"
     assert (merged.replaced, merged.kept) == (0, 0)
 

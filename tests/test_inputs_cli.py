@@ -269,7 +269,7 @@ def _no_database(project: Project, litellm: Standin) -> dict[str, str]:
 
 
 def _wrong_master(project: Project, litellm: Standin) -> dict[str, str]:
-    from tasks import envfile
+    from tasks.envstore import envfile
 
     envfile.update(project.env, {"LITELLM_MASTER_KEY": "sk-wrong-" + "w" * 30})
     return {}
@@ -296,8 +296,8 @@ def test_each_litellm_cause_has_one_exit_code_in_every_keys_task(
 
 def test_open_webui_down_is_exit_13() -> None:
     """Open WebUI not answering is Open WebUI's failure (13), not LiteLLM's (4)."""
-    from tasks.errors import OpenWebUIError
-    from tasks.openwebui import OpenWebUI
+    from tasks.base.errors import OpenWebUIError
+    from tasks.clients.openwebui import OpenWebUI
 
     sock = __import__("socket").socket()
     sock.bind(("127.0.0.1", 0))
@@ -321,7 +321,7 @@ def test_revoke_block_says_what_is_true(project: Project, litellm: Standin) -> N
 
 
 def test_a_url_override_is_said_once_on_stderr(project: Project, litellm: Standin) -> None:
-    from tasks import envfile
+    from tasks.envstore import envfile
 
     envfile.update(project.env, {"LITELLM_PORT": "4999"})
     done = project.run("keys.create")

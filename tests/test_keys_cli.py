@@ -90,8 +90,8 @@ def test_create_reports_the_fallback_alias_the_key_got(project: Project, litellm
     """Another key holds the alias: the new key is named `Open WebUI Key (<id>)`, and that is
     the alias the task reports (it said `created 'Open WebUI Key'`)."""
     assert project.run("keys.create").returncode == 0
-    from tasks import envfile
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
+    from tasks.envstore import envfile
     for flags in ([], ["--json"]):
         with LiteLLM(litellm.url, MASTER) as c:
             nameless = c.generate_key({"team_id": "open-webui-team"})
@@ -137,7 +137,7 @@ def test_create_json_output(project: Project) -> None:
 
 def test_alias_taken_without_plaintext_points_to_rotate(project: Project, litellm: Standin) -> None:
     project.run("keys.create")
-    from tasks import envfile
+    from tasks.envstore import envfile
     envfile.update(project.env, {"VIRTUAL_KEY": ""})  # the plaintext is lost
     before = project.read()
     done = project.run("keys.create")
@@ -188,7 +188,7 @@ def test_no_database(project: Project, litellm: Standin) -> None:
 
 
 def test_wrong_master_key(project: Project) -> None:
-    from tasks import envfile
+    from tasks.envstore import envfile
     envfile.update(project.env, {"LITELLM_MASTER_KEY": "sk-wrong-wrong-wrong-wrong"})
     done = project.run("keys.create")
     assert done.returncode == 5
@@ -369,7 +369,7 @@ def test_revoke_needs_yes_without_a_terminal(project: Project, litellm: Standin)
 
 def test_revoke_by_alias_of_a_key_env_does_not_hold(project: Project, litellm: Standin) -> None:
     project.run("keys.create")
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
     with LiteLLM(litellm.url, MASTER) as c:
         c.generate_key({"key_alias": "Other"})
     before = project.read()
@@ -380,7 +380,7 @@ def test_revoke_by_alias_of_a_key_env_does_not_hold(project: Project, litellm: S
 
 
 def test_revoke_by_hash_prefix_and_by_stdin(project: Project, litellm: Standin) -> None:
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
     with LiteLLM(litellm.url, MASTER) as c:
         a = c.generate_key({"key_alias": "A"})
         b = c.generate_key({"key_alias": "B"})
@@ -417,7 +417,7 @@ def test_revoke_unknown_alias(project: Project) -> None:
 
 def test_list(project: Project, litellm: Standin) -> None:
     project.run("keys.create")
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
     with LiteLLM(litellm.url, MASTER) as c:
         old = c.generate_key({"key_alias": "old", "duration": "1s", "max_budget": 3})
     import time
@@ -450,7 +450,7 @@ def test_list_json_and_a_key_litellm_lost(project: Project, litellm: Standin) ->
 
 
 def test_list_many_keys(project: Project, litellm: Standin) -> None:
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
     with LiteLLM(litellm.url, MASTER) as c:
         for i in range(230):
             c.generate_key({"key_alias": f"bulk-{i}"})
@@ -461,7 +461,7 @@ def test_list_many_keys(project: Project, litellm: Standin) -> None:
 
 def test_create_with_a_working_key_settles_first_run(project: Project, litellm: Standin) -> None:
     project.run("keys.create")
-    from tasks import envfile
+    from tasks.envstore import envfile
     envfile.update(project.env, {"FIRST_RUN": "yes"})
     done = project.run("keys.create")
     assert done.returncode == 0
@@ -471,8 +471,8 @@ def test_create_with_a_working_key_settles_first_run(project: Project, litellm: 
 
 def test_rotate_keeps_the_alias_of_the_key_it_replaces(project: Project, litellm: Standin) -> None:
     project.run("keys.create")
-    from tasks import envfile
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
+    from tasks.envstore import envfile
     with LiteLLM(litellm.url, MASTER) as c:
         hand = c.generate_key({"key_alias": "Hand-made", "team_id": "open-webui-team"})
     envfile.update(project.env, {"VIRTUAL_KEY": hand["key"]})
@@ -484,8 +484,8 @@ def test_rotate_keeps_the_alias_of_the_key_it_replaces(project: Project, litellm
 
 def test_rotate_when_another_key_holds_the_alias(project: Project, litellm: Standin) -> None:
     project.run("keys.create")
-    from tasks import envfile
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
+    from tasks.envstore import envfile
     with LiteLLM(litellm.url, MASTER) as c:
         nameless = c.generate_key({"team_id": "open-webui-team"})
     envfile.update(project.env, {"VIRTUAL_KEY": nameless["key"]})
@@ -509,8 +509,8 @@ def test_rotate_keeps_the_lifetime_of_a_key_made_elsewhere(project: Project, lit
     created_at and expires, and the new key gets the same."""
     from datetime import datetime, timedelta, timezone
 
-    from tasks import envfile
-    from tasks.proxy import LiteLLM
+    from tasks.clients.litellm import LiteLLM
+    from tasks.envstore import envfile
     project.run("keys.create")
     with LiteLLM(litellm.url, MASTER) as c:
         hand = c.generate_key({"key_alias": "Made in the UI", "team_id": "open-webui-team",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import Project, Standin, two_key_config
 
 ALIAS_OF_OPEN_WEBUI = "Open WebUI Key"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.envdata import BAD_FILES
 from tests.support.project import MASTER, WINDOWS, Project, Standin, posix_symlinks, private
 from tests.support.stack import CmdlineWatcher

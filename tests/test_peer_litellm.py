@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tasks.errors import NoDatabaseError, ProxyUnreachableError
-from tasks.proxy import LiteLLM
+from tasks.base.errors import NoDatabaseError, ProxyUnreachableError
+from tasks.clients.litellm import LiteLLM
 from tests.support.openapi_check import check_request
 from tests.support.peers import PEER_MASTER, Peer, start_litellm
 from tests.support.project import CLIENT_REQUESTS, MASTER, Project, Standin, write_env

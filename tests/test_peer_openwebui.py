@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile
-from tasks.keyops import KeyManager
-from tasks.openwebui import OpenWebUI, hand_over
-from tasks.proxy import LiteLLM
-from tasks.settings import load_settings
+from tasks.clients.litellm import LiteLLM
+from tasks.clients.openwebui import OpenWebUI
+from tasks.config.settings import load_settings
+from tasks.envstore import envfile
+from tasks.virtualkeys.manager import KeyManager
+from tasks.virtualkeys.openwebui import hand_over
 from tests.support.peers import start_openwebui
 from tests.support.project import MASTER, MODELS, Project, Standin
 

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from tasks import envfile
-from tasks.errors import OpenWebUIError
-from tasks.keyops import KeyManager
-from tasks.openwebui import LITELLM_INTERNAL_URL, OpenWebUI
-from tasks.proxy import LiteLLM
-from tasks.settings import load_settings
-from tasks.stackops import webui_consumer
+from tasks.base.errors import OpenWebUIError
+from tasks.clients.litellm import LiteLLM
+from tasks.clients.openwebui import LITELLM_INTERNAL_URL, OpenWebUI
+from tasks.config.settings import load_settings
+from tasks.envstore import envfile
+from tasks.gateway.stack import webui_consumer
+from tasks.virtualkeys.manager import KeyManager
 from tests.support.peers import start_openwebui
 from tests.support.project import MASTER, MODELS, Project, Standin
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import perms
-from tasks.errors import EnvFileError
+from tasks.base.errors import EnvFileError
+from tasks.envstore import perms
 
 ME = ("S-1-5-21-1-2-3-1001", "PC\\me")
 SYSTEM = perms.Ace(True, perms.SYSTEM_SID, "NT AUTHORITY\\SYSTEM")

@@ -271,11 +271,11 @@ def test_a_failure_after_env_was_written_keeps_the_new_key(
         failure: BaseException) -> None:
     """The switch fails after .env was replaced (its folder's fsync, a signal): .env holds the new
     key, so it must not be rolled back, and the message must not say .env is unchanged."""
-    from tasks import envfile
-    from tasks.errors import IncompleteError, Interrupted
-    from tasks.keyops import KeyManager
-    from tasks.proxy import LiteLLM
-    from tasks.settings import load_settings
+    from tasks.base.errors import IncompleteError, Interrupted
+    from tasks.clients.litellm import LiteLLM
+    from tasks.config.settings import load_settings
+    from tasks.envstore import envfile
+    from tasks.virtualkeys.manager import KeyManager
 
     assert project.run("keys.create").returncode == 0
     created = project.value("VIRTUAL_KEY")
@@ -409,7 +409,7 @@ def test_revoke_after_a_lost_answer_clears_env(project: Project, litellm: Standi
 
 def test_revoke_of_a_key_litellm_never_had_says_only_what_happened(project: Project,
                                                                    litellm: Standin) -> None:
-    from tasks import envfile
+    from tasks.envstore import envfile
 
     envfile.update(project.env, {"VIRTUAL_KEY": "sk-never-made-by-litellm-0123456789",
                                  "FIRST_RUN": "no"})

@@ -11,8 +11,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 
-from tasks.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
-from tasks.proxy import LiteLLM, error_message, token_of
+from tasks.base.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
+from tasks.clients.litellm import LiteLLM, error_message, token_of
 from tests.support.project import MASTER, Standin
 from tests.support.standin import NotLiteLLM
 

@@ -26,7 +26,7 @@ from tests.support.standin import serve_in_thread
 
 pytestmark = pytest.mark.real
 
-#: Fields of LiteLLM's answers that tasks/proxy.py and tasks/keyops.py read.
+#: Fields of LiteLLM's answers that tasks/clients/litellm.py and tasks/virtualkeys/manager.py read.
 READ = {"key", "token", "key_alias", "team_id", "models", "expires", "metadata", "max_budget", "spend",
         "blocked", "tpm_limit", "rpm_limit", "max_parallel_requests", "budget_duration", "keys",
         "total_pages", "current_page", "total_count", "team_info", "team_alias", "deleted_keys", "data",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import Project
 from tests.support.real_litellm import RealProxy
 from tests.support.relay import Relay

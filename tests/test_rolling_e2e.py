@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import REPO
 from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project
 from tests.support.traffic import Traffic, wait_for_more

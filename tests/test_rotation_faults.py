@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile, keyops, rotation
-from tasks.errors import EnvFileError, GatewayError, IncompleteError
-from tasks.proxy import LiteLLM
-from tasks.settings import load_settings
+from tasks.base.errors import EnvFileError, GatewayError, IncompleteError
+from tasks.clients.litellm import LiteLLM
+from tasks.config.settings import load_settings
+from tasks.envstore import envfile
+from tasks.virtualkeys import manager, rotation
 from tests.support.project import (
     MASTER,
     WINDOWS,
@@ -120,16 +121,16 @@ def test_failure_after_the_switch_is_finished_by_the_next_task(
     assert not litellm.accepts(created)
 
 
-def manager(project: Project, litellm: Standin) -> keyops.KeyManager:
+def key_manager(project: Project, litellm: Standin) -> manager.KeyManager:
     settings = load_settings(None, env_file=str(project.env), url=litellm.url,
                              env_values=envfile.load(project.env).values)
-    return keyops.KeyManager(settings, LiteLLM(litellm.url, MASTER, timeout=5))
+    return manager.KeyManager(settings, LiteLLM(litellm.url, MASTER, timeout=5))
 
 
 def test_env_write_failure_rolls_back(
     project: Project, litellm: Standin, created: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = manager(project, litellm)
+    keys = key_manager(project, litellm)
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise EnvFileError("cannot write .env: No space left on device")
@@ -149,7 +150,7 @@ def test_consumer_failure_keeps_the_old_key(project: Project, litellm: Standin, 
         if len(calls) == 1:
             raise GatewayError("Open WebUI did not take the key")
 
-    keys = manager(project, litellm)
+    keys = key_manager(project, litellm)
     keys.consumer = consumer
     with pytest.raises(IncompleteError, match="Open WebUI did not take the key"):
         keys.rotate(keys.settings.key(None))
@@ -163,12 +164,12 @@ def test_consumer_failure_keeps_the_old_key(project: Project, litellm: Standin, 
 def test_journal_write_failure_creates_nothing(
     project: Project, litellm: Standin, created: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    keys = manager(project, litellm)
+    keys = key_manager(project, litellm)
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise EnvFileError("cannot write the journal")
 
-    monkeypatch.setattr(keyops.Journal, "put", refuse)
+    monkeypatch.setattr(rotation.Journal, "put", refuse)
     with pytest.raises(EnvFileError, match="nothing was created"):
         keys.rotate(keys.settings.key(None))
     monkeypatch.undo()
@@ -342,7 +343,7 @@ def test_a_key_a_journal_still_waits_for_is_not_collected(
 ) -> None:
     """The collector leaves a pending key a journal entry waits for (its own run may yet need
     it); recovery decides about it."""
-    keys = manager(project, litellm)
+    keys = key_manager(project, litellm)
     entry = rotation.journal_intent(keys.run, keys.settings.key(None), "rotate", None, None)
     made = admin_key(litellm, entry.pending_alias)
     assert rotation.leftovers(keys.run, keys.settings.keys, keys.client.list_keys()) == []

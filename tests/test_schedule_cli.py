@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tasks import envfile
-from tasks.masterkey import MasterRotation
+from tasks.envstore import envfile
+from tasks.gateway.masterkey import MasterRotation
 from tests.support.project import Project, Standin
 
 ALIAS = "Open WebUI Key"
@@ -65,11 +65,11 @@ def test_no_key_anywhere_is_said(project: Project, litellm: Standin) -> None:
 
 
 def test_a_litellm_given_by_url_is_not_ours_even_beside_a_running_stack() -> None:
-    running = SimpleNamespace(_running_container=lambda service: object())
+    running = SimpleNamespace(running_container=lambda service: object())
     for source, ours in (("LITELLM_PORT in .env", True), ("default", True), ("--url", False),
                          ("LITELLM_PROXY_URL", False), ("gateway.litellm_url", False)):
         gateway = SimpleNamespace(settings=SimpleNamespace(url_source=source),
-                                  _running_container=running._running_container)
+                                  running_container=running.running_container)
         assert MasterRotation(gateway).ours() is ours, source  # type: ignore[arg-type]
 
 

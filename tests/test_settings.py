@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import EnvFileError, UsageError
-from tasks.settings import (
+from tasks.base.errors import EnvFileError, UsageError
+from tasks.config.settings import (
     DEFAULTS,
     PROJECT_DIR,
     load_settings,

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import REPO, Project, write_env
 from tests.support.stack import (
     LITELLM_VENV,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import REPO
 from tests.support.stack import CmdlineWatcher, DockerEnv, StackProject, docker_env, make_project
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.errors import EXIT_CODES, UpgradeFailed, UsageError
-from tasks.upgrade import Change, Journal, retag
+from tasks.base.errors import EXIT_CODES, UpgradeFailed, UsageError
+from tasks.gateway.upgrade import Change, Journal, retag
 from tests.support.project import REPO
 
 

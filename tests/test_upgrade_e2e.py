@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import REPO
 from tests.support.stack import StackProject, docker_env, make_project, versioned_litellm_image
 from tests.support.traffic import Traffic, wait_for_more

@@ -48,7 +48,7 @@ def spawn_retrying(spawn: Callable[[], _T], tries: int = 3) -> _T:
 def private(path: Path) -> bool:
     """Readable by its owner alone: mode exactly 0600 on POSIX, an owner-only DACL on Windows."""
     if WINDOWS:
-        from tasks import perms
+        from tasks.envstore import perms
 
         return perms.is_private(path)
     return stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -57,7 +57,7 @@ def private(path: Path) -> bool:
 def make_private(path: Path) -> None:
     """As env.init leaves a file: chmod 0600, or the owner-only DACL on Windows."""
     if WINDOWS:
-        from tasks import perms
+        from tasks.envstore import perms
 
         perms.lock_down(path)
     else:
@@ -201,7 +201,7 @@ class Project:
         return self.env.read_text()
 
     def value(self, name: str) -> str:
-        from tasks import envfile
+        from tasks.envstore import envfile
 
         return envfile.load(self.env).get(name)
 
@@ -262,7 +262,7 @@ def outlive_litellm(project: Project) -> None:
     that much time had gone by since the killed run sent its ``/key/generate``."""
     from datetime import datetime, timedelta, timezone
 
-    from tasks.rotation import GENERATE_MAY_RUN
+    from tasks.virtualkeys.rotation import GENERATE_MAY_RUN
 
     path = project.dir / ".env.keys-journal.json"
     data = json.loads(path.read_text(encoding="utf-8"))

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tasks import envfile
+from tasks.envstore import envfile
 from tests.support.project import REPO, key_accepted
 
 CACHE = Path(os.environ.get("AI_GATEWAY_CACHE", "/var/cache/ai-gateway-ci"))
@@ -280,7 +280,7 @@ class StackProject:
         return list(self.admin("GET", "/key/list?return_full_object=true&page=1&size=100")["keys"])
 
     def webui(self) -> Any:
-        from tasks.openwebui import OpenWebUI
+        from tasks.clients.openwebui import OpenWebUI
 
         return OpenWebUI(f"http://127.0.0.1:{self.port('WEBUI_PORT')}",
                          self.value("WEBUI_ADMIN_EMAIL"), self.value("WEBUI_ADMIN_PASSWORD"),

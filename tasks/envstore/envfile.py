@@ -45,8 +45,8 @@ from typing import Any
 
 from dotenv.parser import Binding, parse_stream
 
+from ..base.errors import EnvFileError, LockBusyError
 from . import perms
-from .errors import EnvFileError, LockBusyError
 
 BOM = b"\xef\xbb\xbf"
 MAX_SIZE = 1024 * 1024

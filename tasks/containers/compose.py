@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ComposeRefusedError, DockerUnavailableError, PortInUseError, StackError
-from .masking import mask
-from .settings import Settings
+from ..base.errors import ComposeRefusedError, DockerUnavailableError, PortInUseError, StackError
+from ..base.masking import mask
+from ..config.settings import Settings
 
 POSTGRES, LITELLM, OPENWEBUI = "postgres", "litellm", "open-webui"
 #: HAProxy in front of LiteLLM (docker-compose.yml, haproxy.cfg; see rolling.py)

@@ -14,10 +14,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from . import dotenvconsumer, envfile, rotation
-from .errors import KeyStateError, UsageError
-from .masking import mask
-from .proxy import LiteLLM, token_of
+from ..base.errors import KeyStateError, UsageError
+from ..base.masking import mask
+from ..clients.litellm import LiteLLM, token_of
+from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings
+from ..envstore import envfile
+from . import dotenvfiles, rotation
 from .rotation import (  # noqa: F401 - the protocol's names, importable from here as before
     FALLBACK_RE,
     MANAGED_BY,
@@ -32,7 +34,6 @@ from .rotation import (  # noqa: F401 - the protocol's names, importable from he
     now,
     reached,
 )
-from .settings import GATE_VAR, TRUTHY, KeySpec, Settings
 
 #: "cleared": LiteLLM did not have the key; only .env held it, and no longer does
 Action = Literal["created", "rotated", "unchanged", "revoked", "blocked", "cleared"]
@@ -129,8 +130,8 @@ class KeyManager:
     def consumer(self, value: Consumer | Callable[[KeySpec, str], Any] | None) -> None:
         if value is not None and not hasattr(value, "accept"):
             value = FunctionConsumer(value)
-        # the hand_over files of the keys come with every consumer (dotenvconsumer.py)
-        self.run.consumer = dotenvconsumer.with_files(
+        # the hand_over files of the keys come with every consumer (dotenvfiles.py)
+        self.run.consumer = dotenvfiles.with_files(
             value, self.settings, self.progress)  # type: ignore[arg-type]
 
     def _doc(self) -> envfile.EnvDoc:
@@ -216,7 +217,7 @@ class KeyManager:
                 if status == "active" and not force:
                     if rotation.settle_gate(self.run, spec):
                         notes.append(f"set {GATE_VAR}=no: {spec.env_var} holds a working key")
-                    notes += dotenvconsumer.DotenvConsumer(
+                    notes += dotenvfiles.DotenvConsumer(
                         self.settings.project_dir, lock_timeout=self.settings.lock_timeout,
                         progress=self.progress).sync(spec, current)
                     return KeyResult(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import EnvFileError
+from ..base.errors import EnvFileError
 
 #: ERROR_FILE_EXISTS / ERROR_ALREADY_EXISTS from CreateFile with CREATE_NEW
 _EXISTS = (80, 183)

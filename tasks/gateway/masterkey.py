@@ -38,8 +38,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import envfile
-from .errors import (
+from ..base.errors import (
     AuthError,
     EnvFileError,
     GatewayError,
@@ -47,12 +46,13 @@ from .errors import (
     KeyStateError,
     UsageError,
 )
-from .masking import mask
-from .rolling import RollFailed
+from ..base.masking import mask
+from ..containers.rolling import RollFailed
+from ..envstore import envfile
 
 if TYPE_CHECKING:
-    from .proxy import LiteLLM
-    from .stackops import Gateway
+    from ..clients.litellm import LiteLLM
+    from .stack import Gateway
 
 Progress = Callable[[str], None]
 MASTER_VAR = "LITELLM_MASTER_KEY"
@@ -138,12 +138,12 @@ class MasterRotation:
         """Is LiteLLM this compose stack's running ``litellm`` service (ours to recreate)? Only when
         the tasks reach it at the port .env publishes it on - a LiteLLM given by ``--url``,
         ``LITELLM_PROXY_URL`` or ``gateway.litellm_url`` is another one, even beside a running stack."""
-        from .compose import LITELLM
+        from ..containers.compose import LITELLM
 
         if self.settings.url_source not in ("LITELLM_PORT in .env", "LITELLM_PORT (environment)",
                                             "default"):
             return False
-        return self.gateway._running_container(LITELLM) is not None
+        return self.gateway.running_container(LITELLM) is not None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -209,7 +209,7 @@ class MasterRotation:
 
     def _finish(self, journal: MasterJournal, new: str, *, old: str | None, action: str) -> MasterResult:
         """Steps 3-5 with .env holding ``new``. ``old``: the old key when known (to prove it refused)."""
-        from .proxy import LiteLLM
+        from ..clients.litellm import LiteLLM
 
         restarted = False
         if journal.restart:
@@ -246,8 +246,8 @@ class MasterRotation:
     def _recreate_litellm(self, new: str) -> bool:
         """Recreate the compose stack's litellm service (it reads the new key from .env) and wait
         until it is healthy - unless it already accepts ``new``. True if it was recreated."""
-        from .compose import LITELLM
-        from .proxy import LiteLLM
+        from ..clients.litellm import LiteLLM
+        from ..containers.compose import LITELLM
 
         self.gateway.settle()  # a replacement a killed rotation left: keep the newest LiteLLM
         with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:

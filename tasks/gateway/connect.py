@@ -10,8 +10,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import envfile
-from .compose import (
+from ..base.errors import (
+    DockerUnavailableError,
+    EnvFileError,
+    OpenWebUIUnreachableError,
+    ProxyUnreachableError,
+)
+from ..clients.litellm import LiteLLM
+from ..clients.openwebui import OpenWebUI, answers_health
+from ..config.settings import KeySpec, Settings
+from ..containers.compose import (
     LITELLM,
     LITELLM_CONTAINER_PORT,
     LITELLM_SERVICE_URL,
@@ -20,15 +28,7 @@ from .compose import (
     OPENWEBUI_SERVICE_URL,
     Stack,
 )
-from .errors import (
-    DockerUnavailableError,
-    EnvFileError,
-    OpenWebUIUnreachableError,
-    ProxyUnreachableError,
-)
-from .openwebui import OpenWebUI, answers_health
-from .proxy import LiteLLM
-from .settings import KeySpec, Settings
+from ..envstore import envfile
 
 
 def manual(env_vars: Sequence[str]) -> str:
@@ -113,7 +113,7 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
             f"{s.project_name!r} running to reach it from inside; start the stack, or "
             f"{manual(_env_vars(settings, keys))}"
         ) from host_error
-    from .transport import ContainerTransport
+    from ..clients.transport import ContainerTransport
 
     progress(f"reaching LiteLLM from inside the {container.name} container")
     client = LiteLLM(LITELLM_SERVICE_URL, s.master_key, timeout=s.timeout,
@@ -153,7 +153,7 @@ def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     if client.health():
         return client
     client.close()
-    from .transport import ContainerTransport
+    from ..clients.transport import ContainerTransport
 
     return OpenWebUI(OPENWEBUI_SERVICE_URL, email, password, timeout=settings.timeout,
                      transport=ContainerTransport(container, OPENWEBUI_CONTAINER_PORT,

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .dotenvconsumer import DotenvTarget, check_targets, parse_hand_over
-from .errors import EnvFileError, UsageError
-from .knownsettings import check_known
+from ..base.errors import EnvFileError, UsageError
+from .handover import DotenvTarget, check_targets, parse_hand_over
+from .known import check_known
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 DEFAULT_KEY = "open-webui"
 GATE_VAR = "FIRST_RUN"

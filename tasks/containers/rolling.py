@@ -30,8 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..base.errors import StackError
 from .compose import CONFIG_HASH_LABEL, LITELLM, LITELLM_LB, ServiceState, Stack, state_of
-from .errors import StackError
 
 #: The runtime API of HAProxy inside the litellm-lb container (haproxy.cfg, ``stats socket``),
 #: reached with bash's /dev/tcp (the official Debian-based image and the test image have bash).

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import UsageError
+from ..base.errors import UsageError
 
 #: settings of ``gateway`` besides those in settings.DEFAULTS
 GATEWAY_SETTINGS = ("keys",)

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
 
-from .errors import EnvFileError, GatewayError, UsageError
-from .settings import Settings, load_settings, parse_count, parse_seconds
+from .base.errors import EnvFileError, GatewayError, UsageError
+from .config.settings import Settings, load_settings, parse_count, parse_seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -117,7 +117,7 @@ def _env_cast_error(exc: BaseException, tb: Any) -> str | None:
     setting = ".".join(str(p) for p in found.get("key_path") or ()) or "its setting"
     old = found["old"]
     if not os.environ.get(var, "x").strip():
-        from .knownsettings import empty_message
+        from .config.known import empty_message
 
         return empty_message(var, setting)
     if isinstance(old, (list, tuple)):
@@ -214,7 +214,7 @@ def settings_from(
 
     A .env that is a pipe (``--env-file <(sops -d .env.enc)``) is taken only by a task that
     ``reads_only``; any other is refused here (exit 3), before anything happens."""
-    from . import envfile
+    from .envstore import envfile
 
     config = plain(c.config) if c is not None else None
     base = load_settings(config, env_file=env_file, url=url)
@@ -231,7 +231,7 @@ def settings_from(
             f"no LITELLM_MASTER_KEY in {settings.env_file} or the environment; "
             "run `invoke env.init` or set it"
         )
-    from .envcompat import require_sendable
+    from .envstore.compat import require_sendable
 
     require_sendable(settings.master_key, settings.master_key_source,
                      {k.env_var: values.get(k.env_var, "") for k in settings.keys.values()})

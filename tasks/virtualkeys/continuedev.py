@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .dotenvconsumer import expand_path
-from .errors import UsageError
+from ..base.errors import UsageError
+from ..config.handover import expand_path
 
 #: what Continue.dev's own config.yaml starts with
 HEADER = {"name": "Local Config", "version": "1.0.0", "schema": "v1"}

@@ -12,10 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import backup as backup_mod
-from . import envfile, envops, reach
-from .compose import LITELLM, LITELLM_LB, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
-from .errors import (
+from ..base.errors import (
     BackupError,
     DockerUnavailableError,
     EnvFileError,
@@ -26,13 +23,18 @@ from .errors import (
     StackError,
     UsageError,
 )
-from .keyops import KeyManager
-from .masking import mask
-from .openwebui import LITELLM_INTERNAL_URL, OpenWebUI, OpenWebUIConsumer
-from .proxy import LiteLLM
-from .rolling import Roll
-from .rotation import key_status, reached
-from .settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
+from ..base.masking import mask
+from ..clients.litellm import LiteLLM
+from ..clients.openwebui import LITELLM_INTERNAL_URL, OpenWebUI
+from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
+from ..containers.compose import LITELLM, LITELLM_LB, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
+from ..containers.rolling import Roll
+from ..envstore import envfile
+from ..virtualkeys.manager import KeyManager
+from ..virtualkeys.openwebui import OpenWebUIConsumer
+from ..virtualkeys.rotation import key_status, reached
+from . import backup as backup_mod
+from . import connect, envsetup
 
 #: what runs before Open WebUI can: the key store, LiteLLM, and HAProxy in front of it
 BACKEND_SERVICES = [POSTGRES, LITELLM, LITELLM_LB]
@@ -71,7 +73,7 @@ class Gateway:
         #: one line per service state change while waiting (shown even without a terminal)
         self.service_change = service_change or self.progress
         self._stack = stack
-        self._containers: reach.Containers | None = None
+        self._containers: connect.Containers | None = None
         self.notes: list[str] = []
 
     @classmethod
@@ -104,31 +106,36 @@ class Gateway:
             self._stack.close()
 
     @property
-    def containers(self) -> reach.Containers:
+    def containers(self) -> connect.Containers:
         if self._containers is None:
-            self._containers = reach.Containers(self.settings, self._stack)
+            self._containers = connect.Containers(self.settings, self._stack)
         return self._containers
 
-    def _running_container(self, service: str) -> Any | None:
+    def running_container(self, service: str) -> Any | None:
         return self.containers.running(service)
 
-    def litellm(self, via: str | None = None, wait: float = 0) -> LiteLLM:
+    def litellm(self, via: str | None = None, wait: float = 0,
+                about: Sequence[KeySpec] | None = None) -> LiteLLM:
         """A LiteLLM client over the host port, or from inside its container (``via``);
-        ``wait``: give a starting LiteLLM that many seconds to become ready."""
-        return reach.litellm(self.settings, self.containers, via=via, wait=wait,
-                             progress=self.progress)
+        ``wait``: give a starting LiteLLM that many seconds to become ready; ``about``: the
+        keys the task is about, named in the advice when LiteLLM cannot be reached."""
+        return connect.litellm(self.settings, self.containers, via=via, wait=wait,
+                               progress=self.progress, keys=about)
 
     def openwebui(self) -> OpenWebUI | None:
         """An admin client for Open WebUI, or None when its container is not running."""
-        return reach.openwebui(self.settings, self.containers)
+        return connect.openwebui(self.settings, self.containers)
 
     @contextlib.contextmanager
     def keys(self, via: str | None = None, *, starting: bool = False,
-             hand_over: bool = True, wait: float = 0) -> Iterator[KeyManager]:
-        """A KeyManager whose consumer hands the gate key to a running Open WebUI
-        (``hand_over``; only tasks that make keys need it). ``starting``: stack.start itself
-        starts Open WebUI with the key afterwards."""
-        with self.litellm(via, wait) as client:
+             hand_over: bool = True, wait: float = 0,
+             about: Sequence[KeySpec] | None = None) -> Iterator[KeyManager]:
+        """The one place a KeyManager is made (every keys and stack task comes here): its
+        LiteLLM client, and a consumer that hands the gate key to a running Open WebUI
+        (``hand_over``), looked up only when a key will really change. ``starting``:
+        stack.start itself starts Open WebUI with the key afterwards. ``about``: as for
+        ``litellm``."""
+        with self.litellm(via, wait, about) as client:
             consumer = self.consumer(client, starting) if hand_over else None
             try:
                 yield KeyManager(self.settings, client, consumer=consumer, progress=self.progress)
@@ -146,14 +153,14 @@ class Gateway:
 
     def litellm_aliases(self) -> list[str]:
         """Other URLs that reach the LiteLLM service: its host URL, its container's name."""
-        return reach.litellm_aliases(self.settings, self.containers)
+        return connect.litellm_aliases(self.settings, self.containers)
 
     # -- checks --------------------------------------------------------------
 
     def check_env(self) -> list[str]:
         """Block on every env.check error except git's (reported as warnings)."""
         warnings = []
-        for finding in envops.check(self.settings):
+        for finding in envsetup.check(self.settings):
             if finding.level != "error":
                 continue
             if finding.check == "git":
@@ -498,3 +505,37 @@ def _db_ok(client: LiteLLM) -> bool:
         return str(client.readiness().get("db")) == "connected"
     except GatewayError:
         return False
+
+
+def stack_findings(settings: Settings) -> list[envsetup.Finding]:
+    """On a running stack: whether .env's database password and Open WebUI admin still work.
+
+    ``settings`` must be resolved with .env's values (``with_env_values``). Never raises for an
+    expected failure: no Docker or a stopped stack is an ``ok`` finding saying what was not
+    checked."""
+    try:
+        values = envfile.load(settings.env_file).values
+    except EnvFileError:
+        return []
+    env_name = settings.env_file.name
+    gateway = Gateway(settings)
+    try:
+        try:
+            postgres = gateway.running_container(POSTGRES)
+        except GatewayError:  # no docker CLI at all
+            postgres = None
+        if postgres is None:
+            return [envsetup.Finding("ok", "stack", "the stack is not running (or Docker is not "
+                            "reachable): the database and admin checks were skipped")]
+        found = [envsetup.database_finding(postgres, values, env_name)]
+        if gateway.running_container(OPENWEBUI) is not None:
+            try:
+                webui = gateway.openwebui()
+            except GatewayError as exc:
+                found.append(envsetup.Finding("error", "admin", exc.message))
+            else:
+                if webui is not None:
+                    found.append(envsetup.admin_finding(webui, env_name))
+        return found
+    finally:
+        gateway.close()

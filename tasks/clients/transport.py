@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .compose import exec_python
+from ..containers.compose import exec_python
 
 # Runs inside the container: read one request from the environment, print one JSON answer.
 PROGRAM = r"""

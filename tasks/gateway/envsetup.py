@@ -13,9 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from . import envcompat, envfile, perms
-from .errors import EnvFileError, GatewayError
-from .settings import GATE_VAR, TRUTHY, Settings, host_ports
+from ..base.errors import EnvFileError, GatewayError
+from ..config.settings import GATE_VAR, TRUTHY, Settings, host_ports
+from ..envstore import compat, envfile, perms
 
 #: Secrets env.init generates when the template leaves them blank.
 GENERATORS: dict[str, Callable[[], str]] = {
@@ -92,8 +92,8 @@ def probe_volumes(project: str, *, timeout: float = 10.0) -> VolumeProbe:
     """Which of the stack's named volumes (``<project>_postgres-data``, ``<project>_open-webui-
     data``, labelled ``com.docker.compose.project=<project>``) exist. Never raises for an
     expected failure: a missing docker CLI or an unreachable daemon comes back as ``error``."""
-    from . import compose
-    from .errors import DockerUnavailableError
+    from ..base.errors import DockerUnavailableError
+    from ..containers import compose
 
     wanted = {f"{project}_{name}" for name in STACK_VOLUMES}
     try:
@@ -150,7 +150,7 @@ def with_env_values(settings: Settings, config: Any) -> Settings:
     """``settings`` resolved again with the existing .env's values, so the compose project name
     is the one that .env ran (``COMPOSE_PROJECT_NAME``). Unchanged when .env is missing or
     cannot be read or resolved: ``init`` reports those itself."""
-    from .settings import load_settings
+    from ..config.settings import load_settings
 
     try:
         values = envfile.load(settings.env_file).values
@@ -364,8 +364,8 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
                     ) -> list[Finding]:
     """Values that Compose, a URL or an HTTP header would see differently (see envcompat)."""
     headers = ["LITELLM_MASTER_KEY", *(spec.env_var for spec in settings.keys.values())]
-    problems = (envcompat.compose_problems(doc) + envcompat.url_problems(doc, settings.compose_files)
-                + envcompat.header_problems(doc, headers))
+    problems = (compat.compose_problems(doc) + compat.url_problems(doc, settings.compose_files)
+                + compat.header_problems(doc, headers))
     findings = [Finding("error", p.check, p.message) for p in problems]
     if not compare:
         return findings
@@ -373,8 +373,8 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
         findings.append(Finding("ok", "compose", f"not compared with `docker compose config`: "
                                 f"{settings.env_file} is a pipe, which gives its text once"))
         return findings
-    from .compose import service_environments
-    from .errors import ComposeRefusedError
+    from ..base.errors import ComposeRefusedError
+    from ..containers.compose import service_environments
 
     names = list(doc.entries)
     try:
@@ -388,7 +388,7 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
                                 "(no Docker Compose v2 here)"))
         return findings
     flagged = {p.name for p in problems}
-    more = [p for p in envcompat.compare_with_compose(doc, raw, passed) if p.name not in flagged]
+    more = [p for p in compat.compare_with_compose(doc, raw, passed) if p.name not in flagged]
     findings += [Finding("error", p.check, p.message) for p in more]
     if not problems and not more:
         findings.append(Finding("ok", "compose", "docker compose config passes the services "
@@ -496,7 +496,7 @@ def database_finding(container: Any, values: dict[str, str], env_name: str) -> F
 
 def admin_finding(webui: Any, env_name: str) -> Finding:
     """Does Open WebUI accept .env's WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD (a sign-in)?"""
-    from .errors import OpenWebUIError, ProxyUnreachableError
+    from ..base.errors import OpenWebUIError, ProxyUnreachableError
 
     try:
         with webui:
@@ -513,43 +513,6 @@ def admin_finding(webui: Any, env_name: str) -> Finding:
         return Finding("warn", "admin", f"could not reach Open WebUI to check the admin sign-in "
                        f"({exc.message})")
     return Finding("ok", "admin", "Open WebUI accepts the admin sign-in from .env")
-
-
-def stack_findings(settings: Settings) -> list[Finding]:
-    """On a running stack: whether .env's database password and Open WebUI admin still work.
-
-    ``settings`` must be resolved with .env's values (``with_env_values``). Never raises for an
-    expected failure: no Docker or a stopped stack is an ``ok`` finding saying what was not
-    checked."""
-    from .compose import OPENWEBUI, POSTGRES
-    from .stackops import Gateway
-
-    try:
-        values = envfile.load(settings.env_file).values
-    except EnvFileError:
-        return []
-    env_name = settings.env_file.name
-    gateway = Gateway(settings)
-    try:
-        try:
-            postgres = gateway._running_container(POSTGRES)
-        except GatewayError:  # no docker CLI at all
-            postgres = None
-        if postgres is None:
-            return [Finding("ok", "stack", "the stack is not running (or Docker is not "
-                            "reachable): the database and admin checks were skipped")]
-        found = [database_finding(postgres, values, env_name)]
-        if gateway._running_container(OPENWEBUI) is not None:
-            try:
-                webui = gateway.openwebui()
-            except GatewayError as exc:
-                found.append(Finding("error", "admin", exc.message))
-            else:
-                if webui is not None:
-                    found.append(admin_finding(webui, env_name))
-        return found
-    finally:
-        gateway.close()
 
 
 def summary(findings: list[Finding]) -> dict[str, Any]:

@@ -43,10 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import backup as backup_mod
-from . import envfile
-from .compose import LITELLM, OPENWEBUI, POSTGRES
-from .errors import (
+from ..base.errors import (
     GatewayError,
     IncompleteError,
     Interrupted,
@@ -55,10 +52,13 @@ from .errors import (
     UpgradeFailed,
     UsageError,
 )
-from .rotation import reached
+from ..containers.compose import LITELLM, OPENWEBUI, POSTGRES
+from ..envstore import envfile
+from ..virtualkeys.rotation import reached
+from . import backup as backup_mod
 
 if TYPE_CHECKING:
-    from .stackops import Gateway
+    from .stack import Gateway
 
 Progress = Callable[[str], None]
 #: the .env variable that pins each service's image (docker-compose.yml reads them)

@@ -41,9 +41,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from . import envfile, perms
-from .compose import LITELLM, OPENWEBUI, POSTGRES, Stack
-from .errors import BackupError, StackError
+from ..base.errors import BackupError, StackError
+from ..containers.compose import LITELLM, OPENWEBUI, POSTGRES, Stack
+from ..envstore import envfile, perms
 
 FORMAT = 1
 MANIFEST = "manifest.json"

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError, UsageError
+from ..base.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError, UsageError
 
 PAGE_SIZE = 100  # LiteLLM's largest page for /key/list
 

@@ -45,8 +45,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from . import envfile
-from .errors import (
+from ..base.errors import (
     ApiError,
     EnvFileError,
     GatewayError,
@@ -56,9 +55,10 @@ from .errors import (
     ProxyUnreachableError,
     UsageError,
 )
-from .masking import mask
-from .proxy import LiteLLM, token_of
-from .settings import GATE_VAR, KeySpec, Settings, duration_seconds
+from ..base.masking import mask
+from ..clients.litellm import LiteLLM, token_of
+from ..config.settings import GATE_VAR, KeySpec, Settings, duration_seconds
+from ..envstore import envfile
 
 MANAGED_BY = "ai-gateway-tasks"
 

@@ -200,7 +200,7 @@ def require_sendable(master_key: str, master_source: str, keys: Mapping[str, str
 
     Raises EnvFileError (exit 3) for a value from .env, UsageError (exit 2) for a master key
     from the environment. The message never holds the value."""
-    from .errors import EnvFileError, UsageError
+    from ..base.errors import EnvFileError, UsageError
 
     reason = header_problem(master_key) if master_key else None
     if reason:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from ..config.settings import duration_seconds, parse_duration
 from .rotation import key_status
-from .settings import duration_seconds, parse_duration
 
 if TYPE_CHECKING:
-    from .proxy import LiteLLM
+    from ..clients.litellm import LiteLLM
 
 def min_age(value: str | None) -> int | None:
     """``--older-than``: seconds, or None when not given. Raises UsageError (exit 2) for an empty
@@ -23,7 +23,7 @@ def min_age(value: str | None) -> int | None:
         return None
     checked = parse_duration(value)
     if checked is None:
-        from .errors import UsageError
+        from ..base.errors import UsageError
 
         raise UsageError("--older-than takes a duration such as 30d, not an empty value")
     return duration_seconds(checked)
