@@ -166,11 +166,11 @@ def test_stack_start_replaces_a_litellm_whose_settings_changed(stack: StackProje
         assert result["failed"] == 0, f"{name}: {result['errors']}"
     after = litellm_containers(stack)
     assert len(after) == 1 and set(after).isdisjoint(before), (before, after)
-    assert "replacing it beside the running one" in done.stdout + done.stderr
+    assert "LiteLLM replaced beside the running one" in done.stdout
     assert stack.container_env("litellm")["UI_USERNAME"] == "operator"
     again = stack.ok("stack.start")
     assert litellm_containers(stack) == after
-    assert "replacing it" not in again.stdout + again.stderr
+    assert "replaced beside" not in again.stdout + again.stderr
 
 
 def test_ctrl_c_while_compose_makes_the_new_litellm(stack: StackProject) -> None:
@@ -184,16 +184,11 @@ def test_ctrl_c_while_compose_makes_the_new_litellm(stack: StackProject) -> None
         cwd=stack.dir, env=env, text=True, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:  # the progress line comes just before compose is run
-        seen.append(line)
-        if "starting a new litellm container" in line:
-            break
-    else:
-        pytest.fail(f"never started a new LiteLLM: {''.join(seen)}")
-    while len(litellm_containers(stack)) == len(before):  # compose has made it, and waits
-        assert proc.poll() is None, "".join(seen) + proc.stdout.read()
+    # compose has made the new container, and its post_start hook holds compose there (the
+    # task's output is a pipe: its progress lines are for a terminal and not shown)
+    while len(litellm_containers(stack)) == len(before):
+        assert proc.poll() is None, proc.stdout.read()
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, "".join(seen) + rest
+    assert proc.returncode == 130, rest
     assert litellm_containers(stack) == before
