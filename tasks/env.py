@@ -1,4 +1,4 @@
-"""env.*: the stack's .env - init, check, lock-permissions. Thin: the work is in envsetup."""
+"""env.*: the stack's .env - init, check, lock-permissions. Thin: the work is in gateway.envsetup."""
 
 from __future__ import annotations
 

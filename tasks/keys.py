@@ -1,4 +1,4 @@
-"""keys.*: LiteLLM virtual keys - create, rotate, revoke, list. Thin: the work is in keyops."""
+"""keys.*: LiteLLM virtual keys - create, rotate, revoke, list. Thin: the work is in virtualkeys.manager."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""stack.*: run the Docker Compose stack. Thin: the work is in stackops and compose."""
+"""stack.*: run the Docker Compose stack. Thin: the work is in gateway.stack and containers.compose."""
 
 from __future__ import annotations
 

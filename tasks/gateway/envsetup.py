@@ -291,7 +291,7 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
     """Everything stack.start needs from .env; each finding ok, warn or error.
 
     Besides the values themselves: every value Docker Compose, a URL the compose files build,
-    or an HTTP header would see differently from what the tasks read (``envcompat``), and -
+    or an HTTP header would see differently from what the tasks read (``envstore.compat``), and -
     with ``compare`` and Docker Compose v2 installed - what ``docker compose config`` really
     passes to the services, against what the tasks read. No finding quotes a value."""
     path = settings.env_file
@@ -362,7 +362,7 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
 
 def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = True
                     ) -> list[Finding]:
-    """Values that Compose, a URL or an HTTP header would see differently (see envcompat)."""
+    """Values that Compose, a URL or an HTTP header would see differently (see envstore.compat)."""
     headers = ["LITELLM_MASTER_KEY", *(spec.env_var for spec in settings.keys.values())]
     problems = (compat.compose_problems(doc) + compat.url_problems(doc, settings.compose_files)
                 + compat.header_problems(doc, headers))

@@ -1,7 +1,7 @@
 """The stack and its keys together: start / stop / restart / status, the LiteLLM transport
 (host or container), and Open WebUI as the consumer of the virtual key. Plain functions over
-``compose.Stack``, ``proxy.LiteLLM``, ``openwebui.OpenWebUI`` and ``keyops.KeyManager``; no
-Invoke, no printing (progress goes through a callback).
+``containers.compose.Stack``, ``clients.litellm.LiteLLM``, ``clients.openwebui.OpenWebUI`` and
+``virtualkeys.manager.KeyManager``; no Invoke, no printing (progress goes through a callback).
 """
 
 from __future__ import annotations

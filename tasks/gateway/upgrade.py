@@ -26,7 +26,7 @@ fresh old one where the new one runs or the database was restored; the old stack
 in 5. UpgradeFailed (exit 15) then says so; a rollback that fails too ends in IncompleteError (9)
 saying what state was left. Interrupted (Ctrl-C), the journal stays and the next
 ``stack.upgrade`` first finishes the upgrade (when the new images run and prove) or rolls it back.
-Plain functions over a ``stackops.Gateway``; no Invoke, no printing.
+Plain functions over a ``gateway.stack.Gateway``; no Invoke, no printing.
 """
 
 from __future__ import annotations
