@@ -5,6 +5,8 @@ The helpers themselves live in tests/support/; this file holds only fixtures and
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,20 @@ from tests.support.standin import StandinServer, serve_in_thread  # noqa: E402
 #: tests/windows/ holds tests that only mean something on Windows; tests/test_windows.py runs
 #: them (with the other non-Docker suites) under a Windows CPython. Elsewhere: not collected.
 collect_ignore_glob = [] if WINDOWS else ["windows/*"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C reaches the tasks the tests start, however the test run itself was started.
+
+    A shell without job control starts a background command (``cmd &`` in a script, a CI
+    runner's step) with SIGINT ignored, and every process it starts inherits that across
+    ``exec``: the tasks would then never see the SIGINT the Ctrl-C tests send. A Python
+    handler, unlike SIG_IGN, is reset to the default on ``exec``, so the tasks get Python's
+    own KeyboardInterrupt again."""
+    sigint = getattr(signal, "SIGINT", None)
+    if (sigint is not None and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(sigint) == signal.SIG_IGN):
+        signal.signal(sigint, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
