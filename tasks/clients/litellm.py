@@ -372,6 +372,11 @@ class LiteLLM:
                 return
             page += 1
 
+    def keys_with_alias(self, alias: str) -> list[dict[str, Any]]:
+        """The keys whose ``key_alias`` is exactly ``alias`` (LiteLLM's own ``key_alias`` filter
+        narrows the list; the exact comparison is ours). Errors as ``list_keys``."""
+        return [k for k in self.list_keys(key_alias=alias) if k.get("key_alias") == alias]
+
     # ------------------------------------------------------------------ teams
 
     def team_info(self, team_id: str) -> dict[str, Any] | None:

@@ -13,32 +13,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from ..base.errors import OpenWebUIError, OpenWebUIUnreachableError
+from ..base.urls import endpoint
 from ..containers.compose import LITELLM_SERVICE_URL
 from .litellm import http_client
 
 LITELLM_INTERNAL_URL = f"{LITELLM_SERVICE_URL}/v1"
-_LOOPBACK = ("localhost", "127.0.0.1", "::1", "[::1]")
-
-
 
 def _endpoint(url: str) -> tuple[str, str, int | None, str]:
     """A URL as Open WebUI would reach it: scheme, host (every loopback name one), port (the
     default filled in), path without a trailing slash or ``/v1`` (LiteLLM serves both)."""
-    try:
-        parts = urlsplit(str(url).strip())
-        port = parts.port
-    except ValueError:
-        return ("", str(url), None, "")
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    host = "loopback" if host in _LOOPBACK else host
-    port = port or {"http": 80, "https": 443}.get(scheme)
-    path = parts.path.rstrip("/")
+    scheme, host, port, path = endpoint(url)
     path = path[: -len("/v1")] if path.endswith("/v1") else path
     return (scheme, host, port, path.rstrip("/"))
 

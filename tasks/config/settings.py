@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..base.errors import EnvFileError, UsageError
+from ..base.urls import same_endpoint
 from .handover import DotenvTarget, check_targets, parse_hand_over
 from .known import check_known
 
@@ -509,7 +510,7 @@ def load_settings(
     if (url_source not in ("--url", "LITELLM_PORT in .env") and values.get("LITELLM_PORT")
             and ports["LITELLM_PORT"] is not None):
         implied = f"http://localhost:{ports['LITELLM_PORT']}"
-        if not _same_endpoint(litellm_url, implied):
+        if not same_endpoint(litellm_url, implied):
             why = ("gateway.litellm_url (invoke.yaml or INVOKE_GATEWAY_LITELLM_URL)"
                    if url_source.startswith("gateway.") else "LITELLM_PROXY_URL in the environment")
             url_note = (f"note: using LiteLLM at {litellm_url}, not {implied} (LITELLM_PORT in "
@@ -583,15 +584,3 @@ def load_settings(
         host_ports=ports,
     )
 
-
-_LOOPBACK = ("localhost", "127.0.0.1", "::1")
-
-
-def _same_endpoint(a: str, b: str) -> bool:
-    """Same scheme and port, and the same host (every loopback name counts as one)."""
-    pa, pb = urlsplit(a), urlsplit(b)
-    ha, hb = (pa.hostname or "").lower(), (pb.hostname or "").lower()
-    same_host = ha == hb or (ha in _LOOPBACK and hb in _LOOPBACK)
-    default = {"http": 80, "https": 443}
-    return (pa.scheme == pb.scheme and same_host
-            and (pa.port or default.get(pa.scheme)) == (pb.port or default.get(pb.scheme)))

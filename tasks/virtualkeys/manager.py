@@ -202,9 +202,6 @@ class KeyManager:
             updates["max_budget"] = float(info["max_budget"])
         return replace(spec, **updates)
 
-    def _find_by_alias(self, alias: str) -> list[dict[str, Any]]:
-        return [k for k in self.client.list_keys(key_alias=alias) if k.get("key_alias") == alias]
-
     def create(self, spec: KeySpec, *, force: bool = False, changed: Iterable[str] = ()) -> KeyResult:
         """Make sure .env holds an active key for ``spec``; replace it only with ``force``."""
         with self._operation():
@@ -234,7 +231,7 @@ class KeyManager:
                                                  op="create")
                     result.notes[:0] = [*notes, f"replaced the {status} key that .env held"]
                     return result
-            existing = self._find_by_alias(spec.alias)
+            existing = self.client.keys_with_alias(spec.alias)
             if existing and not force:
                 raise KeyStateError(
                     f"LiteLLM already has a key named {spec.alias!r}, but {spec.env_var} in .env "
@@ -265,7 +262,7 @@ class KeyManager:
                 info = self.client.key_info(current)
                 old_token = token_of(current)
             if info is None:
-                existing = self._find_by_alias(spec.alias)
+                existing = self.client.keys_with_alias(spec.alias)
                 if existing:
                     old_token = str(existing[0].get("token"))
                     info = self.client.key_info(old_token) or existing[0]
@@ -314,7 +311,7 @@ class KeyManager:
                 )
             return [token_of(held)], f"the key in {spec.env_var} ({mask(held)})"
         if alias is not None:
-            found = self._find_by_alias(alias)
+            found = self.client.keys_with_alias(alias)
             if not found:
                 raise KeyStateError(f"LiteLLM has no key named {alias!r} (see `invoke keys.list`)")
             return [str(k.get("token")) for k in found], f"the key named {alias!r}"

@@ -549,8 +549,7 @@ def roll_back(run: Run, entry: JournalEntry) -> bool:
     under its pending alias (unique to that run). False when LiteLLM had none."""
     if entry.new_token:
         return run.client.delete_keys(keys=[entry.new_token])
-    tokens = [str(k.get("token")) for k in run.client.list_keys(key_alias=entry.pending_alias)
-              if k.get("key_alias") == entry.pending_alias]
+    tokens = [str(k.get("token")) for k in run.client.keys_with_alias(entry.pending_alias)]
     return bool(tokens) and run.client.delete_keys(keys=tokens)
 
 

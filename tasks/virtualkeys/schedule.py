@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..config.settings import duration_seconds, parse_duration
-from .rotation import key_status
+from .rotation import key_status, when
 
 if TYPE_CHECKING:
     from ..clients.litellm import LiteLLM
@@ -36,7 +36,7 @@ def due(client: LiteLLM, held: str, alias: str, older_than: int) -> tuple[bool, 
     when no key can be found at all (the rotation then says what is wrong). Returns (due, age)."""
     info = client.key_info(held) if held else None
     if info is None:
-        named = [k for k in client.list_keys(key_alias=alias) if k.get("key_alias") == alias]
+        named = client.keys_with_alias(alias)
         info = named[0] if named else None
     if info is None:
         return True, None
@@ -47,11 +47,9 @@ def due(client: LiteLLM, held: str, alias: str, older_than: int) -> tuple[bool, 
 
 
 def key_age(info: dict[str, object], now: datetime | None = None) -> float | None:
-    """Seconds since LiteLLM made the key ``info`` describes (its ``created_at``); None without one."""
-    created = info.get("created_at")
-    if not created:
+    """Seconds since LiteLLM made the key ``info`` describes (its ``created_at``); None without
+    a readable one (the key is then taken as due)."""
+    made = when(info.get("created_at"))
+    if made is None:
         return None
-    made = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-    if made.tzinfo is None:
-        made = made.replace(tzinfo=timezone.utc)
     return ((now or datetime.now(timezone.utc)) - made).total_seconds()
