@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.base.errors import EXIT_CODES, UpgradeFailed, UsageError
+from tasks.base.errors import EXIT_CODES, EnvFileError, UpgradeFailed, UsageError
 from tasks.gateway.upgrade import Change, Journal, retag
 from tests.support.project import REPO
 
@@ -41,7 +41,7 @@ def test_journal_round_trip_is_private(tmp_path: Path) -> None:
     journal = Journal([Change("litellm", "LITELLM_IMAGE", "a:v1", "a:v2", None)], "/b/x", "f",
                       ["gpt-4o-mini"], "2026-12-03T10:00:00+00:00")
     journal.write(env)
-    path = Journal.path_for(env)
+    path = Journal.file(env).path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Journal.read(env) == journal
     Journal.clear(env)
@@ -58,3 +58,16 @@ def test_upgrade_needs_a_version(tmp_path: Path) -> None:
                           stdin=subprocess.DEVNULL)
     assert done.returncode == 2, done.stderr
     assert "--litellm VERSION" in done.stderr
+
+
+@pytest.mark.parametrize("body", ["{not json", "[]", '{"changes": [{"service": "litellm"}]}'])
+def test_an_unreadable_journal_is_an_env_file_error_naming_it(tmp_path: Path, body: str) -> None:
+    """Every journal beside .env (keys, master key, upgrade, restore) is read by one
+    JournalFile: damaged is exit 3 naming the file and what to do, never "no journal"."""
+    env = tmp_path / ".env"
+    Journal.file(env).path.write_text(body)
+    with pytest.raises(EnvFileError) as caught:
+        Journal.read(env)
+    assert caught.value.exit_code == 3
+    assert str(Journal.file(env).path) in caught.value.message
+    assert "check .env's images and delete it" in caught.value.message

@@ -383,10 +383,6 @@ class Settings:
         return next((k for k in self.keys.values() if k.gate), None)
 
     @property
-    def journal_file(self) -> Path:
-        return self.env_file.with_name(self.env_file.name + ".keys-journal.json")
-
-    @property
     def keys_lock_file(self) -> Path:
         return self.env_file.with_name(self.env_file.name + ".keys.lock")
 

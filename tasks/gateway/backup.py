@@ -41,9 +41,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from ..base.errors import BackupError, StackError
+from ..base.errors import BackupError, EnvFileError, StackError
 from ..containers.compose import LITELLM, OPENWEBUI, POSTGRES, Stack
 from ..envstore import envfile, perms
+from ..envstore.journal import JournalFile
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -484,28 +485,36 @@ class RestoreJournal:
     """``<.env>.restore-journal.json``: which backup is being restored and the last step done,
     so an interrupted restore is named by the next one (and re-running it finishes)."""
 
-    path: Path
+    file: JournalFile
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
 
     def write(self, backup: Path, step: str) -> None:
-        data = json.dumps({"backup": str(backup), "step": step}).encode()
-        envfile.write_secure(self.path, data)
+        self.file.save({"backup": str(backup), "step": step})
 
     def read(self) -> dict[str, str] | None:
+        """The backup and step; ``?`` for what cannot be read: the restore that follows
+        replaces the journal, so a damaged one only loses the name of the interrupted step."""
         try:
-            data = json.loads(self.path.read_bytes())
-            return {"backup": str(data["backup"]), "step": str(data["step"])}
-        except FileNotFoundError:
+            data = self.file.load()
+        except EnvFileError:
+            return {"backup": "?", "step": "?"}
+        if data is None:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return {"backup": str(data["backup"]), "step": str(data["step"])}
+        except (KeyError, TypeError):
             return {"backup": "?", "step": "?"}
 
     def clear(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        self.file.drop()
 
 
 def journal_for(env_file: Path) -> RestoreJournal:
-    return RestoreJournal(env_file.with_name(env_file.name + ".restore-journal.json"))
+    return RestoreJournal(JournalFile(env_file, "restore", "the restore journal",
+                                      "delete it if no stack.restore is running"))
 
 
 def restore_database(docker: Docker, folder: Path, values: Mapping[str, str]) -> None:

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +39,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.errors import (
     AuthError,
-    EnvFileError,
     GatewayError,
     IncompleteError,
     KeyStateError,
@@ -49,6 +47,8 @@ from ..base.errors import (
 from ..base.masking import mask
 from ..containers.rolling import RollFailed
 from ..envstore import envfile
+from ..envstore.journal import JournalFile
+from ..virtualkeys.manager import keys_lock
 
 if TYPE_CHECKING:
     from ..clients.litellm import LiteLLM
@@ -78,31 +78,30 @@ class MasterJournal:
     restart: bool  # True: LiteLLM is the compose stack's, the tasks recreate it
 
     @staticmethod
-    def path_for(env_file: Path) -> Path:
-        return env_file.with_name(env_file.name + ".master-journal.json")
+    def file(env_file: Path) -> JournalFile:
+        return JournalFile(env_file, "master", "the master-key journal", "if no keys task is "
+                           "running, check LITELLM_MASTER_KEY and delete it")
 
     @classmethod
     def read(cls, env_file: Path) -> MasterJournal | None:
-        path = cls.path_for(env_file)
+        file = cls.file(env_file)
+        data = file.load()
+        if data is None:
+            return None
         try:
-            data = json.loads(envfile.resolve(path).read_text(encoding="utf-8"))
             if not isinstance(data.get("restart"), bool):
                 raise TypeError("restart")
             return cls(str(data["old_sha256"]), str(data["new_sha256"]), str(data["started_at"]),
                        data["restart"])
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise EnvFileError(f"cannot read the master-key journal {path} ({type(exc).__name__}); "
-                               "if no keys task is running, check LITELLM_MASTER_KEY and delete it") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise file.unreadable(exc) from None
 
     def write(self, env_file: Path) -> None:
-        envfile.write_secure(self.path_for(env_file), json.dumps(asdict(self), indent=2).encode())
+        self.file(env_file).save(asdict(self))
 
     @classmethod
     def drop(cls, env_file: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            envfile.resolve(cls.path_for(env_file)).unlink()
+        cls.file(env_file).drop()
 
 
 @dataclass
@@ -145,12 +144,6 @@ class MasterRotation:
             return False
         return self.gateway.running_container(LITELLM) is not None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with envfile.file_lock(self.settings.keys_lock_file, self.settings.lock_timeout,
-                               "the keys of this .env"):
-            yield
-
     # -- the steps -----------------------------------------------------------
 
     def rotate(self, *, external_salt_key: bool = False) -> MasterResult:
@@ -160,7 +153,7 @@ class MasterRotation:
         import time
 
         started = time.monotonic()
-        with self._locked():
+        with keys_lock(self.settings):
             doc = envfile.load(self.env_file)
             old = doc.get(MASTER_VAR)
             if not old or not self.settings.master_key_source.startswith(MASTER_VAR + " in "):
@@ -288,7 +281,7 @@ class MasterRotation:
         journal = MasterJournal.read(self.env_file)
         if journal is None:
             return []
-        with self._locked():
+        with keys_lock(self.settings):
             journal = MasterJournal.read(self.env_file)
             if journal is None:
                 return []
@@ -299,7 +292,7 @@ class MasterRotation:
             if sha256(held) != journal.new_sha256:
                 raise KeyStateError(
                     f"{MASTER_VAR} in .env is neither the old nor the new key of an interrupted "
-                    f"master-key rotation; check it, then delete {MasterJournal.path_for(self.env_file)}")
+                    f"master-key rotation; check it, then delete {MasterJournal.file(self.env_file).path}")
             result = self._finish(journal, held, old=None, action="finished")
         return ["finished an interrupted master-key rotation: " + "; ".join(result.proven)]
 

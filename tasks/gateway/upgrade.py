@@ -47,13 +47,13 @@ from ..base.errors import (
     GatewayError,
     IncompleteError,
     Interrupted,
-    KeyStateError,
     StackError,
     UpgradeFailed,
     UsageError,
 )
 from ..containers.compose import LITELLM, OPENWEBUI, POSTGRES
 from ..envstore import envfile
+from ..envstore.journal import JournalFile
 from ..virtualkeys.rotation import reached
 from . import backup as backup_mod
 
@@ -130,28 +130,28 @@ class Journal:
     step: str = "switch"
 
     @staticmethod
-    def path_for(env_file: Path) -> Path:
-        return env_file.with_name(env_file.name + ".upgrade-journal.json")
+    def file(env_file: Path) -> JournalFile:
+        return JournalFile(env_file, "upgrade", "the upgrade journal", "if no stack.upgrade is "
+                           "running, check .env's images and delete it")
 
     def write(self, env_file: Path) -> None:
-        envfile.write_secure(self.path_for(env_file), json.dumps(asdict(self)).encode())
+        self.file(env_file).save(asdict(self))
 
     @classmethod
     def read(cls, env_file: Path) -> Journal | None:
+        file = cls.file(env_file)
+        data = file.load()
+        if data is None:
+            return None
         try:
-            data = json.loads(cls.path_for(env_file).read_bytes())
             data["changes"] = [Change(**c) for c in data["changes"]]
             return cls(**data)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KeyStateError(f"{cls.path_for(env_file)} cannot be read ({type(exc).__name__}); "
-                                "check .env's images and delete it") from None
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise file.unreadable(exc) from None
 
     @classmethod
     def clear(cls, env_file: Path) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            cls.path_for(env_file).unlink()
+        cls.file(env_file).drop()
 
 
 @dataclass

@@ -10,7 +10,7 @@ unfinished keys no journal waits for (``rotation.collect``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
@@ -103,6 +103,13 @@ class KeyRow:
 # --------------------------------------------------------------------------- the manager
 
 
+def keys_lock(settings: Settings) -> contextlib.AbstractContextManager[None]:
+    """The lock every task that changes this .env's keys (or its master key) holds from its
+    first read to its last write: ``settings.keys_lock_file``, waited for up to
+    ``settings.lock_timeout`` seconds, then LockBusyError (exit 5)."""
+    return envfile.file_lock(settings.keys_lock_file, settings.lock_timeout, "the keys of this .env")
+
+
 class KeyManager:
     """Key operations against one LiteLLM and one .env. Construct per task."""
 
@@ -117,7 +124,7 @@ class KeyManager:
         self.settings = settings
         self.client = client
         self.progress = progress or (lambda _msg: None)
-        self.journal = Journal(settings.journal_file)
+        self.journal = Journal(settings.env_file)
         self.run = rotation.Run(settings, client, self.journal, progress=self.progress)
         self.consumer = consumer
         self._collected = False  # rotation.collect ran (once per task is enough)
@@ -136,13 +143,6 @@ class KeyManager:
 
     def _doc(self) -> envfile.EnvDoc:
         return envfile.load(self.settings.env_file)
-
-    @contextlib.contextmanager
-    def _operation(self) -> Iterator[None]:
-        with envfile.file_lock(
-            self.settings.keys_lock_file, self.settings.lock_timeout, "the keys of this .env"
-        ):
-            yield
 
     # -- recovery ------------------------------------------------------------
 
@@ -164,7 +164,7 @@ class KeyManager:
                 self._collected = True  # nothing to collect (checked again under the lock)
         if self._collected and not self.journal.read():
             return []
-        with self._operation():
+        with keys_lock(self.settings):
             return self.recover()
 
     # -- create / rotate -----------------------------------------------------
@@ -204,7 +204,7 @@ class KeyManager:
 
     def create(self, spec: KeySpec, *, force: bool = False, changed: Iterable[str] = ()) -> KeyResult:
         """Make sure .env holds an active key for ``spec``; replace it only with ``force``."""
-        with self._operation():
+        with keys_lock(self.settings):
             self.client.require_database()
             notes = self.recover()
             current = self._doc().get(spec.env_var)
@@ -252,7 +252,7 @@ class KeyManager:
 
     def rotate(self, spec: KeySpec, *, grace: str | None = None) -> KeyResult:
         """Replace the key of ``spec`` with a new one, proven to work before the old one goes."""
-        with self._operation():
+        with keys_lock(self.settings):
             self.client.require_database()
             notes = self.recover()
             current = self._doc().get(spec.env_var)
@@ -336,7 +336,7 @@ class KeyManager:
         A key LiteLLM no longer has but .env holds (an earlier revoke whose answer was lost)
         is cleared from .env; KeyStateError (8) when LiteLLM has none of them and .env holds
         none either."""
-        with self._operation():
+        with keys_lock(self.settings):
             self.client.require_database()
             notes = self.recover()
             doc = self._doc()

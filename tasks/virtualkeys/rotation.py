@@ -33,9 +33,7 @@ through a callback.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import json
 import os
 import re
 import secrets
@@ -59,6 +57,7 @@ from ..base.masking import mask
 from ..clients.litellm import LiteLLM, token_of
 from ..config.settings import GATE_VAR, KeySpec, Settings, duration_seconds
 from ..envstore import envfile
+from ..envstore.journal import JournalFile
 
 MANAGED_BY = "ai-gateway-tasks"
 
@@ -218,20 +217,18 @@ class Journal:
     """Key operations in flight, by slot (the key name; apart while waiting), in a 0600 JSON
     file beside .env."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, env_file: Path) -> None:
+        self.file = JournalFile(env_file, "keys", "the keys journal", "if no keys task is "
+                                "running, check `invoke keys.list` and delete the file")
+        self.path = self.file.path
 
     def _raw(self) -> dict[str, Any]:
-        try:
-            data = json.loads(envfile.resolve(self.path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        data = self.file.load()
+        if data is None:
             return {}
-        except (OSError, ValueError) as exc:
-            raise EnvFileError(
-                f"cannot read the keys journal {self.path} ({exc}); if no keys task is running, "
-                "check `invoke keys.list` and delete the file"
-            ) from exc
-        return data if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            raise self.file.unreadable("not an object")
+        return data
 
     def read(self) -> dict[str, JournalEntry]:
         """Every entry, by slot."""
@@ -240,17 +237,15 @@ class Journal:
             try:
                 entries[slot] = JournalEntry.from_json(slot, data)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise EnvFileError(f"the keys journal {self.path} has an entry for {slot!r} this "
-                                   "version cannot read; check `invoke keys.list` and delete the "
-                                   "file") from exc
+                raise self.file.unreadable(f"its entry for {slot!r} is one this version "
+                                           "cannot read") from exc
         return entries
 
     def _write(self, data: dict[str, Any]) -> None:
         if data:
-            envfile.write_secure(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
+            self.file.save(data)
         else:
-            with contextlib.suppress(FileNotFoundError):
-                self.path.unlink()
+            self.file.drop()
 
     def put(self, entry: JournalEntry) -> None:
         data = self._raw()
