@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import UsageError
+from ..envstore.envfile import NAME_RE
 
 if TYPE_CHECKING:
     from .settings import KeySpec
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 #: the settings of one ``hand_over`` entry
 HAND_OVER_SETTINGS = ("dotenv", "var")
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _VAR_RE = re.compile(r"%([A-Za-z_][A-Za-z0-9_()]*)%"
                      r"|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _HOMES = ("USERPROFILE", "HOME")
@@ -87,7 +87,7 @@ def parse_hand_over(where: str, raw: Any, environ: Mapping[str, str] | None = No
         if not isinstance(path, str) or not path.strip():
             raise UsageError(f"{at}.dotenv takes the path of a .env file (e.g. ~/.continue/.env)")
         var = entry.get("var")
-        if not isinstance(var, str) or not _NAME_RE.match(var):
+        if not isinstance(var, str) or not NAME_RE.match(var):
             raise UsageError(f"{at}.var takes a variable name (letters, digits and _), not "
                              f"{var!r}")
         targets.append(DotenvTarget(expand_path(path, f"{at}.dotenv", environ), var, path))

@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from ..base.errors import EnvFileError, UsageError
 from ..base.urls import same_endpoint
+from ..envstore.envfile import NAME_RE
 from .handover import DotenvTarget, check_targets, parse_hand_over
 from .known import check_known
 
@@ -77,8 +78,8 @@ DEFAULTS: dict[str, Any] = {
 SECONDS_DEFAULTS = {"timeout": 10.0, "lock_timeout": 30.0, "start_timeout": 300.0}
 
 DURATION_RE = re.compile(r"[1-9][0-9]*(s|m|h|d|w|mo)\Z")
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+#: A Compose project name (lower-case letters, digits, ``_`` and ``-``; docker/compose's rule).
+PROJECT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 VIA = ("auto", "host", "container")
 
 
@@ -243,7 +244,7 @@ class KeySpec:
         if models is not None and not isinstance(models, (str, list, tuple)):
             raise UsageError(f"{where}.models takes a list of model names")
         env_var = str(raw.get("env_var") or "")
-        if not _NAME_RE.match(env_var):
+        if not NAME_RE.match(env_var):
             raise UsageError(f"key {name!r}: env_var {env_var!r} is not a valid variable name")
         alias = _printable(str(raw.get("alias") or f"{name} key"), f"{where}.alias")
         team_id = _printable(str(raw.get("team_id") or f"{name}-team"), f"{where}.team_id")
@@ -534,7 +535,7 @@ def load_settings(
 
     project_name = (_text(raw, "project_name") or values.get("COMPOSE_PROJECT_NAME")
                     or "ai-gateway").strip()
-    if not _PROJECT_RE.match(project_name):
+    if not PROJECT_NAME_RE.match(project_name):
         # .env's value is never quoted back (a line of .env may hold a secret)
         where = ("gateway.project_name" if _text(raw, "project_name")
                  else f"COMPOSE_PROJECT_NAME in {env_path}")

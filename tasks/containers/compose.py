@@ -202,6 +202,24 @@ def state_of(container: Any) -> ServiceState:
     )
 
 
+def compose_argv(cli: Sequence[str], settings: Settings, *args: str) -> list[str]:
+    """The command line for ``cli`` (``docker compose``) on this project: its name, folder,
+    .env and compose files, then ``args``. Values of .env never go on it (the file does)."""
+    argv = [*cli, "--project-name", settings.project_name,
+            "--project-directory", str(settings.project_dir), "--env-file", str(settings.env_file)]
+    for file in settings.compose_files:
+        argv += ["-f", str(file)]
+    return [*argv, *args]
+
+
+def compose_environ(environ: Mapping[str, str], env_names: Iterable[str]) -> dict[str, str]:
+    """The environment compose runs with: ``environ`` without .env's own variable names (so
+    .env decides, as a shell's exported variable would otherwise win) and without
+    COMPOSE_FILE and COMPOSE_PROJECT_NAME (the settings decide those)."""
+    drop = {*env_names, "COMPOSE_FILE", "COMPOSE_PROJECT_NAME"}
+    return {k: v for k, v in environ.items() if k not in drop}
+
+
 class Stack:
     """One compose project: the CLI for changes, the SDK for state."""
 
@@ -238,19 +256,10 @@ class Stack:
     # -- compose CLI ---------------------------------------------------------
 
     def compose_args(self, *args: str) -> list[str]:
-        s = self.settings
-        base = [*self.cli.argv, "--project-name", s.project_name,
-                "--project-directory", str(s.project_dir), "--env-file", str(s.env_file)]
-        for file in s.compose_files:
-            base += ["-f", str(file)]
-        return [*base, *args]
+        return compose_argv(self.cli.argv, self.settings, *args)
 
     def child_env(self) -> dict[str, str]:
-        """The environment for compose: .env's own variables removed, so .env decides."""
-        env = {k: v for k, v in self.environ.items() if k not in self.env_values}
-        env.pop("COMPOSE_FILE", None)
-        env.pop("COMPOSE_PROJECT_NAME", None)
-        return env
+        return compose_environ(self.environ, self.env_values)
 
     def compose(self, *args: str, timeout: float | None = None, capture: bool = True
                 ) -> subprocess.CompletedProcess[str]:
@@ -446,16 +455,11 @@ def service_environments(settings: Settings, env_names: Iterable[str], *, interp
     docker = shutil.which("docker")
     if docker is None:
         return None
-    names = set(env_names)
-    environ = {k: v for k, v in os.environ.items()
-               if k not in names and k not in ("COMPOSE_FILE", "COMPOSE_PROJECT_NAME")}
-    args = [docker, "compose", "--project-name", settings.project_name, "--project-directory",
-            str(settings.project_dir), "--env-file", str(settings.env_file)]
-    for file in settings.compose_files:
-        if not file.is_file():
-            return None
-        args += ["-f", str(file)]
-    args += ["config", "--format", "json"] + ([] if interpolate else ["--no-interpolate"])
+    environ = compose_environ(os.environ, env_names)
+    if not all(file.is_file() for file in settings.compose_files):
+        return None
+    args = compose_argv((docker, "compose"), settings, "config", "--format", "json",
+                        *([] if interpolate else ["--no-interpolate"]))
     try:
         done = _run(args, timeout=timeout, env=environ)
         if done.returncode != 0:

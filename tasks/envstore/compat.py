@@ -29,14 +29,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .envfile import EnvDoc
+from .envfile import QUOTED_RE, EnvDoc
 
 _BINDING_RE = re.compile(
     r"[^\S\r\n]*(?:export[^\S\r\n]+)?[^=\r\n]*?=(?P<sep>[^\S\r\n]*)(?P<rest>.*)\Z", re.S)
-_QUOTED_RE = {
-    "'": re.compile(r"'((?:\\.|[^'\\])*)'", re.S),
-    '"': re.compile(r'"((?:\\.|[^"\\])*)"', re.S),
-}
 _VAR_IN_TEXT_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)|\$([A-Za-z_][A-Za-z0-9_]*)")
 _URL_SAFE_RE = re.compile(r"[A-Za-z0-9._~-]*\Z")
 _HEADER_SAFE_RE = re.compile(r"[!-~]*\Z")  # printable ASCII, no space
@@ -67,7 +63,7 @@ def compose_problems(doc: EnvDoc) -> list[Problem]:
         single = (f"put the value in single quotes ({entry.name}='...'), where Compose and the "
                   "tasks read it alike")
         if entry.quote == "'":
-            quoted = _QUOTED_RE["'"].match(rest)
+            quoted = QUOTED_RE["'"].match(rest)
             if quoted and "\\\\" in quoted.group(1):
                 problems.append(Problem(entry.name, entry.line, "compose", (
                     f"{where}: Compose keeps \\\\ inside single quotes as two backslashes, the "
@@ -83,7 +79,7 @@ def compose_problems(doc: EnvDoc) -> list[Problem]:
                 f"nothing), so the containers would get a shorter value than the tasks read; "
                 f"{single}")))
         if entry.quote == '"':
-            quoted = _QUOTED_RE['"'].match(rest)
+            quoted = QUOTED_RE['"'].match(rest)
             if quoted and "\\'" in quoted.group(1):
                 problems.append(Problem(entry.name, entry.line, "compose", (
                     f"{where}: Compose keeps \\' inside double quotes as written, the tasks read "

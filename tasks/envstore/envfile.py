@@ -50,13 +50,15 @@ from . import perms
 
 BOM = b"\xef\xbb\xbf"
 MAX_SIZE = 1024 * 1024
+#: A variable name .env, Compose and every shell accept.
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _LINE_RE = re.compile(
     r"(?P<lead>\s*)(?P<export>export[^\S\r\n]+)?(?P<key>'[^']+'|[^=#\s]+)"
     r"(?P<sep>[^\S\r\n]*=[^\S\r\n]*)(?P<rest>.*)\Z",
     re.S,
 )
-_QUOTED = {
+#: A quoted value as python-dotenv reads it (a backslash escapes the next character).
+QUOTED_RE = {
     "'": re.compile(r"'((?:\\.|[^'\\])*)'", re.S),
     '"': re.compile(r'"((?:\\.|[^"\\])*)"', re.S),
 }
@@ -190,9 +192,9 @@ def _replace_value(original: str, value: str) -> str:
     if match is None:  # pragma: no cover - parse_bytes accepted this binding
         raise EnvFileError("internal: cannot locate the value to replace")
     rest = match.group("rest")
-    quote = rest[:1] if rest[:1] in _QUOTED else ""
+    quote = rest[:1] if rest[:1] in QUOTED_RE else ""
     if quote:
-        quoted = _QUOTED[quote].match(rest)
+        quoted = QUOTED_RE[quote].match(rest)
         tail = rest[quoted.end() :] if quoted else ""
     elif rest.startswith("#") and match.group("sep") != match.group("sep").rstrip():
         tail = " " + rest  # `NAME= # comment`: an empty value, then a comment

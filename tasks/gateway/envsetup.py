@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import EnvFileError, GatewayError
-from ..config.settings import GATE_VAR, TRUTHY, Settings, host_ports
+from ..config.settings import GATE_VAR, PROJECT_NAME_RE, TRUTHY, Settings, host_ports
 from ..envstore import compat, envfile, perms
 
 #: Secrets env.init generates when the template leaves them blank.
@@ -344,7 +344,7 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
                     "4000 and 3000)"))
 
     project = values.get("COMPOSE_PROJECT_NAME", "")
-    if project and not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", project):
+    if project and not PROJECT_NAME_RE.match(project):
         add(Finding("error", "project", "COMPOSE_PROJECT_NAME is not a compose project name: use "
                     "lowercase letters, digits, '-' and '_', starting with a letter or digit"))
 
