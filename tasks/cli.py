@@ -36,7 +36,7 @@ def guarded(func: F) -> F:
         except GatewayError as exc:
             # a failing service's state and log lines (StackError) go before the one line
             for line in getattr(exc, "details", None) or ():
-                print(line, file=sys.stderr)
+                note(line)
             raise Exit(f"error: {exc.message}", exc.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("interrupted", 130) from None
@@ -64,7 +64,7 @@ def install_config_error_hook() -> None:
             return
         with _suppress_os_errors():
             sys.stdout.flush()
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        note(f"error: {message}")
         os._exit(2)  # an excepthook cannot set the exit code any other way
 
     sys.excepthook = hook
@@ -239,7 +239,9 @@ def settings_from(
 
 
 def note(text: str) -> None:
-    """One line on stderr that is not an error (nothing when ``text`` is empty)."""
+    """A line for the person on stderr: something worth knowing that is not the task's output
+    (a warning, a failure's details), or nothing when ``text`` is empty. Every line the tasks
+    write to stderr goes through here."""
     if text:
         print(text, file=sys.stderr, flush=True)
 
@@ -248,11 +250,6 @@ def emit(text: str = "", *, as_json: bool = False) -> None:
     """A line of the task's output on stdout - or, with ``as_json`` (the task prints JSON), on
     stderr, so stdout holds the JSON alone."""
     print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
-
-
-def warn(text: str) -> None:
-    """A line for the person, on stderr: something worth knowing that is not a failure."""
-    print(text, file=sys.stderr, flush=True)
 
 
 def emit_json(data: Any) -> None:
@@ -282,13 +279,12 @@ def is_terminal(stream: Any) -> bool:
 def progress(message: str) -> None:
     """Progress for a person at a terminal; silent in scripts, CI and Makefiles."""
     if is_terminal(sys.stderr):
-        print(f"... {message}", file=sys.stderr, flush=True)
+        note(f"... {message}")
 
 
 def service_change(message: str) -> None:
     """A service changed state while a task waits: one line on stderr, terminal or not."""
-    prefix = "... " if is_terminal(sys.stderr) else ""
-    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+    note(("... " if is_terminal(sys.stderr) else "") + message)
 
 
 def confirm(question: str, *, yes: bool, what: str) -> None:

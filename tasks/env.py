@@ -7,7 +7,7 @@ from typing import Any
 from invoke.tasks import task
 
 from .base.errors import EnvFileError
-from .cli import emit, emit_json, guarded, plain, settings_from, warn
+from .cli import emit, emit_json, guarded, note, plain, settings_from
 from .gateway import envsetup
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
@@ -28,7 +28,7 @@ def init(c: Any, force: bool = False, env_file: str | None = None) -> None:
     if result.kept:
         emit(f"kept from the old file: {', '.join(result.kept)}")
     if result.note:
-        warn(result.note)
+        note(result.note)
     if result.kept:
         emit("next: `invoke stack.start`, or `invoke stack.restart` to apply it to a running stack")
     else:

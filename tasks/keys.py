@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ from .cli import (
     emit_json,
     exactly_one,
     guarded,
+    note,
     progress,
     read_stdin_line,
     seconds_flag,
@@ -73,8 +73,8 @@ def _report(result: KeyResult, settings: Settings, as_json: bool) -> None:
     if as_json:
         emit_json(result.public())
         return
-    for note in result.notes:
-        emit(note)
+    for line in result.notes:
+        emit(line)
     if result.action == "unchanged":
         emit(f"{result.env_var}: {result.masked} ({result.alias}, team {result.team_id or '-'})")
         return
@@ -189,7 +189,7 @@ def rotate(
             return
         # each failure once: all but the last here, the last as the task's error line
         for key_name, failure in failures[:-1]:
-            print(f"error: {key_name}: {failure.message}", file=sys.stderr)
+            note(f"error: {key_name}: {failure.message}")
         key_name, last = failures[-1]
         last.args = (f"{key_name}: {last.message}" if len(names) > 1 else last.message,)
         raise last
@@ -297,8 +297,8 @@ def list_(
         emit_json({"keys": [asdict(r) for r in rows], "hand_over": [asdict(f) for f in files],
                    "notes": notes})
         return
-    for note in notes:
-        emit(note)
+    for line in notes:
+        emit(line)
     header = ("ALIAS", "TEAM", "MODELS", "EXPIRES", "SPEND", "STATUS", "KEY", "IN .ENV")
     table = [header] + [
         (
@@ -364,8 +364,8 @@ def rotate_master(
     if json:
         emit_json(result.public())
         return
-    for note in result.notes:
-        emit(note)
+    for line in result.notes:
+        emit(line)
     emit(f"rotated LiteLLM's master key: {result.public()['key']} saved in LITELLM_MASTER_KEY in "
          f"{settings.env_file}" + (" (LiteLLM recreated with it)" if result.restarted else ""))
     for fact in result.proven:

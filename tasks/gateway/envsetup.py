@@ -17,9 +17,16 @@ from ..base.errors import EnvFileError, GatewayError
 from ..config.settings import GATE_VAR, PROJECT_NAME_RE, TRUTHY, Settings, host_ports
 from ..envstore import compat, envfile, perms
 
+
+def new_master_key() -> str:
+    """A new LiteLLM master key: ``sk-`` (LiteLLM requires it) and 43 URL-safe characters
+    (256 random bits) - as env.init makes one and keys.rotate-master replaces it."""
+    return "sk-" + secrets.token_urlsafe(32)
+
+
 #: Secrets env.init generates when the template leaves them blank.
 GENERATORS: dict[str, Callable[[], str]] = {
-    "LITELLM_MASTER_KEY": lambda: "sk-" + secrets.token_urlsafe(32),
+    "LITELLM_MASTER_KEY": new_master_key,
     "LITELLM_SALT_KEY": lambda: secrets.token_urlsafe(32),
     "POSTGRES_PASSWORD": lambda: secrets.token_urlsafe(24),
     "UI_PASSWORD": lambda: secrets.token_urlsafe(12),

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import secrets
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -49,6 +48,7 @@ from ..containers.rolling import RollFailed
 from ..envstore import envfile
 from ..envstore.journal import JournalFile
 from ..virtualkeys.manager import keys_lock
+from .envsetup import new_master_key
 
 if TYPE_CHECKING:
     from ..clients.litellm import LiteLLM
@@ -57,11 +57,6 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 MASTER_VAR = "LITELLM_MASTER_KEY"
 SALT_VAR = "LITELLM_SALT_KEY"
-
-
-def new_master_key() -> str:
-    """A new master key, as env.init makes one: ``sk-`` and 43 URL-safe characters."""
-    return "sk-" + secrets.token_urlsafe(32)
 
 
 def sha256(text: str) -> str:
