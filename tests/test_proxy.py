@@ -76,6 +76,26 @@ def test_connection_reset(client: LiteLLM, litellm: Standin) -> None:
         list(client.list_keys())
 
 
+@pytest.mark.parametrize(("fault", "says"), [
+    (None, "cannot connect to Open WebUI at {url}; is it running and WEBUI_PORT right?"),
+    ("hang", "Open WebUI at {url} did not answer /api/v1/auths/signin within 0.5s"),
+    ("reset", "the connection to Open WebUI at {url} broke during /api/v1/auths/signin"),
+])
+def test_open_webui_failures_read_as_litellms_do(litellm: Standin, fault: str | None,
+                                                  says: str) -> None:
+    """Both clients name a request that got no answer the same way (clients.http)."""
+    from tasks.base.errors import OpenWebUIUnreachableError
+    from tasks.clients.openwebui import OpenWebUI
+
+    url = f"http://127.0.0.1:{free_port()}" if fault is None else litellm.url
+    if fault is not None:
+        litellm.fault("/api/v1/auths/signin", mode=fault, delay=60)
+    with OpenWebUI(url, "admin@example.com", "pw", timeout=0.5) as webui, pytest.raises(
+            OpenWebUIUnreachableError) as caught:
+        webui.token  # noqa: B018 - signing in is the request
+    assert caught.value.message.startswith(says.format(url=url)), caught.value.message
+
+
 def test_garbage_json(client: LiteLLM, litellm: Standin) -> None:
     litellm.fault("/key/list", mode="garbage")
     with pytest.raises(ApiError, match="without JSON"):

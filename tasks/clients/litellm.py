@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from ..base.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError, UsageError
+from .http import http_client, transport_failure
 
 PAGE_SIZE = 100  # LiteLLM's largest page for /key/list
 
@@ -63,45 +62,6 @@ def error_message(body: Any) -> tuple[str, str]:
     if isinstance(message, Mapping):
         message = message.get("error") or message.get("message") or json.dumps(message)
     return " ".join(str(message).split())[:300], kind
-
-
-def http_client(base_url: str, timeout: float, transport: httpx.BaseTransport | None = None,
-                **options: Any) -> httpx.Client:
-    """An ``httpx.Client`` for one service: the environment's proxy settings are ignored (the
-    services are ours, on this host or in its containers), redirects are not followed.
-
-    For a plain ``http://`` URL the client's TLS context trusts no certificate authority: no
-    request can reach TLS from there, and httpx would otherwise load certifi's CA bundle for
-    every task (about 30 ms of a ``keys.list`` that takes 0.2 s). ``https://`` URLs keep httpx's
-    default verification against certifi's bundle - or against ``SSL_CERT_FILE`` /
-    ``SSL_CERT_DIR`` when set (a private CA). Raises UsageError when those name no CA file.
-    """
-    verify: ssl.SSLContext | bool = True
-    if transport is None and urlsplit(base_url).scheme == "http":
-        verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # hostname checked, certificate required
-    elif os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
-        # a private CA, named as OpenSSL (and httpx with trust_env) would take it; trust_env
-        # stays off, so the environment's proxy settings are still not used
-        try:
-            verify = ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE") or None,
-                                                capath=os.environ.get("SSL_CERT_DIR") or None)
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError("SSL_CERT_FILE / SSL_CERT_DIR name no readable CA certificates "
-                             f"({type(exc).__name__})") from None
-    return httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout), transport=transport,
-                        trust_env=False, follow_redirects=False, verify=verify, **options)
-
-
-def _certificate_refused(exc: BaseException) -> bool:
-    """Whether a connection failed because the server's TLS certificate was not trusted."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return True
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return "CERTIFICATE_VERIFY_FAILED" in str(exc)
 
 
 class LiteLLM:
@@ -155,30 +115,11 @@ class LiteLLM:
                 "a key has characters an HTTP header cannot carry (outside ASCII, or spaces at "
                 "its ends); `invoke env.check` names it and says how to fix it"
             ) from None
-        except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:  # never sent
-            raise ProxyUnreachableError(
-                f"LiteLLM at {self.base_url} did not answer {path} within {self.timeout:g}s; "
-                "is it still starting? (gateway.timeout sets the limit)"
-            ) from exc
-        except httpx.TimeoutException as exc:  # sent: LiteLLM may be doing it still
-            raise ProxyUnreachableError(
-                f"LiteLLM at {self.base_url} did not answer {path} within {self.timeout:g}s; "
-                "is it still starting? (gateway.timeout sets the limit)", maybe_done=True
-            ) from exc
-        except httpx.ConnectError as exc:
-            if _certificate_refused(exc):
-                raise ProxyUnreachableError(
-                    f"LiteLLM at {self.base_url} showed a TLS certificate this machine does not "
-                    "trust; give its CA in SSL_CERT_FILE (or SSL_CERT_DIR)") from exc
-            raise ProxyUnreachableError(
-                f"cannot connect to LiteLLM at {self.base_url}; is the stack running "
-                "(`invoke stack.start`) and the port right (LITELLM_PORT, --url)?"
-            ) from exc
         except httpx.TransportError as exc:
-            raise ProxyUnreachableError(
-                f"the connection to LiteLLM at {self.base_url} broke during {path} "
-                f"({type(exc).__name__})", maybe_done=True
-            ) from exc
+            message, maybe_done = transport_failure(
+                exc, "LiteLLM", self.base_url, path, self.timeout,
+                "is the stack running (`invoke stack.start`) and the port right (LITELLM_PORT, --url)?")
+            raise ProxyUnreachableError(message, maybe_done=maybe_done) from exc
 
     def _elsewhere(self, *, proxy: bool = False) -> str:
         """The likely cause when something that is not LiteLLM answered at ``base_url``."""

@@ -19,7 +19,7 @@ import httpx
 from ..base.errors import OpenWebUIError, OpenWebUIUnreachableError
 from ..base.urls import endpoint
 from ..containers.compose import LITELLM_SERVICE_URL
-from .litellm import http_client
+from .http import http_client, transport_failure
 
 LITELLM_INTERNAL_URL = f"{LITELLM_SERVICE_URL}/v1"
 
@@ -55,6 +55,7 @@ class OpenWebUI:
                 "in as Open WebUI's admin to hand it the key (env.init generates them)"
             )
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self._email = email
         self._password = password
         self._token = ""
@@ -76,14 +77,10 @@ class OpenWebUI:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
             response = self._client.request(method, path, json=body, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise OpenWebUIUnreachableError(
-                f"Open WebUI at {self.base_url} did not answer {path} in time") from exc
         except httpx.TransportError as exc:
-            raise OpenWebUIUnreachableError(
-                f"cannot reach Open WebUI at {self.base_url} ({type(exc).__name__}); is it running "
-                "and WEBUI_PORT right?"
-            ) from exc
+            message, _ = transport_failure(exc, "Open WebUI", self.base_url, path, self.timeout,
+                                           "is it running and WEBUI_PORT right?")
+            raise OpenWebUIUnreachableError(message) from exc
         try:
             data = response.json()
         except ValueError:
