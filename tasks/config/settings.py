@@ -473,7 +473,9 @@ def load_settings(
     env_values: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve every setting once. ``env_values``: the parsed .env, when the task needs it."""
+    """Resolve every setting once. ``env_values``: the parsed .env, when the task needs it.
+    Raises UsageError (exit 2) for a bad setting of invoke.yaml or a flag, EnvFileError (3) for
+    a bad value of .env."""
     raw = _gateway_config(config)
     environ = os.environ if environ is None else environ
     check_known(raw, DEFAULTS["gateway"], environ)
@@ -486,79 +488,20 @@ def load_settings(
     # without .env's values (a task that does not read it) no port is read, not even the
     # environment's: env.check reports those itself, as findings
     ports = host_ports(values, environ if env_values is not None else {})
-    if url:
-        litellm_url, url_source = parse_url(url, "--url", root_path=True), "--url"
-    elif _text(raw, "litellm_url"):
-        litellm_url = parse_url(_text(raw, "litellm_url"), "gateway.litellm_url", root_path=True)
-        url_source = "gateway.litellm_url"
-    elif environ.get("LITELLM_PROXY_URL"):
-        litellm_url = parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL", root_path=True)
-        url_source = "LITELLM_PROXY_URL"
-    else:
-        if ports["LITELLM_PORT"] is None:
-            raise EnvFileError(f"LITELLM_PORT {_port_origin('LITELLM_PORT', values, env_path)} "
-                               "must be a port number from 1 to 65535")
-        litellm_url = f"http://localhost:{ports['LITELLM_PORT']}"
-        url_source = ("LITELLM_PORT in .env" if "LITELLM_PORT" in values else
-                      "LITELLM_PORT (environment)"
-                      if env_values is not None and environ.get("LITELLM_PORT") else "default")
-
-    url_note = ""
-    if (url_source not in ("--url", "LITELLM_PORT in .env") and values.get("LITELLM_PORT")
-            and ports["LITELLM_PORT"] is not None):
-        implied = f"http://localhost:{ports['LITELLM_PORT']}"
-        if not same_endpoint(litellm_url, implied):
-            why = ("gateway.litellm_url (invoke.yaml or INVOKE_GATEWAY_LITELLM_URL)"
-                   if url_source.startswith("gateway.") else "LITELLM_PROXY_URL in the environment")
-            url_note = (f"note: using LiteLLM at {litellm_url}, not {implied} (LITELLM_PORT in "
-                        f"{env_path}): {why} comes first")
-
-    if values.get("LITELLM_MASTER_KEY"):
-        master_key, master_source = values["LITELLM_MASTER_KEY"], f"LITELLM_MASTER_KEY in {env_path}"
-    elif environ.get("LITELLM_MASTER_KEY"):
-        master_key, master_source = environ["LITELLM_MASTER_KEY"], "LITELLM_MASTER_KEY (environment)"
-    elif environ.get("LITELLM_PROXY_API_KEY"):
-        master_key, master_source = environ["LITELLM_PROXY_API_KEY"], "LITELLM_PROXY_API_KEY"
-    else:
-        master_key, master_source = "", ""
-
-    keys_raw = raw.get("keys") or {}
-    if not isinstance(keys_raw, Mapping) or not keys_raw:
-        raise UsageError("gateway.keys must map key names to their settings")
-    keys = {str(n): KeySpec.from_config(str(n), spec or {}) for n, spec in keys_raw.items()}
-    env_vars = [k.env_var for k in keys.values()]
-    if len(set(env_vars)) != len(env_vars):
-        raise UsageError("gateway.keys: two keys are stored in the same env_var")
-    if sum(k.gate for k in keys.values()) > 1:
-        raise UsageError("gateway.keys: only one key can be the first-run gate key")
-    check_targets(list(keys.values()), project_dir, env_path)
-
-    project_name = (_text(raw, "project_name") or values.get("COMPOSE_PROJECT_NAME")
-                    or "ai-gateway").strip()
-    if not PROJECT_NAME_RE.match(project_name):
-        # .env's value is never quoted back (a line of .env may hold a secret)
-        where = ("gateway.project_name" if _text(raw, "project_name")
-                 else f"COMPOSE_PROJECT_NAME in {env_path}")
-        raise (UsageError if _text(raw, "project_name") else EnvFileError)(
-            f"bad compose project name (from {where}): use lowercase letters, "
-            "digits, '-' and '_', starting with a letter or digit")
-    files_raw = _text(raw, "compose_files") or environ.get("COMPOSE_FILE") or ""
-    separator = environ.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
-    compose_files = tuple(
-        (Path(f).expanduser() if Path(f).is_absolute() else project_dir / f)
-        for f in files_raw.replace(",", separator).split(separator) if f.strip()
-    ) or (project_dir / "docker-compose.yml",)
-    if _text(raw, "webui_url"):
-        webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
-    else:
-        # "" when WEBUI_PORT is no port: only a task that needs Open WebUI refuses then
-        # (reach.openwebui; the stack tasks' env.check), not keys.list or a continue-dev key
-        webui_url = f"http://localhost:{ports['WEBUI_PORT']}" if ports["WEBUI_PORT"] else ""
-    via = parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto"
+    litellm_url, url_source = _litellm_url(raw, url, values, environ, ports, env_path,
+                                           env_read=env_values is not None)
+    master_key, master_source = _master_key(values, environ, env_path)
+    keys = _keys(raw, project_dir, env_path)
     default_key = _text(raw, "default_key") or DEFAULT_KEY
     if default_key not in keys:
         raise UsageError(f"gateway.default_key names no key of gateway.keys "
                          f"({', '.join(sorted(keys))})")
+    if _text(raw, "webui_url"):
+        webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
+    else:
+        # "" when WEBUI_PORT is no port: only a task that needs Open WebUI refuses then
+        # (connect.openwebui; the stack tasks' env.check), not keys.list or a continue-dev key
+        webui_url = f"http://localhost:{ports['WEBUI_PORT']}" if ports["WEBUI_PORT"] else ""
 
     return Settings(
         project_dir=project_dir,
@@ -572,12 +515,103 @@ def load_settings(
         lock_timeout=_float(raw, "lock_timeout"),
         keys=keys,
         default_key=default_key,
-        project_name=project_name,
-        compose_files=compose_files,
+        project_name=_project_name(raw, values, env_path),
+        compose_files=_compose_files(raw, environ, project_dir),
         webui_url=webui_url,
         start_timeout=_float(raw, "start_timeout"),
-        via=via,
-        url_note=url_note,
+        via=parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto",
+        url_note=_url_note(litellm_url, url_source, values, ports, env_path),
         host_ports=ports,
     )
+
+
+def _litellm_url(raw: Mapping[str, Any], url: str | None, values: Mapping[str, str],
+                 environ: Mapping[str, str], ports: Mapping[str, int | None], env_path: Path,
+                 *, env_read: bool) -> tuple[str, str]:
+    """LiteLLM's URL and where it came from: ``--url`` > ``gateway.litellm_url`` >
+    ``LITELLM_PROXY_URL`` > ``http://localhost:<LITELLM_PORT>``."""
+    if url:
+        return parse_url(url, "--url", root_path=True), "--url"
+    if _text(raw, "litellm_url"):
+        return (parse_url(_text(raw, "litellm_url"), "gateway.litellm_url", root_path=True),
+                "gateway.litellm_url")
+    if environ.get("LITELLM_PROXY_URL"):
+        return (parse_url(environ["LITELLM_PROXY_URL"], "LITELLM_PROXY_URL", root_path=True),
+                "LITELLM_PROXY_URL")
+    if ports["LITELLM_PORT"] is None:
+        raise EnvFileError(f"LITELLM_PORT {_port_origin('LITELLM_PORT', values, env_path)} "
+                           "must be a port number from 1 to 65535")
+    source = ("LITELLM_PORT in .env" if "LITELLM_PORT" in values else
+              "LITELLM_PORT (environment)" if env_read and environ.get("LITELLM_PORT") else "default")
+    return f"http://localhost:{ports['LITELLM_PORT']}", source
+
+
+def _url_note(litellm_url: str, url_source: str, values: Mapping[str, str],
+              ports: Mapping[str, int | None], env_path: Path) -> str:
+    """A note when a setting sends the tasks to another LiteLLM than .env's LITELLM_PORT."""
+    if (url_source in ("--url", "LITELLM_PORT in .env") or not values.get("LITELLM_PORT")
+            or ports["LITELLM_PORT"] is None):
+        return ""
+    implied = f"http://localhost:{ports['LITELLM_PORT']}"
+    if same_endpoint(litellm_url, implied):
+        return ""
+    why = ("gateway.litellm_url (invoke.yaml or INVOKE_GATEWAY_LITELLM_URL)"
+           if url_source.startswith("gateway.") else "LITELLM_PROXY_URL in the environment")
+    return (f"note: using LiteLLM at {litellm_url}, not {implied} (LITELLM_PORT in "
+            f"{env_path}): {why} comes first")
+
+
+def _master_key(values: Mapping[str, str], environ: Mapping[str, str],
+                env_path: Path) -> tuple[str, str]:
+    """The master key and where it came from: .env > LITELLM_MASTER_KEY > LITELLM_PROXY_API_KEY
+    (the environment's); ``("", "")`` when none."""
+    if values.get("LITELLM_MASTER_KEY"):
+        return values["LITELLM_MASTER_KEY"], f"LITELLM_MASTER_KEY in {env_path}"
+    if environ.get("LITELLM_MASTER_KEY"):
+        return environ["LITELLM_MASTER_KEY"], "LITELLM_MASTER_KEY (environment)"
+    if environ.get("LITELLM_PROXY_API_KEY"):
+        return environ["LITELLM_PROXY_API_KEY"], "LITELLM_PROXY_API_KEY"
+    return "", ""
+
+
+def _keys(raw: Mapping[str, Any], project_dir: Path, env_path: Path) -> dict[str, KeySpec]:
+    """``gateway.keys``, checked: each in its own variable, one gate key at most, hand-over
+    files that can be written."""
+    keys_raw = raw.get("keys") or {}
+    if not isinstance(keys_raw, Mapping) or not keys_raw:
+        raise UsageError("gateway.keys must map key names to their settings")
+    keys = {str(n): KeySpec.from_config(str(n), spec or {}) for n, spec in keys_raw.items()}
+    env_vars = [k.env_var for k in keys.values()]
+    if len(set(env_vars)) != len(env_vars):
+        raise UsageError("gateway.keys: two keys are stored in the same env_var")
+    if sum(k.gate for k in keys.values()) > 1:
+        raise UsageError("gateway.keys: only one key can be the first-run gate key")
+    check_targets(list(keys.values()), project_dir, env_path)
+    return keys
+
+
+def _project_name(raw: Mapping[str, Any], values: Mapping[str, str], env_path: Path) -> str:
+    """``gateway.project_name`` > COMPOSE_PROJECT_NAME in .env > ``ai-gateway``, checked."""
+    configured = _text(raw, "project_name")
+    project_name = (configured or values.get("COMPOSE_PROJECT_NAME") or "ai-gateway").strip()
+    if not PROJECT_NAME_RE.match(project_name):
+        # .env's value is never quoted back (a line of .env may hold a secret)
+        where = "gateway.project_name" if configured else f"COMPOSE_PROJECT_NAME in {env_path}"
+        raise (UsageError if configured else EnvFileError)(
+            f"bad compose project name (from {where}): use lowercase letters, "
+            "digits, '-' and '_', starting with a letter or digit")
+    return project_name
+
+
+def _compose_files(raw: Mapping[str, Any], environ: Mapping[str, str],
+                   project_dir: Path) -> tuple[Path, ...]:
+    """``gateway.compose_files`` > COMPOSE_FILE (split as Compose does, on
+    COMPOSE_PATH_SEPARATOR or the OS's path separator, and on commas) > docker-compose.yml;
+    relative to the project folder."""
+    files_raw = _text(raw, "compose_files") or environ.get("COMPOSE_FILE") or ""
+    separator = environ.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+    return tuple(
+        (Path(f).expanduser() if Path(f).is_absolute() else project_dir / f)
+        for f in files_raw.replace(",", separator).split(separator) if f.strip()
+    ) or (project_dir / "docker-compose.yml",)
 

@@ -20,19 +20,16 @@ from ..clients.litellm import LiteLLM, token_of
 from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings
 from ..envstore import envfile
 from . import dotenvfiles, rotation
-from .rotation import (  # noqa: F401 - the protocol's names, importable from here as before
+from .rotation import (
     FALLBACK_RE,
-    MANAGED_BY,
     PENDING_RE,
     RETIRED_RE,
     Consumer,
     Journal,
     KeyStatus,
     OldKeyFate,
-    check_models,
     key_status,
     now,
-    reached,
 )
 
 #: "cleared": LiteLLM did not have the key; only .env held it, and no longer does
