@@ -7,7 +7,7 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -307,9 +307,26 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
     except EnvFileError as exc:
         return [Finding("error", "parse", exc.message)]
     values = doc.values
-    found = [Finding("ok", "parse", f"{path} parses ({len(values)} variables)")]
-    add = found.append
+    readers = reader_findings(settings, doc, compare=compare)
+    unread = {f.message.split(" ", 1)[0] for f in readers if f.level == "error"}
+    return [
+        Finding("ok", "parse", f"{path} parses ({len(values)} variables)"),
+        *_value_findings(values, unread),
+        *_port_findings(values),
+        *_name_findings(values),
+        *readers,
+        *gate_findings(settings, values),
+        mode_finding(path),
+        *git_findings(path),
+    ]
 
+
+def _value_findings(values: Mapping[str, str], unread: set[str]) -> list[Finding]:
+    """The values themselves: required ones set, no placeholder, a strong master key (unless
+    ``unread`` - a reader would not see it as written - names it: that finding says the fix),
+    passwords long enough."""
+    found: list[Finding] = []
+    add = found.append
     missing = [n for n in REQUIRED if not values.get(n, "").strip()]
     for name in missing:
         add(Finding("error", "required", f"{name} is missing or empty; `invoke env.init` "
@@ -321,12 +338,8 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
         if value and _is_placeholder(value):
             add(Finding("error", "placeholder", f"{name} still holds a placeholder; set a real value"))
 
-    readers = reader_findings(settings, doc, compare=compare)
-    unread = {f.message.split(" ", 1)[0] for f in readers if f.level == "error"}
     master = values.get("LITELLM_MASTER_KEY", "")
-    if master and "LITELLM_MASTER_KEY" in unread:
-        pass  # said below, with the fix
-    elif master:
+    if master and "LITELLM_MASTER_KEY" not in unread:
         if not master.startswith("sk-"):
             add(Finding("error", "master-key", "LITELLM_MASTER_KEY must start with 'sk-'"))
         elif master == "sk-1234" or len(master) < 20 or _is_placeholder(master):
@@ -340,16 +353,13 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
         value = values.get(name, "")
         if value and len(value) < 8:
             add(Finding("error", "password", f"{name} is shorter than 8 characters"))
+    return found
 
-    ports = host_ports(values)  # .env's, else the environment's (Compose runs with it)
-    for name, port in ports.items():
-        if port is None:
-            origin = "" if name in values else " (from the environment)"
-            add(Finding("error", "port", f"{name}{origin} must be a port number from 1 to 65535"))
-    if None not in ports.values() and len(set(ports.values())) < len(ports):
-        add(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ (unset, they are "
-                    "4000 and 3000)"))
 
+def _name_findings(values: Mapping[str, str]) -> list[Finding]:
+    """A compose project name and an e-mail address, where set."""
+    found: list[Finding] = []
+    add = found.append
     project = values.get("COMPOSE_PROJECT_NAME", "")
     if project and not PROJECT_NAME_RE.match(project):
         add(Finding("error", "project", "COMPOSE_PROJECT_NAME is not a compose project name: use "
@@ -358,12 +368,21 @@ def check(settings: Settings, *, compare: bool = True) -> list[Finding]:
     email = values.get("WEBUI_ADMIN_EMAIL", "")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
         add(Finding("error", "admin", "WEBUI_ADMIN_EMAIL is not an e-mail address"))
+    return found
 
-    found.extend(readers)
 
-    found.extend(gate_findings(settings, values))
-    found.append(mode_finding(path))
-    found.extend(git_findings(path))
+def _port_findings(values: Mapping[str, str]) -> list[Finding]:
+    """LITELLM_PORT and WEBUI_PORT: port numbers, and not the same one."""
+    found = []
+    ports = host_ports(values)  # .env's, else the environment's (Compose runs with it)
+    for name, port in ports.items():
+        if port is None:
+            origin = "" if name in values else " (from the environment)"
+            found.append(Finding("error", "port",
+                                 f"{name}{origin} must be a port number from 1 to 65535"))
+    if None not in ports.values() and len(set(ports.values())) < len(ports):
+        found.append(Finding("error", "port", "LITELLM_PORT and WEBUI_PORT must differ (unset, "
+                             "they are 4000 and 3000)"))
     return found
 
 
