@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
 
-from .base.errors import GatewayError, UsageError
+from .base.errors import UsageError
 from .cli import (
     confirm,
     emit,
@@ -155,43 +155,28 @@ def rotate(
     if grace is not None and not grace.strip():
         raise UsageError("--grace takes a duration such as 1h, not an empty value")
     grace = parse_duration(grace)
-    from .virtualkeys.schedule import due, min_age
+    from .virtualkeys.schedule import min_age
 
     oldest = min_age(older_than)
     with manager(c, env_file, url, via, json, wait=wait,
                  about=lambda s: list(s.keys.values()) if all else [s.key(name)]
                  ) as (settings, keys):
-        names = list(settings.keys) if all else [settings.key(name).name]
-        results, failures, skipped = [], [], []
-        for key_name in names:
-            spec = settings.key(key_name)
-            try:
-                if oldest is not None:
-                    held = envfile.load(settings.env_file).get(spec.env_var)
-                    is_due, age = due(keys.client, held, spec.alias, oldest)
-                    if not is_due:
-                        skipped.append({"name": key_name, "action": "skipped",
-                                        "age_seconds": int(age or 0)})
-                        continue
-                results.append(keys.rotate(spec, grace=grace))
-            except GatewayError as exc:
-                if not all:
-                    raise
-                failures.append((key_name, exc))
+        specs = list(settings.keys.values()) if all else [settings.key(name)]
+        done = keys.rotate_each(specs, grace=grace, older_than=oldest, keep_going=all)
         if json:
-            shown = [r.public() for r in results] + skipped
+            shown = [r.public() for r in done.results] + done.skipped
             emit_json(shown if all else shown[0])
         else:
-            for result in results:
+            for result in done.results:
                 _report(result, settings, False)
                 emit(old_key_line(result, grace))
-        if not failures:
+        if not done.failures:
             return
         # each failure once: all but the last here, the last as the task's error line
-        for key_name, failure in failures[:-1]:
+        for key_name, failure in done.failures[:-1]:
             note(f"error: {key_name}: {failure.message}")
-        key_name, last = failures[-1]
-        last.args = (f"{key_name}: {last.message}" if len(names) > 1 else last.message,)
+        key_name, last = done.failures[-1]
+        last.args = (f"{key_name}: {last.message}" if len(specs) > 1 else last.message,)
         raise last
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from ..base.errors import KeyStateError, UsageError
+from ..base.errors import GatewayError, KeyStateError, UsageError
 from ..base.masking import mask
 from ..clients.litellm import LiteLLM, token_of
 from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings
@@ -54,6 +54,16 @@ class FunctionConsumer:
 
 
 # --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Rotations:
+    """What ``KeyManager.rotate_each`` did: the keys rotated, those skipped as too young
+    (``{"name", "action": "skipped", "age_seconds"}``), and each failure by key name."""
+
+    results: list[KeyResult] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, GatewayError]] = field(default_factory=list)
 
 
 @dataclass
@@ -272,6 +282,30 @@ class KeyManager:
                                          op="rotate", old_token=old_token)
             result.notes[:0] = notes
             return result
+
+    def rotate_each(self, specs: Iterable[KeySpec], *, grace: str | None = None,
+                    older_than: int | None = None, keep_going: bool = False) -> Rotations:
+        """``rotate`` each of ``specs`` in turn. ``older_than`` (seconds): only the keys at
+        least that old (``schedule.due``), the others are skipped. ``keep_going``: a key's
+        GatewayError is gathered and the next key rotated; otherwise it is raised at once."""
+        from .schedule import due
+
+        done = Rotations()
+        for spec in specs:
+            try:
+                if older_than is not None:
+                    held = self._doc().get(spec.env_var)
+                    is_due, age = due(self.client, held, spec.alias, older_than)
+                    if not is_due:
+                        done.skipped.append({"name": spec.name, "action": "skipped",
+                                             "age_seconds": int(age or 0)})
+                        continue
+                done.results.append(self.rotate(spec, grace=grace))
+            except GatewayError as exc:
+                if not keep_going:
+                    raise
+                done.failures.append((spec.name, exc))
+        return done
 
     def _rotate_locked(
         self,
