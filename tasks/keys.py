@@ -386,49 +386,14 @@ def continue_config(
     """Continue.dev's config.yaml models for the models the key may use (apiKey from its .env)."""
     from invoke.vendor import yaml
 
-    from .base.errors import ApiError, KeyStateError
     from .virtualkeys import continuedev
-    from .virtualkeys.rotation import reached
-
-    def pick(settings: Settings) -> list[KeySpec]:
-        if name:
-            spec = settings.key(name)
-        else:
-            handing = [s for s in settings.keys.values() if s.hand_over]
-            if len(handing) != 1:
-                raise UsageError("give --name: "
-                                 + ("no key of gateway.keys has a hand_over" if not handing else
-                                    f"{len(handing)} keys have a hand_over "
-                                    f"({', '.join(s.name for s in handing)})"))
-            spec = handing[0]
-        if not spec.hand_over:
-            raise UsageError(f"key {spec.name!r} has no hand_over: Continue.dev would have no "
-                             "secret to read it from; add `hand_over: [{dotenv: ~/.continue/.env, "
-                             "var: LITELLM_API_KEY}]` (README, 'Continue.dev and other "
-                             "applications') and run `invoke keys.create --name "
-                             f"{spec.name}`")
-        return [spec]
 
     with manager(c, env_file, url, via, json, wait=wait, reads_only=True,
-                 about=pick) as (settings, keys):
-        [spec] = pick(settings)
-        for note in keys.recover_locked():
-            emit(note, as_json=json)
-        key = envfile.load(settings.env_file).get(spec.env_var)
-        if not key:
-            raise KeyStateError(f"{spec.env_var} in .env holds no key; run `invoke keys.create "
-                                f"--name {spec.name}`")
-        try:
-            reaches = keys.client.models_for(key, var=spec.env_var)
-        except ApiError as exc:
-            if exc.status not in (401, 403):
-                raise
-            raise KeyStateError(f"{exc.message}; run `invoke keys.create --name {spec.name}` to "
-                                "replace it") from None
-        models = reached(reaches, keys.client.served_models())
-        if not models:
-            raise KeyStateError(f"the key in {spec.env_var} reaches none of the models LiteLLM "
-                                "serves")
+                 about=lambda s: [continuedev.key_of(s, name)]) as (settings, keys):
+        spec = continuedev.key_of(settings, name)
+        for line in keys.recover_locked():
+            emit(line, as_json=json)
+        models = keys.models_of(spec)
     var = spec.hand_over[0].var
     block = continuedev.models_block(models, settings.litellm_url, var)
     if write is None or write is False:
@@ -439,17 +404,8 @@ def continue_config(
         return
     default = spec.hand_over[0].path(settings.project_dir).parent / "config.yaml"
     target = continuedev.target_of(write if isinstance(write, str) else "", default)
-    try:
-        existing = target.read_bytes().decode("utf-8") if target.is_file() else ""
-    except UnicodeDecodeError:
-        raise UsageError(f"{target} is not UTF-8 text; refusing to rewrite it") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {target}: {exc.strerror or exc}") from None
-    merged = continuedev.merge(existing, block, settings.litellm_url, yaml, str(target))
-    from .virtualkeys.dotenvfiles import make_folder
-
-    make_folder(target.parent)
-    envfile.write_secure(target, merged.text.encode("utf-8"), timeout=settings.lock_timeout)
+    merged = continuedev.write(target, block, settings.litellm_url, yaml,
+                               timeout=settings.lock_timeout)
     if json:
         emit_json({"path": str(target), "models": block, "replaced": merged.replaced,
                    "kept": merged.kept, "kept_at_this_litellm": merged.kept_here})

@@ -31,6 +31,9 @@ from typing import Any, Protocol
 
 from ..base.errors import UsageError
 from ..config.handover import expand_path
+from ..config.settings import KeySpec, Settings
+from ..envstore import envfile
+from .dotenvfiles import make_folder
 
 #: what Continue.dev's own config.yaml starts with
 HEADER = {"name": "Local Config", "version": "1.0.0", "schema": "v1"}
@@ -54,6 +57,46 @@ class Yaml(Protocol):
     def safe_dump(self, data: Any, **kwargs: Any) -> str: ...
 
     def compose(self, stream: str, Loader: Any) -> Any: ...
+
+
+def key_of(settings: Settings, name: str | None) -> KeySpec:
+    """The key Continue.dev uses: ``name``'s, or else the one key with a ``hand_over`` (its
+    ``.env`` is where Continue.dev reads the secret). UsageError (exit 2) when there is none,
+    more than one, or the named key has no ``hand_over``."""
+    if name:
+        spec = settings.key(name)
+    else:
+        handing = [s for s in settings.keys.values() if s.hand_over]
+        if len(handing) != 1:
+            raise UsageError("give --name: "
+                             + ("no key of gateway.keys has a hand_over" if not handing else
+                                f"{len(handing)} keys have a hand_over "
+                                f"({', '.join(s.name for s in handing)})"))
+        spec = handing[0]
+    if not spec.hand_over:
+        raise UsageError(f"key {spec.name!r} has no hand_over: Continue.dev would have no "
+                         "secret to read it from; add `hand_over: [{dotenv: ~/.continue/.env, "
+                         "var: LITELLM_API_KEY}]` (README, 'Continue.dev and other "
+                         f"applications') and run `invoke keys.create --name {spec.name}`")
+    return spec
+
+
+def write(target: Path, block: list[dict[str, Any]], litellm_url: str, yaml: Yaml, *,
+          timeout: float) -> Merged:
+    """Merge ``block`` into the config.yaml at ``target`` (a new one when missing), its folders
+    made 0700, the file written atomically and owner-only (``timeout``: seconds to wait out a
+    Windows sharing violation). UsageError (exit 2) when the file is not UTF-8, cannot be read
+    or cannot be merged (``merge``); EnvFileError (3) when it cannot be written."""
+    try:
+        existing = target.read_bytes().decode("utf-8") if target.is_file() else ""
+    except UnicodeDecodeError:
+        raise UsageError(f"{target} is not UTF-8 text; refusing to rewrite it") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {target}: {exc.strerror or exc}") from None
+    merged = merge(existing, block, litellm_url, yaml, str(target))
+    make_folder(target.parent)
+    envfile.write_secure(target, merged.text.encode("utf-8"), timeout=timeout)
+    return merged
 
 
 def target_of(given: str, default: Path) -> Path:

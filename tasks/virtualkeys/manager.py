@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from ..base.errors import GatewayError, KeyStateError, UsageError
+from ..base.errors import ApiError, GatewayError, KeyStateError, UsageError
 from ..base.masking import mask
 from ..clients.litellm import LiteLLM, token_of
 from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings
@@ -282,6 +282,26 @@ class KeyManager:
                                          op="rotate", old_token=old_token)
             result.notes[:0] = notes
             return result
+
+    def models_of(self, spec: KeySpec) -> list[str]:
+        """The models LiteLLM serves that the key .env holds for ``spec`` may use. KeyStateError
+        (exit 8) when .env holds none, LiteLLM refuses it, or it reaches no served model."""
+        key = self._doc().get(spec.env_var)
+        if not key:
+            raise KeyStateError(f"{spec.env_var} in .env holds no key; run `invoke keys.create "
+                                f"--name {spec.name}`")
+        try:
+            reaches = self.client.models_for(key, var=spec.env_var)
+        except ApiError as exc:
+            if exc.status not in (401, 403):
+                raise
+            raise KeyStateError(f"{exc.message}; run `invoke keys.create --name {spec.name}` to "
+                                "replace it") from None
+        models = rotation.reached(reaches, self.client.served_models())
+        if not models:
+            raise KeyStateError(f"the key in {spec.env_var} reaches none of the models LiteLLM "
+                                "serves")
+        return models
 
     def rotate_each(self, specs: Iterable[KeySpec], *, grace: str | None = None,
                     older_than: int | None = None, keep_going: bool = False) -> Rotations:
