@@ -16,9 +16,10 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from invoke.exceptions import Exit
+from invoke.exceptions import AmbiguousEnvVar, Exit, UncastableEnvVar
 
 from .base.errors import EnvFileError, GatewayError, UsageError
+from .config.known import empty_message
 from .config.settings import Settings, load_settings, parse_count, parse_seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,7 +73,6 @@ def install_config_error_hook() -> None:
 
 def _config_error(exc: BaseException) -> str | None:
     from invoke.config import AmbiguousMergeError
-    from invoke.exceptions import AmbiguousEnvVar, UncastableEnvVar
     from invoke.vendor.yaml import YAMLError
 
     if isinstance(exc, AmbiguousMergeError):
@@ -98,8 +98,6 @@ def _env_cast_error(exc: BaseException, tb: Any) -> str | None:
     type itself (``int('abc')``), and refuses to replace a list: a ValueError, TypeError or
     UncastableEnvVar from its ``env.py``. The line names the variable, its setting and what it
     takes - never the value (a variable may hold anything)."""
-    from invoke.exceptions import UncastableEnvVar
-
     if not isinstance(exc, (ValueError, TypeError, UncastableEnvVar)) or tb is None:
         return None
     found: dict[str, Any] = {}
@@ -117,8 +115,6 @@ def _env_cast_error(exc: BaseException, tb: Any) -> str | None:
     setting = ".".join(str(p) for p in found.get("key_path") or ()) or "its setting"
     old = found["old"]
     if not os.environ.get(var, "x").strip():
-        from .config.known import empty_message
-
         return empty_message(var, setting)
     if isinstance(old, (list, tuple)):
         return (f"{var} cannot set {setting}: it is a list in invoke.yaml (or a -f file), and an "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
@@ -23,6 +24,7 @@ from .cli import (
 )
 from .config.settings import KeySpec, Settings, parse_duration, parse_overrides, parse_via
 from .envstore import envfile
+from .virtualkeys.schedule import min_age
 
 if TYPE_CHECKING:
     from .virtualkeys.manager import KeyManager, KeyResult
@@ -155,7 +157,6 @@ def rotate(
     if grace is not None and not grace.strip():
         raise UsageError("--grace takes a duration such as 1h, not an empty value")
     grace = parse_duration(grace)
-    from .virtualkeys.schedule import min_age
 
     oldest = min_age(older_than)
     with manager(c, env_file, url, via, json, wait=wait,
@@ -271,8 +272,6 @@ def list_(
     json: bool = False,
 ) -> None:
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
-    from dataclasses import asdict
-
     from .virtualkeys.dotenvfiles import states
 
     with manager(c, env_file, url, via, json, wait=wait, reads_only=True) as (settings, keys):

@@ -6,11 +6,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from invoke.tasks import task
 
-from .base.errors import StackError, UsageError
+from .base.errors import EnvFileError, StackError, UsageError
 from .cli import (
     confirm,
     count_flag,
@@ -78,8 +80,6 @@ def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
     if settings.env_file.exists() or settings.env_file.is_symlink():
         return
     if not is_terminal(sys.stdin):
-        from .base.errors import EnvFileError
-
         raise EnvFileError(f"{settings.env_file} not found; run `invoke env.init` first "
                            "(or `invoke env.init stack.start`)")
     confirm(f"{settings.env_file} does not exist. Create it now with generated secrets?",
@@ -145,8 +145,6 @@ def restart(c: Any, env_file: str | None = None, service: str | None = None,
 @guarded
 def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
-    from dataclasses import asdict
-
     from .containers.compose import SERVICES
     from .virtualkeys.dotenvfiles import states
 
@@ -265,8 +263,6 @@ def backup(c: Any, env_file: str | None = None, to: str | None = None, keep: str
 def restore(c: Any, backup: str, env_file: str | None = None, yes: bool = False,
             force: bool = False, timeout: str | None = None, json: bool = False) -> None:
     """Restore a backup made by stack.backup (every checksum checked first), then prove it."""
-    from pathlib import Path
-
     if not backup.strip():
         raise UsageError("stack.restore needs the backup folder, e.g. `invoke stack.restore backups/NAME`")
     deadline = seconds_flag(timeout, "--timeout", allow_zero=False)

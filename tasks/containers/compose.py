@@ -11,6 +11,7 @@ whatever a shell happens to export - decides what the containers get.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -450,8 +451,6 @@ def service_environments(settings: Settings, env_names: Iterable[str], *, interp
     None when Docker or Compose v2 is not there. ComposeRefusedError when Compose is there and
     refuses the files with this .env (its message is not kept: it may quote a value of .env).
     The values hold secrets: never print them."""
-    import json
-
     docker = shutil.which("docker")
     if docker is None:
         return None

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..base.errors import EnvFileError, UsageError
 from .envfile import QUOTED_RE, EnvDoc
 
 _BINDING_RE = re.compile(
@@ -196,8 +197,6 @@ def require_sendable(master_key: str, master_source: str, keys: Mapping[str, str
 
     Raises EnvFileError (exit 3) for a value from .env, UsageError (exit 2) for a master key
     from the environment. The message never holds the value."""
-    from ..base.errors import EnvFileError, UsageError
-
     reason = header_problem(master_key) if master_key else None
     if reason:
         error = EnvFileError if " in " in master_source else UsageError

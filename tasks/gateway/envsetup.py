@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 import shutil
@@ -13,8 +14,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..base.errors import EnvFileError, GatewayError
-from ..config.settings import GATE_VAR, PROJECT_NAME_RE, TRUTHY, Settings, host_ports
+from ..base.errors import (
+    ComposeRefusedError,
+    DockerUnavailableError,
+    EnvFileError,
+    GatewayError,
+    OpenWebUIError,
+    ProxyUnreachableError,
+)
+from ..config.settings import GATE_VAR, PROJECT_NAME_RE, TRUTHY, Settings, host_ports, load_settings
 from ..envstore import compat, envfile, perms
 
 
@@ -99,7 +107,6 @@ def probe_volumes(project: str, *, timeout: float = 10.0) -> VolumeProbe:
     """Which of the stack's named volumes (``<project>_postgres-data``, ``<project>_open-webui-
     data``, labelled ``com.docker.compose.project=<project>``) exist. Never raises for an
     expected failure: a missing docker CLI or an unreachable daemon comes back as ``error``."""
-    from ..base.errors import DockerUnavailableError
     from ..containers import compose
 
     wanted = {f"{project}_{name}" for name in STACK_VOLUMES}
@@ -157,8 +164,6 @@ def with_env_values(settings: Settings, config: Any) -> Settings:
     """``settings`` resolved again with the existing .env's values, so the compose project name
     is the one that .env ran (``COMPOSE_PROJECT_NAME``). Unchanged when .env is missing or
     cannot be read or resolved: ``init`` reports those itself."""
-    from ..config.settings import load_settings
-
     try:
         values = envfile.load(settings.env_file).values
     except EnvFileError:
@@ -172,8 +177,6 @@ def with_env_values(settings: Settings, config: Any) -> Settings:
 
 
 def _lenient_project(path: Path) -> str:
-    import logging
-
     from dotenv import dotenv_values
 
     logging.getLogger("dotenv.main").disabled = True  # its warnings would name the bad lines
@@ -399,7 +402,6 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
         findings.append(Finding("ok", "compose", f"not compared with `docker compose config`: "
                                 f"{settings.env_file} is a pipe, which gives its text once"))
         return findings
-    from ..base.errors import ComposeRefusedError
     from ..containers.compose import service_environments
 
     names = list(doc.entries)
@@ -522,8 +524,6 @@ def database_finding(container: Any, values: dict[str, str], env_name: str) -> F
 
 def admin_finding(webui: Any, env_name: str) -> Finding:
     """Does Open WebUI accept .env's WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD (a sign-in)?"""
-    from ..base.errors import OpenWebUIError, ProxyUnreachableError
-
     try:
         with webui:
             webui.token  # noqa: B018 - signs in

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -145,8 +146,6 @@ class MasterRotation:
         """Steps 1-5. Raises UsageError (the master key is not .env's), KeyStateError (LiteLLM is not
         ours and the salt key is not confirmed; a rotation is pending), AuthError (.env's key is
         refused), IncompleteError (exit 9: LiteLLM must be restarted by hand)."""
-        import time
-
         started = time.monotonic()
         with keys_lock(self.settings):
             doc = envfile.load(self.env_file)

@@ -31,6 +31,7 @@ from .rotation import (
     key_status,
     now,
 )
+from .schedule import due
 
 #: "cleared": LiteLLM did not have the key; only .env held it, and no longer does
 Action = Literal["created", "rotated", "unchanged", "revoked", "blocked", "cleared"]
@@ -308,8 +309,6 @@ class KeyManager:
         """``rotate`` each of ``specs`` in turn. ``older_than`` (seconds): only the keys at
         least that old (``schedule.due``), the others are skipped. ``keep_going``: a key's
         GatewayError is gathered and the next key rotated; otherwise it is raised at once."""
-        from .schedule import due
-
         done = Rotations()
         for spec in specs:
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
+from ..base.errors import UsageError
 from ..config.settings import duration_seconds, parse_duration
 from .rotation import key_status, when
 
@@ -23,8 +24,6 @@ def min_age(value: str | None) -> int | None:
         return None
     checked = parse_duration(value)
     if checked is None:
-        from ..base.errors import UsageError
-
         raise UsageError("--older-than takes a duration such as 30d, not an empty value")
     return duration_seconds(checked)
 
