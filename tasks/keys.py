@@ -24,7 +24,6 @@ from .cli import (
 )
 from .config.settings import KeySpec, Settings, parse_duration, parse_overrides, parse_via
 from .envstore import envfile
-from .virtualkeys.schedule import min_age
 
 if TYPE_CHECKING:
     from .virtualkeys.manager import KeyManager, KeyResult
@@ -157,6 +156,8 @@ def rotate(
     if grace is not None and not grace.strip():
         raise UsageError("--grace takes a duration such as 1h, not an empty value")
     grace = parse_duration(grace)
+    # the keys layer (and httpx with it) loads only once a task runs, not for `invoke --list`
+    from .virtualkeys.schedule import min_age
 
     oldest = min_age(older_than)
     with manager(c, env_file, url, via, json, wait=wait,
