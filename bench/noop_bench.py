@@ -3,6 +3,11 @@
 and ``keys.list`` beside a bare ``invoke --list`` of a one-task tasks.py (target within 1.5x).
 
 Run: ``python bench/noop_bench.py`` (the LiteLLM stand-in on 127.0.0.1; prints the figures).
+
+The tasks run from a venv of their own with the runtime dependencies only (``pip install .``),
+as a user has them: the test tools change the figure - import-linter brings click and rich,
+and with those installed ``import httpx`` also imports httpx's command line (rich's console,
+about 50 ms of every keys task). ``--same-venv`` times them in this Python instead.
 """
 
 from __future__ import annotations
@@ -70,10 +75,22 @@ def show(label: str, times: list[float]) -> float:
     return median
 
 
+def runtime_python(folder: Path) -> str:
+    """A new venv in ``folder`` with the project and its runtime dependencies alone."""
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    str(REPO)], check=True)
+    return str(python)
+
+
 def main() -> None:
     server = serve_in_thread(MASTER, MODELS)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
+        python = sys.executable if "--same-venv" in sys.argv else runtime_python(folder)
+        print(f"timing under {python}")
         sock = str(folder / "docker.sock")
         hanging = hanging_socket(sock)
         env_file = write_env(folder / ".env", LITELLM_PORT=server.url.rsplit(":", 1)[1])
@@ -82,14 +99,14 @@ def main() -> None:
                if not k.startswith(("INVOKE_", "LITELLM_")) and k != "PYTHONDONTWRITEBYTECODE"}
         env.update({"INVOKE_GATEWAY_ENV_FILE": str(env_file), "LITELLM_PROXY_URL": server.url,
                     "DOCKER_HOST": f"unix://{sock}"})
-        invoke = [sys.executable, "-m", "invoke", "-r", str(REPO)]
+        invoke = [python, "-m", "invoke", "-r", str(REPO)]
         subprocess.run([*invoke, "keys.create"], cwd=folder, env=env, check=True,
                        capture_output=True, stdin=subprocess.DEVNULL)
         show("no-op keys.create, hanging Docker socket", timed([*invoke, "keys.create"], folder, env))
         bare = folder / "bare"
         bare.mkdir()
         (bare / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    pass\n")
-        bare_list = [sys.executable, "-m", "invoke", "--list"]
+        bare_list = [python, "-m", "invoke", "--list"]
         subprocess.run(bare_list, cwd=bare, env=env, check=True, capture_output=True,
                        stdin=subprocess.DEVNULL)
         listed, bare_times = side_by_side(([*invoke, "keys.list"], folder), (bare_list, bare), env)
