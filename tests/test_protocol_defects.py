@@ -279,7 +279,7 @@ def test_a_failure_after_env_was_written_keeps_the_new_key(
 
     assert project.run("keys.create").returncode == 0
     created = project.value("VIRTUAL_KEY")
-    real_fsync = envfile._fsync_dir
+    real_fsync = envfile.fsync_path
 
     def fsync_then_fail(directory: Any) -> None:
         real_fsync(directory)
@@ -288,7 +288,7 @@ def test_a_failure_after_env_was_written_keeps_the_new_key(
 
     settings = load_settings(None, env_file=str(project.env), url=litellm.url,
                              env_values=envfile.load(project.env).values)
-    monkeypatch.setattr(envfile, "_fsync_dir", fsync_then_fail)
+    monkeypatch.setattr(envfile, "fsync_path", fsync_then_fail)
     with LiteLLM(litellm.url, MASTER) as client, pytest.raises((IncompleteError, Interrupted)) as err:
         KeyManager(settings, client).rotate(settings.key(None))
     monkeypatch.undo()

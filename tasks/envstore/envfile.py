@@ -329,10 +329,12 @@ def load(path: Path) -> EnvDoc:
 # --------------------------------------------------------------------------- writing
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a folder's entries (a rename, a new file) or a file's data to disk; nothing on
+    Windows, which has no fsync of a folder (and syncs a file through its handle)."""
     if sys.platform == "win32":  # pragma: no cover - no directory fsync on Windows
         return
-    fd = os.open(directory, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -468,7 +470,7 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: f
                 replace_waiting(tmp, target, deadline)
             except OSError as exc:
                 raise write_failure(exc, Path(path), target, timeout=timeout) from None
-        _fsync_dir(directory)
+        fsync_path(directory)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.close(fd)

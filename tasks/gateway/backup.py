@@ -235,16 +235,6 @@ def part_of(path: Path) -> Part:
     return Part(size, digest.hexdigest())
 
 
-def _sync(path: Path) -> None:
-    if sys.platform == "win32":  # pragma: no cover - no directory fsync on Windows
-        return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --------------------------------------------------------------------------- docker
 
 
@@ -434,9 +424,9 @@ def _write_backup(docker: Docker, postgres: Any, values: Mapping[str, str], *, t
                             project=stack.settings.project_name, images=_images(stack), parts=parts)
         data = manifest.to_json()
         _write_part(work, MANIFEST, lambda sink: Part(sink.write(data), ""))
-        _sync(work)
+        envfile.fsync_path(work)
         os.replace(work, final)
-        _sync(to)
+        envfile.fsync_path(to)
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(work)
