@@ -27,7 +27,7 @@ from tests.support.project import (  # noqa: E402
 )
 from tests.support.standin import StandinServer, serve_in_thread  # noqa: E402
 
-#: tests/windows/ holds tests that only mean something on Windows; tests/test_windows.py runs
+#: tests/windows/ holds tests that only mean something on Windows; tests/real/test_windows.py runs
 #: them (with the other non-Docker suites) under a Windows CPython. Elsewhere: not collected.
 collect_ignore_glob = [] if WINDOWS else ["windows/*"]
 
@@ -89,7 +89,7 @@ def _unit(nodeid: str) -> str:
 
 #: The contract check's node id: pytest-xdist's scheduler sees ids only (no marks); the collection
 #: hook below refuses a test marked ``contract`` that is not named here.
-CONTRACT = "tests/test_peer_litellm.py::test_every_request_matches_the_real_proxys_schema"
+CONTRACT = "tests/real/test_peer_litellm.py::test_every_request_matches_the_real_proxys_schema"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -112,7 +112,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     ``--no-loadscope-reorder``) over the units above. Not its ``loadgroup``: with pytest 9.2 its
     ``xdist_group`` marks no longer reach the scheduler (it renames ``item._nodeid``, which
     pytest 9.2 no longer reads), so every test was scheduled alone. Under the inner Windows run
-    every test is a unit (tests/test_windows.py)."""
+    every test is a unit (tests/real/test_windows.py)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]

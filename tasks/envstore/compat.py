@@ -7,7 +7,7 @@ same values, each with rules of its own:
   double-quoted values (``$$`` is one ``$``), single quotes are literal, ``NAME= # text`` is
   the value ``# text``, a ``\\\\`` inside single quotes stays two backslashes, a ``\\'`` inside
   double quotes stays as written. Checked here against Compose v2.40 (``docker compose
-  config``); ``tests/test_envcompat.py`` compares every rule with the real Compose.
+  config``); ``tests/unit/test_envcompat.py`` compares every rule with the real Compose.
 - A URL built in a compose file from other variables (``scheme://...${NAME}...``): a character
   such as ``@ : / # ? %`` in one of them changes the host, user or password it says. Which
   variables end up in a URL is read from the compose files, so new ones are covered.

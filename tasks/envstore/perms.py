@@ -14,7 +14,7 @@ Where this is proven (see the README's Windows section): under Wine with python.
 CPython, the calls are made and the DACL reads back owner-only and protected; Wine only maps it
 to mode bits, so that another account is really refused is not shown there. The decision logic
 (what counts as owner-only, what is reported, failures) also runs on Linux against a recorded
-stand-in of the API (``tests/test_perms.py``).
+stand-in of the API (``tests/unit/test_perms.py``).
 """
 
 from __future__ import annotations

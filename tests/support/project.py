@@ -162,7 +162,7 @@ class Standin:
 
 
 #: Every request the project sent to the stand-in during this run, for the contract check
-#: against the real proxy's OpenAPI document (tests/test_peer_litellm.py, run last).
+#: against the real proxy's OpenAPI document (tests/real/test_peer_litellm.py, run last).
 CLIENT_REQUESTS: list[dict[str, Any]] = []
 
 

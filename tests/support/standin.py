@@ -29,7 +29,7 @@ What it imitates:
   each with its own words in a 500 JSON body (checked by the peer suite).
 
 Its answers with a database are compared with the real proxy's, request by request, by
-tests/test_real_drift.py: the real LiteLLM is the reference, this is a stand-in for fault
+tests/real/test_real_drift.py: the real LiteLLM is the reference, this is a stand-in for fault
 injection and fast tests.
 
 Test controls under ``/_standin/`` (no auth; loopback only): ``faults`` (inject a status, a

@@ -1,6 +1,6 @@
 """Clients that chat without pause through a running test stack and count what fails: through
 Open WebUI (its admin's session), through LiteLLM's published port with the virtual key, and a
-streamed chat through that port. Used by tests/test_rolling_e2e.py (asserts 0 failed) and
+streamed chat through that port. Used by tests/e2e/test_rolling_e2e.py (asserts 0 failed) and
 bench/rolling_bench.py (prints failed / total per client).
 
 A request counts as failed on any transport error, any status but 200, or an answer without the

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real Windows CPython (python.org's embeddable 3.12.8, PSF-signed) under Wine 8.0, for
-# tests/test_windows.py. Called by .ci/setup as root; safe to run again (each step skips what is
+# tests/real/test_windows.py. Called by .ci/setup as root; safe to run again (each step skips what is
 # already there). Uses only Debian's apt and PyPI (through the machine's own pip config).
 #
 #   WINPY_ROOT=/var/cache/ai-gateway-ci/wine bash tests/windows/setup.sh

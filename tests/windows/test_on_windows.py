@@ -1,4 +1,4 @@
-"""What only Windows can show, run under a real Windows CPython (tests/test_windows.py runs this
+"""What only Windows can show, run under a real Windows CPython (tests/real/test_windows.py runs this
 module under python.org's build on Wine; on a Windows machine `python -m pytest` collects it).
 
 - the owner-only DACL through the real pywin32 calls: given at creation, read back;

@@ -1,8 +1,8 @@
 """Run python.org's Windows CPython under Wine (installed by tests/windows/setup.sh).
 
-Used by tests/test_windows.py, and by hand to run any test under Windows::
+Used by tests/real/test_windows.py, and by hand to run any test under Windows::
 
-    python3 -m tests.windows.winpy -m pytest -q tests/test_envfile.py
+    python3 -m tests.windows.winpy -m pytest -q tests/unit/test_envfile.py
 
 Every Windows process gets a clean environment (no Linux ``PYTHON*``/``PIP_*`` leaking in),
 std handles that are pipes or /dev/null (a regular file kills CPython at start under Wine 8.0:

@@ -211,7 +211,7 @@ def test_url_variables_come_from_the_compose_file() -> None:
                                   "POSTGRES_USER=lite%40llm", "POSTGRES_DB='db?x=1&y#z'"])
 def test_url_characters_litellm_encodes_are_not_flagged(project: Project, line: str) -> None:
     """LiteLLM percent-encodes DATABASE_* itself (checked against the real PostgreSQL by
-    tests/test_stack_compose.py): the issue's URL-breaking password now reaches it intact."""
+    tests/e2e/test_stack_compose.py): the issue's URL-breaking password now reaches it intact."""
     with_line(project, line)
     done = project.run("env.check", "--json")
     report = json.loads(done.stdout)

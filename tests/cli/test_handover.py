@@ -1,7 +1,7 @@
 """hand_over: a key written to other applications' .env files (Continue.dev's ~/.continue/.env),
 and unknown settings under ``gateway`` refused - against the LiteLLM stand-in, through the CLI.
 
-Also run under the Windows CPython (tests/test_windows.py): there ``%USERPROFILE%\\.continue\\.env``
+Also run under the Windows CPython (tests/real/test_windows.py): there ``%USERPROFILE%\\.continue\\.env``
 is written owner-only (its DACL read back through the Windows API by ``perms.is_private``).
 """
 

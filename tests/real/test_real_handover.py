@@ -1,7 +1,7 @@
 """hand_over against the REAL LiteLLM and its database: a Continue.dev key rotated with its
 ``~/.continue/.env`` consumer, killed after the switch and finished by the next task; the file
 always holds a key the real proxy accepts. And ``keys.continue-config`` from the proxy's own
-answer. The proxy, the relay and the fixtures are those of tests/test_real_keys.py.
+answer. The proxy, the relay and the fixtures are those of tests/real/test_real_keys.py.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from tasks.envstore import envfile
+from tests.real.test_real_keys import lite, ok, real, relay, rp  # noqa: F401 - fixtures
 from tests.support.project import Project
 from tests.support.real_litellm import RealProxy
 from tests.support.relay import Relay
-from tests.test_real_keys import lite, ok, real, relay, rp  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.real
 

@@ -1,6 +1,6 @@
 """keys.rotate --older-than / --grace edge cases and rotate-master's sense of "ours", through the
 command line against the stand-in (found by a new-user review; the happy paths run against the
-real LiteLLM in tests/test_real_master.py)."""
+real LiteLLM in tests/real/test_real_master.py)."""
 
 from __future__ import annotations
 

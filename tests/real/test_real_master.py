@@ -5,7 +5,7 @@ master key to .env, says what to do and exits 9; once LiteLLM is restarted with 
 next keys task proves it and finishes. The proxy runs with LITELLM_SALT_KEY and
 STORE_MODEL_IN_DB, as the stack does, and a model stored in its database (with an encrypted
 provider key) must still work after the rotation. The full path on a compose stack (LiteLLM
-recreated by the task) is in tests/test_stack_e2e.py.
+recreated by the task) is in tests/e2e/test_stack_e2e.py.
 """
 
 from __future__ import annotations

@@ -23,10 +23,11 @@ from tests.support.stack import require
 from tests.windows import winpy
 
 SUITES = [
-    "tests/test_envfile.py", "tests/test_perms.py", "tests/test_env_cli.py",
-    "tests/test_keys_cli.py", "tests/test_settings.py", "tests/test_cli_shape.py",
-    "tests/test_proxy.py", "tests/test_rotation_faults.py", "tests/test_leaks_and_inputs.py",
-    "tests/test_crash_safety.py", "tests/test_handover.py", "tests/windows",
+    "tests/unit/test_envfile.py", "tests/unit/test_perms.py", "tests/unit/test_settings.py",
+    "tests/unit/test_litellm_client.py", "tests/unit/test_crash_safety.py",
+    "tests/cli/test_env_cli.py", "tests/cli/test_keys_cli.py", "tests/cli/test_cli_shape.py",
+    "tests/cli/test_rotation_faults.py", "tests/cli/test_leaks_and_inputs.py",
+    "tests/cli/test_handover.py", "tests/windows",
 ]
 #: The only reasons an inner test may skip for (prefixes), each a fact about Windows or Wine.
 ALLOWED_SKIPS = (

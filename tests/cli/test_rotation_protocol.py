@@ -1,6 +1,6 @@
 """The rotation protocol's defects of issue 10, each input the issue quotes and its whole kind,
 through the command line against the stand-in (fault injection; the real-proxy cases are in
-tests/test_real_keys.py).
+tests/real/test_real_keys.py).
 
 1. a grace period never lengthens the old key's life nor revives an expired or blocked key;
 2. a request whose outcome is unknown (timeout, reset, Ctrl-C in flight) stays in the journal

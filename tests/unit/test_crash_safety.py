@@ -106,7 +106,7 @@ def test_terminated_writers_never_tear_the_file(tmp_path: Path) -> None:
     path.write_bytes(text.encode())
     make_private(path)
     rng = random.Random(20261130)
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     for kill in range(TERMINATIONS):
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str((kill + 1) * 100_000)],
                                   cwd=repo, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)

@@ -1,4 +1,4 @@
-"""env.* through the real command line (the Windows ACL code: tests/test_perms.py)."""
+"""env.* through the real command line (the Windows ACL code: tests/unit/test_perms.py)."""
 
 from __future__ import annotations
 
