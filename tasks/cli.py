@@ -20,7 +20,7 @@ from invoke.exceptions import AmbiguousEnvVar, Exit, UncastableEnvVar
 
 from .base.errors import EnvFileError, GatewayError, UsageError
 from .config.known import empty_message
-from .config.settings import Settings, load_settings, parse_count, parse_seconds
+from .config.settings import Settings, load_settings, load_with_env, parse_count, parse_seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -213,14 +213,14 @@ def settings_from(
     from .envstore import envfile
 
     config = plain(c.config) if c is not None else None
-    base = load_settings(config, env_file=env_file, url=url)
-    if not reads_only:
-        envfile.require_updatable(base.env_file)
+    check = None if reads_only else envfile.require_updatable
     if not with_env:
+        base = load_settings(config, env_file=env_file, url=url)
+        if check is not None:
+            check(base.env_file)
         return base
 
-    values = envfile.load(base.env_file).values
-    settings = load_settings(config, env_file=env_file, url=url, env_values=values)
+    settings, values = load_with_env(config, env_file=env_file, url=url, check=check)
     note(settings.url_note)
     if not settings.master_key:
         raise EnvFileError(

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from ..base.errors import EnvFileError, UsageError
 from ..base.urls import same_endpoint
+from ..envstore import envfile
 from ..envstore.envfile import NAME_RE
 from .handover import DotenvTarget, check_targets, parse_hand_over
 from .known import check_known
@@ -523,6 +524,21 @@ def load_settings(
         url_note=_url_note(litellm_url, url_source, values, ports, env_path),
         host_ports=ports,
     )
+
+
+def load_with_env(config: Any = None, *, env_file: str | None = None, url: str | None = None,
+                  check: Callable[[Path], None] | None = None) -> tuple[Settings, dict[str, str]]:
+    """Settings resolved with .env's values, the one way every task that reads .env gets them:
+    a first pass finds .env (``--env-file``, ``gateway.env_file``, the project folder), ``check``
+    looks at that path before it is read (a task that writes refuses a pipe or a read-only
+    file there), then .env is read once and every setting resolved again with its values.
+    Returns the settings and .env's values. Raises as ``load_settings``, and EnvFileError
+    (exit 3) when .env cannot be read."""
+    base = load_settings(config, env_file=env_file, url=url)
+    if check is not None:
+        check(base.env_file)
+    values = envfile.load(base.env_file).values
+    return load_settings(config, env_file=env_file, url=url, env_values=values), values
 
 
 def _litellm_url(raw: Mapping[str, Any], url: str | None, values: Mapping[str, str],

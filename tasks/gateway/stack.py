@@ -26,7 +26,7 @@ from ..base.errors import (
 from ..base.masking import mask
 from ..clients.litellm import LiteLLM
 from ..clients.openwebui import LITELLM_INTERNAL_URL, OpenWebUI
-from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_settings
+from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_with_env
 from ..containers.compose import LITELLM, LITELLM_LB, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
 from ..containers.rolling import Roll
 from ..envstore import envfile
@@ -63,6 +63,16 @@ class Outcome:
         return mask(self.key) if self.key else ""
 
 
+
+def _compose_can_read(env_file: Path) -> None:
+    """The stack tasks hand .env to docker compose, which reads it again: a pipe gives its text
+    once. EnvFileError (exit 3) for a pipe or a .env that cannot be written."""
+    if envfile.kind_of(env_file) == "a pipe":
+        raise EnvFileError(f"{env_file} is a pipe (as `--env-file <(...)` gives): the stack "
+                           "tasks hand .env to docker compose, which reads it again, and a pipe "
+                           "gives its text once; give a .env file")
+    envfile.require_updatable(env_file)
+
 class Gateway:
     """Settings + .env + Docker + LiteLLM + Open WebUI, for one task run."""
 
@@ -79,15 +89,8 @@ class Gateway:
     @classmethod
     def load(cls, config: Any, *, env_file: str | None = None, url: str | None = None,
              progress: Progress | None = None, service_change: Progress | None = None) -> Gateway:
-        base = load_settings(config, env_file=env_file, url=url)
-        if envfile.kind_of(base.env_file) == "a pipe":
-            raise EnvFileError(f"{base.env_file} is a pipe (as `--env-file <(...)` gives): the "
-                               "stack tasks hand .env to docker compose, which reads it again, "
-                               "and a pipe gives its text once; give a .env file")
-        envfile.require_updatable(base.env_file)
-        values = envfile.load(base.env_file).values
-        return cls(load_settings(config, env_file=env_file, url=url, env_values=values),
-                   progress=progress, service_change=service_change)
+        settings, _ = load_with_env(config, env_file=env_file, url=url, check=_compose_can_read)
+        return cls(settings, progress=progress, service_change=service_change)
 
     # -- pieces --------------------------------------------------------------
 
