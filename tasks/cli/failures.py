@@ -1,26 +1,24 @@
-"""What every task shares: error mapping, settings from Invoke's context, output helpers.
-
-This is the only place (with the task modules) that knows about Invoke or prints.
-"""
+"""How a task ends: a project error as one ``error:`` line and its exit code (``guarded``),
+Ctrl-C, SIGTERM and SIGHUP as 130, a closed stdout as 141, and the errors Invoke raises
+reading its configuration (before any task runs) as one line and exit 2."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from invoke.exceptions import AmbiguousEnvVar, Exit, UncastableEnvVar
 
-from .base.errors import EnvFileError, GatewayError, UsageError
-from .config.known import empty_message
-from .config.settings import Settings, load_settings, load_with_env, parse_count, parse_seconds
+from ..base.errors import GatewayError
+from ..config.known import empty_message
+from .output import note
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -163,145 +161,3 @@ def _signals_as_interrupt() -> dict[int, Any]:
         except (ValueError, OSError):  # pragma: no cover - not in the main thread
             continue
     return previous
-
-
-def seconds_flag(value: str | None, flag: str, *, allow_zero: bool = True) -> float | None:
-    """A flag's seconds (None when not given); UsageError (exit 2) naming the flag otherwise.
-
-    Flags are taken as text and parsed here: Invoke's own parser ends a typed flag's bad
-    value (``--timeout 5m``) in a traceback."""
-    if value is None:
-        return None
-    return parse_seconds(value, flag, allow_zero=allow_zero)
-
-
-def count_flag(value: str | None, flag: str) -> int | None:
-    """A flag's whole number 0 or more (None when not given); UsageError (exit 2) otherwise."""
-    return None if value is None else parse_count(value, flag)
-
-
-def read_stdin_line(what: str) -> str:
-    """One line of stdin as text; UsageError (exit 2) when it is not UTF-8 or absent."""
-    try:
-        data = sys.stdin.buffer.readline(64 * 1024) if hasattr(sys.stdin, "buffer") else \
-            sys.stdin.readline().encode()
-    except (OSError, ValueError):
-        data = b""
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise UsageError(f"{what}: stdin is not UTF-8 text") from None
-
-
-def plain(obj: Any) -> Any:
-    """Invoke's config proxies as plain dicts and lists."""
-    if hasattr(obj, "items"):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
-
-
-def settings_from(
-    c: Any, *, env_file: str | None = None, url: str | None = None, with_env: bool = False,
-    reads_only: bool = False,
-) -> Settings:
-    """Settings for a task; ``with_env`` also reads .env (for the master key and port).
-
-    A .env that is a pipe (``--env-file <(sops -d .env.enc)``) is taken only by a task that
-    ``reads_only``; any other is refused here (exit 3), before anything happens."""
-    from .envstore import envfile
-
-    config = plain(c.config) if c is not None else None
-    check = None if reads_only else envfile.require_updatable
-    if not with_env:
-        base = load_settings(config, env_file=env_file, url=url)
-        if check is not None:
-            check(base.env_file)
-        return base
-
-    settings, values = load_with_env(config, env_file=env_file, url=url, check=check)
-    note(settings.url_note)
-    if not settings.master_key:
-        raise EnvFileError(
-            f"no LITELLM_MASTER_KEY in {settings.env_file} or the environment; "
-            "run `invoke env.init` or set it"
-        )
-    from .envstore.compat import require_sendable
-
-    require_sendable(settings.master_key, settings.master_key_source,
-                     {k.env_var: values.get(k.env_var, "") for k in settings.keys.values()})
-    return settings
-
-
-def note(text: str) -> None:
-    """A line for the person on stderr: something worth knowing that is not the task's output
-    (a warning, a failure's details), or nothing when ``text`` is empty. Every line the tasks
-    write to stderr goes through here."""
-    if text:
-        print(text, file=sys.stderr, flush=True)
-
-
-def emit(text: str = "", *, as_json: bool = False) -> None:
-    """A line of the task's output on stdout - or, with ``as_json`` (the task prints JSON), on
-    stderr, so stdout holds the JSON alone."""
-    print(text, file=sys.stderr if as_json else sys.stdout, flush=True)
-
-
-def emit_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True, default=str), flush=True)
-
-
-def is_terminal(stream: Any) -> bool:
-    """Is ``stream`` a person's terminal? ``isatty()``, except on Windows, where the NUL device
-    (``< NUL``, ``subprocess.DEVNULL``) also claims to be one: there the handle must also be a
-    console (``GetConsoleMode`` succeeds)."""
-    try:
-        if not stream.isatty():
-            return False
-        fileno = stream.fileno()
-    except (AttributeError, ValueError, OSError):
-        return False
-    if sys.platform != "win32":
-        return True
-    import ctypes
-    import msvcrt
-
-    mode = ctypes.c_uint32()
-    handle = msvcrt.get_osfhandle(fileno)
-    return bool(ctypes.windll.kernel32.GetConsoleMode(ctypes.c_void_p(handle), ctypes.byref(mode)))
-
-
-def progress(message: str) -> None:
-    """Progress for a person at a terminal; silent in scripts, CI and Makefiles."""
-    if is_terminal(sys.stderr):
-        note(f"... {message}")
-
-
-def service_change(message: str) -> None:
-    """A service changed state while a task waits: one line on stderr, terminal or not."""
-    note(("... " if is_terminal(sys.stderr) else "") + message)
-
-
-def confirm(question: str, *, yes: bool, what: str) -> None:
-    """Ask at a terminal; without one, demand ``--yes`` instead of blocking."""
-    if yes:
-        return
-    if not is_terminal(sys.stdin):
-        raise UsageError(f"{what} needs --yes when stdin is not a terminal")
-    try:
-        answer = input(f"{question} [y/N] ").strip().lower()
-    except EOFError:  # the terminal closed, or Ctrl-D
-        answer = ""
-    except UnicodeDecodeError:
-        answer = ""
-    if answer not in ("y", "yes"):
-        raise UsageError(f"{what}: not confirmed; nothing was changed")
-
-
-def exactly_one(options: Mapping[str, object]) -> str:
-    given = [name for name, value in options.items() if value not in (None, False)]
-    if len(given) != 1:
-        names = ", ".join(f"--{n}" for n in options)
-        raise UsageError(f"give exactly one of {names}" + (f" (got {', '.join(given)})" if given else ""))
-    return given[0]
