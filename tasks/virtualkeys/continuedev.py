@@ -192,6 +192,10 @@ def _items_text(block: list[dict[str, Any]], column: int, newline: str, yaml: Ya
     return "".join(" " * column + line + newline for line in lines)
 
 
+#: A change to the text: replace ``text[start:end]`` with ``new``.
+Edit = tuple[int, int, str]
+
+
 def merge(existing: str, block: list[dict[str, Any]], litellm_url: str, yaml: Yaml,
           where: str) -> Merged:
     """``existing`` config.yaml text with ``block`` in place of the entries we wrote for this
@@ -200,75 +204,34 @@ def merge(existing: str, block: list[dict[str, Any]], litellm_url: str, yaml: Ya
     if not existing.strip():
         return Merged(render(block, yaml))
     newline = "\r\n" if "\r\n" in existing else "\n"
-    try:
-        data = yaml.safe_load(existing)
-        root = yaml.compose(existing, Loader=yaml.SafeLoader)
-    except Exception as exc:  # noqa: BLE001 - the vendored YAML's errors have no common base here
-        raise UsageError(f"{where} is not valid YAML ({str(exc).splitlines()[0]}); fix it, or "
-                         f"{_PASTE}") from None
     tail = "" if existing.endswith("\n") else newline
+    data, root = _parse(existing, yaml, where)
     if root is None:  # only comments
         expected = {**HEADER, "models": block}
         text = existing + tail + newline.join(render(block, yaml).splitlines()) + newline
         return _checked(Merged(text), expected, yaml, where)
-    if not isinstance(root, yaml.MappingNode) or not isinstance(data, Mapping):
-        raise UsageError(f"{where} is not a YAML map of settings; refusing to rewrite it")
-    if root.flow_style:
-        raise UsageError(f"{where} is written as one flow map ({{...}}); write it in block style "
-                         f"(one setting a line), or {_PASTE}")
-    values = [v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "models"]
-    if len(values) > 1:
-        raise UsageError(f"{where} has models twice; keep one, or {_PASTE}")
-    edits: list[tuple[int, int, str]] = []  # (start, end, new text), not overlapping
+    node = _models_node(root, yaml, where)
+    found = data.get("models")
+    models: list[Any] = found if node is not None and isinstance(found, list) else []
     merged = Merged("")
-    if not values:
-        models: list[Any] = []
+    if node is None:  # no models yet: at the end of the file
+        edits: list[Edit] = [(len(existing), len(existing), tail + "models:" + newline
+                              + _items_text(block, int(root.start_mark.column), newline, yaml))]
         expected_models = list(block)
-        edits.append((len(existing), len(existing), tail + "models:" + newline
-                      + _items_text(block, int(root.start_mark.column), newline, yaml)))
+    elif (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")) or (
+            isinstance(node, yaml.SequenceNode) and node.flow_style and not node.value):
+        edits = _fill_empty(existing, node, block, int(root.start_mark.column), newline, tail, yaml)
+        expected_models = list(block)
+    elif isinstance(node, yaml.SequenceNode) and node.flow_style:
+        raise UsageError(f"{where}: models is written in flow style ([...]); write it as a "
+                         f"block list (one `- name: ...` entry a line), or {_PASTE}")
+    elif not isinstance(node, yaml.SequenceNode) or len(node.value) != len(models):
+        raise UsageError(f"{where}: models is not a list; refusing to rewrite it")
     else:
-        node = values[0]
-        found = data.get("models")
-        models = found if isinstance(found, list) else []
-        if (isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null")) or (
-                isinstance(node, yaml.SequenceNode) and node.flow_style and not node.value):
-            # `models:`, `models: ~` or `models: []`: the entries go on the lines after it
-            after = _line_after(existing, int(node.end_mark.index))
-            column = int(root.start_mark.column)  # the key's own
-            edits.append((int(node.start_mark.index), int(node.end_mark.index), ""))
-            edits.append((after, after, ("" if after < len(existing) else tail)
-                          + _items_text(block, column, newline, yaml)))
-            expected_models = list(block)
-        elif isinstance(node, yaml.SequenceNode) and node.flow_style:
-            raise UsageError(f"{where}: models is written in flow style ([...]); write it as a "
-                             f"block list (one `- name: ...` entry a line), or {_PASTE}")
-        elif not isinstance(node, yaml.SequenceNode) or len(node.value) != len(models):
-            raise UsageError(f"{where}: models is not a list; refusing to rewrite it")
-        else:
-            column = int(node.start_mark.column)
-            ours = [i for i, entry in enumerate(models) if is_ours(entry, litellm_url)]
-            items = _items_text(block, column, newline, yaml)
-            expected_models = []
-            for index, entry in enumerate(models):
-                if ours and index == ours[0]:
-                    expected_models += block
-                if index not in ours:
-                    expected_models.append(entry)
-            if not ours:
-                expected_models += block
-            for index in ours:
-                item = node.value[index]
-                dash = existing.rfind("-", 0, int(item.start_mark.index))
-                start = _line_start(existing, dash)
-                if dash < 0 or existing[start:dash].strip():
-                    raise UsageError(f"{where}: cannot tell where a models entry starts; "
-                                     f"{_PASTE}")
-                end = _line_after(existing, _content_end(item, yaml))
-                edits.append((start, end, items if index == ours[0] else ""))
-            if not ours:
-                end = _line_after(existing, _content_end(node.value[-1], yaml))
-                edits.append((end, end, ("" if end < len(existing) else tail) + items))
-            merged.replaced = len(ours)
+        ours = [i for i, entry in enumerate(models) if is_ours(entry, litellm_url)]
+        edits = _replace_ours(existing, node, ours, block, newline, tail, yaml, where)
+        expected_models = _models_after(models, ours, block)
+        merged.replaced = len(ours)
     text = existing
     for start, end, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         text = text[:start] + new + text[end:]
@@ -280,6 +243,75 @@ def merge(existing: str, block: list[dict[str, Any]], litellm_url: str, yaml: Ya
                         and str(m.get("apiBase") or "").rstrip("/") == api_base(litellm_url)]
     expected = {**data, "models": expected_models}
     return _checked(merged, expected, yaml, where)
+
+
+def _parse(existing: str, yaml: Yaml, where: str) -> tuple[Any, Any]:
+    """The file as data and as YAML nodes (None for a file of comments only); UsageError when
+    it is not YAML, or not a block-style map of settings."""
+    try:
+        data = yaml.safe_load(existing)
+        root = yaml.compose(existing, Loader=yaml.SafeLoader)
+    except Exception as exc:  # noqa: BLE001 - the vendored YAML's errors have no common base here
+        raise UsageError(f"{where} is not valid YAML ({str(exc).splitlines()[0]}); fix it, or "
+                         f"{_PASTE}") from None
+    if root is None:
+        return data, None
+    if not isinstance(root, yaml.MappingNode) or not isinstance(data, Mapping):
+        raise UsageError(f"{where} is not a YAML map of settings; refusing to rewrite it")
+    if root.flow_style:
+        raise UsageError(f"{where} is written as one flow map ({{...}}); write it in block style "
+                         f"(one setting a line), or {_PASTE}")
+    return data, root
+
+
+def _models_node(root: Any, yaml: Yaml, where: str) -> Any:
+    """The node of ``models`` (None when the file has none); UsageError when it has two."""
+    values = [v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "models"]
+    if len(values) > 1:
+        raise UsageError(f"{where} has models twice; keep one, or {_PASTE}")
+    return values[0] if values else None
+
+
+def _fill_empty(existing: str, node: Any, block: list[dict[str, Any]], column: int,
+                newline: str, tail: str, yaml: Yaml) -> list[Edit]:
+    """``models:``, ``models: ~`` or ``models: []``: the value goes, and the entries go on the
+    lines after it, at the column of the key (``column``)."""
+    after = _line_after(existing, int(node.end_mark.index))
+    return [(int(node.start_mark.index), int(node.end_mark.index), ""),
+            (after, after, ("" if after < len(existing) else tail)
+             + _items_text(block, column, newline, yaml))]
+
+
+def _replace_ours(existing: str, node: Any, ours: list[int], block: list[dict[str, Any]],
+                  newline: str, tail: str, yaml: Yaml, where: str) -> list[Edit]:
+    """A block list of models: the entries at ``ours`` removed, ``block`` where the first of
+    them was - or after the last entry when none is ours."""
+    items = _items_text(block, int(node.start_mark.column), newline, yaml)
+    edits: list[Edit] = []
+    for index in ours:
+        item = node.value[index]
+        dash = existing.rfind("-", 0, int(item.start_mark.index))
+        start = _line_start(existing, dash)
+        if dash < 0 or existing[start:dash].strip():
+            raise UsageError(f"{where}: cannot tell where a models entry starts; {_PASTE}")
+        end = _line_after(existing, _content_end(item, yaml))
+        edits.append((start, end, items if index == ours[0] else ""))
+    if not ours:
+        end = _line_after(existing, _content_end(node.value[-1], yaml))
+        edits.append((end, end, ("" if end < len(existing) else tail) + items))
+    return edits
+
+
+def _models_after(models: list[Any], ours: list[int], block: list[dict[str, Any]]) -> list[Any]:
+    """The models as the edit must leave them: ours replaced by ``block`` in place of the first
+    of them (at the end when none was ours), every other entry as it was."""
+    after: list[Any] = []
+    for index, entry in enumerate(models):
+        if ours and index == ours[0]:
+            after += block
+        if index not in ours:
+            after.append(entry)
+    return after if ours else [*after, *block]
 
 
 def _checked(merged: Merged, expected: Mapping[str, Any], yaml: Yaml, where: str) -> Merged:
