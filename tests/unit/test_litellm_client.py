@@ -6,7 +6,7 @@ import hashlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
@@ -76,20 +76,52 @@ def test_connection_reset(client: LiteLLM, litellm: Standin) -> None:
         list(client.list_keys())
 
 
+@pytest.fixture
+def silent_server() -> Iterator[tuple[str, Callable[[str], None]]]:
+    """A TCP server on 127.0.0.1 that is no LiteLLM (so the contract check never sees its
+    requests): ``set_mode("hang")`` reads a request and never answers, ``"close"`` reads it and
+    closes the connection without an answer."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    mode = {"now": "hang"}
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            if mode["now"] == "close":
+                conn.close()
+            else:
+                held.append(conn)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}", lambda m: mode.update(now=m)
+    server.close()
+    for conn in held:
+        conn.close()
+
+
 @pytest.mark.parametrize(("fault", "says"), [
     (None, "cannot connect to Open WebUI at {url}; is it running and WEBUI_PORT right?"),
     ("hang", "Open WebUI at {url} did not answer /api/v1/auths/signin within 0.5s"),
-    ("reset", "the connection to Open WebUI at {url} broke during /api/v1/auths/signin"),
+    ("close", "the connection to Open WebUI at {url} broke during /api/v1/auths/signin"),
 ])
-def test_open_webui_failures_read_as_litellms_do(litellm: Standin, fault: str | None,
-                                                  says: str) -> None:
+def test_open_webui_failures_read_as_litellms_do(
+        silent_server: tuple[str, Callable[[str], None]], fault: str | None, says: str) -> None:
     """Both clients name a request that got no answer the same way (clients.http)."""
     from tasks.base.errors import OpenWebUIUnreachableError
     from tasks.clients.openwebui import OpenWebUI
 
-    url = f"http://127.0.0.1:{free_port()}" if fault is None else litellm.url
-    if fault is not None:
-        litellm.fault("/api/v1/auths/signin", mode=fault, delay=60)
+    url, set_mode = silent_server
+    if fault is None:
+        url = f"http://127.0.0.1:{free_port()}"
+    else:
+        set_mode(fault)
     with OpenWebUI(url, "admin@example.com", "pw", timeout=0.5) as webui, pytest.raises(
             OpenWebUIUnreachableError) as caught:
         webui.token  # noqa: B018 - signing in is the request
