@@ -9,6 +9,7 @@ from typing import Any
 
 from ..base.errors import EnvFileError, UsageError
 from ..config.settings import Settings, load_settings, load_with_env, parse_count, parse_seconds
+from ..envstore import envfile
 from .output import is_terminal, note
 
 
@@ -57,8 +58,6 @@ def settings_from(
 
     A .env that is a pipe (``--env-file <(sops -d .env.enc)``) is taken only by a task that
     ``reads_only``; any other is refused here (exit 3), before anything happens."""
-    from ..envstore import envfile
-
     config = plain(c.config) if c is not None else None
     check = None if reads_only else envfile.require_updatable
     if not with_env:

@@ -477,10 +477,6 @@ class RestoreJournal:
 
     file: JournalFile
 
-    @property
-    def path(self) -> Path:
-        return self.file.path
-
     def write(self, backup: Path, step: str) -> None:
         self.file.save({"backup": str(backup), "step": step})
 

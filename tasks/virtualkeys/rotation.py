@@ -220,7 +220,6 @@ class Journal:
     def __init__(self, env_file: Path) -> None:
         self.file = JournalFile(env_file, "keys", "the keys journal", "if no keys task is "
                                 "running, check `invoke keys.list` and delete the file")
-        self.path = self.file.path
 
     def _raw(self) -> dict[str, Any]:
         data = self.file.load()
