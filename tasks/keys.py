@@ -317,6 +317,8 @@ def list_(
         "env-file": COMMON["env-file"],
         "url": COMMON["url"],
         "json": COMMON["json"],
+        "engine": "What runs the stack whose LiteLLM is recreated: compose or swarm (default: "
+                  "gateway.engine, compose)",
     },
 )
 @guarded
@@ -328,13 +330,14 @@ def rotate_master(
     env_file: str | None = None,
     url: str | None = None,
     json: bool = False,
+    engine: str | None = None,
 ) -> None:
     """Replace LITELLM_MASTER_KEY: new key in .env, LiteLLM recreated with it, then proven."""
     from .gateway.masterkey import MasterRotation, recover_master
     from .gateway.stack import Gateway
 
     seconds = seconds_flag(timeout, "--timeout")
-    settings = settings_from(c, env_file=env_file, url=url, with_env=True)
+    settings = settings_from(c, env_file=env_file, url=url, with_env=True, engine=engine)
     confirm("Replace LiteLLM's master key (LiteLLM is restarted with the new one)?", yes=yes,
             what="keys.rotate-master")
     gateway = Gateway(settings, progress=progress)

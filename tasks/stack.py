@@ -29,16 +29,17 @@ from .cli import (
 )
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
+ENGINE = "What runs the stack: compose or swarm (default: gateway.engine, compose)"
 TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.start_timeout, 300)"
 
 
 @contextmanager
-def _gateway(c: Any, env_file: str | None) -> Iterator[Any]:
+def _gateway(c: Any, env_file: str | None, engine: str | None = None) -> Iterator[Any]:
     """The Gateway for one task (a failing service's state and log lines go to stderr before
     the one-line error: `guarded` prints a StackError's details)."""
     from .gateway.stack import Gateway
 
-    gateway = Gateway.load(plain(c.config), env_file=env_file, progress=progress,
+    gateway = Gateway.load(plain(c.config), env_file=env_file, engine=engine, progress=progress,
                            service_change=service_change)
     stderr_note(gateway.settings.url_note)
     try:
@@ -92,17 +93,18 @@ def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
 @task(help={
     "env-file": ENV_FILE,
     "timeout": TIMEOUT,
+    "engine": ENGINE,
     "create-key": "On the first run, create the virtual key before Open WebUI starts (default); "
                   "--no-create-key starts up to LiteLLM and leaves Open WebUI stopped",
     "json": "Print the result as JSON for scripts",
 })
 @guarded
 def start(c: Any, env_file: str | None = None, timeout: str | None = None, create_key: bool = True,
-          json: bool = False) -> None:
+          json: bool = False, engine: str | None = None) -> None:
     """Start the stack and wait until it is healthy (first run: create the virtual key)."""
     deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
     _offer_init(c, env_file, json)
-    with _gateway(c, env_file) as gateway:
+    with _gateway(c, env_file, engine) as gateway:
         outcome = gateway.start(create_key=create_key, timeout=deadline)
     _report(outcome, json, "the stack is up")
 
@@ -111,11 +113,14 @@ def start(c: Any, env_file: str | None = None, timeout: str | None = None, creat
     "env-file": ENV_FILE,
     "volumes": "Also delete the volumes: the database with every key, and Open WebUI's data",
     "yes": "Do not ask before deleting volumes; required when stdin is not a terminal",
+    "engine": ENGINE,
 })
 @guarded
-def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool = False) -> None:
-    """Stop and remove the stack's containers; volumes are kept unless --volumes."""
-    with _gateway(c, env_file) as gateway:
+def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool = False,
+         engine: str | None = None) -> None:
+    """Stop and remove the stack's containers; volumes (and a swarm stack's secrets) are kept
+    unless --volumes."""
+    with _gateway(c, env_file, engine) as gateway:
         if volumes:
             confirm("Delete the stack's volumes (every key, user and chat)?", yes=yes,
                     what="stack.stop --volumes")
@@ -129,26 +134,27 @@ def stop(c: Any, env_file: str | None = None, volumes: bool = False, yes: bool =
     "timeout": TIMEOUT,
     "service": "Restart only this service (postgres, litellm or open-webui)",
     "json": "Print the result as JSON for scripts",
+    "engine": ENGINE,
 })
 @guarded
 def restart(c: Any, env_file: str | None = None, service: str | None = None,
-            timeout: str | None = None, json: bool = False) -> None:
+            timeout: str | None = None, json: bool = False, engine: str | None = None) -> None:
     """Recreate the services so they run with the current .env, then wait until healthy."""
     deadline = seconds_flag(timeout, "--timeout", allow_zero=False)
-    with _gateway(c, env_file) as gateway:
+    with _gateway(c, env_file, engine) as gateway:
         outcome = gateway.restart(service=service, timeout=deadline)
     outcome.changed = True
     _report(outcome, json, f"restarted {service or 'the stack'}")
 
 
-@task(help={"env-file": ENV_FILE, "json": "Print the status as JSON for scripts"})
+@task(help={"env-file": ENV_FILE, "json": "Print the status as JSON for scripts", "engine": ENGINE})
 @guarded
-def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
+def status(c: Any, env_file: str | None = None, json: bool = False, engine: str | None = None) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
     from .containers.compose import SERVICES
     from .virtualkeys.dotenvfiles import states
 
-    with _gateway(c, env_file) as gateway:
+    with _gateway(c, env_file, engine) as gateway:
         outcome = gateway.status()
         files = states(gateway.settings, gateway.values)
         try:  # litellm-lb when the compose files define it
@@ -190,11 +196,12 @@ def status(c: Any, env_file: str | None = None, json: bool = False) -> None:
         "follow": "Keep printing new lines until Ctrl-C",
         "tail": "Lines from the end of each log (default: all)",
         "service": "Only this service; repeat for several",
+        "engine": ENGINE,
     },
 )
 @guarded
 def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | None = None,
-         service: list[str] | None = None) -> None:
+         service: list[str] | None = None, engine: str | None = None) -> None:
     """The services' logs, with every secret from .env masked."""
     from .containers.compose import SERVICES
 
@@ -202,13 +209,17 @@ def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | 
     for name in service or []:
         if name not in SERVICES:
             raise UsageError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
-    with _gateway(c, env_file) as gateway:
+    with _gateway(c, env_file, engine) as gateway:
         stack = gateway.stack
         gateway.require_docker()  # the same checks, and exit codes, as every stack task
-    args = ["logs", "--no-color"] + (["--follow"] if follow else [])
-    if lines is not None:
-        args += ["--tail", str(lines)]
-    command = stack.compose_args(*args, *(service or []))
+        commands = gateway.logs_commands(service or [], follow=follow, tail=lines)
+    for command in commands:
+        if not _print_log(command, stack):
+            return  # Ctrl-C is how --follow ends
+
+
+def _print_log(command: list[str], stack: Any) -> bool:
+    """Run one logs command, its lines masked; False when Ctrl-C ended it."""
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=stack.child_env(), stdin=subprocess.DEVNULL)
     try:
@@ -220,9 +231,10 @@ def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | 
     except KeyboardInterrupt:
         proc.terminate()
         proc.wait(10)
-        return  # Ctrl-C is how --follow ends
+        return False
     if code != 0:
-        raise StackError(f"docker compose logs exited {code}")
+        raise StackError(f"`{' '.join(command[1:3])}` exited {code}")
+    return True
 
 
 @task(help={

@@ -67,7 +67,7 @@ def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
 #: module-scoped program starts once), while another worker runs every test that needs none of
 #: them (the "local" unit). The modules in SPLIT start their programs per test: each of their
 #: tests is a unit of its own, so they spread over the workers.
-HEAVY_FIRST = ("test_windows", "test_stack_e2e", "test_rolling_e2e", "test_upgrade_e2e",
+HEAVY_FIRST = ("test_windows", "test_swarm_e2e", "test_stack_e2e", "test_rolling_e2e", "test_upgrade_e2e",
                "test_backup_e2e", "test_stack_compose", "test_real_keys", "test_real_workers",
                "test_real_master", "test_real_drift", "test_real_handover", "test_real_root_path",
                "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")

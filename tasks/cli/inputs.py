@@ -52,7 +52,7 @@ def plain(obj: Any) -> Any:
 
 def settings_from(
     c: Any, *, env_file: str | None = None, url: str | None = None, with_env: bool = False,
-    reads_only: bool = False,
+    reads_only: bool = False, engine: str | None = None,
 ) -> Settings:
     """Settings for a task; ``with_env`` also reads .env (for the master key and port).
 
@@ -61,12 +61,13 @@ def settings_from(
     config = plain(c.config) if c is not None else None
     check = None if reads_only else envfile.require_updatable
     if not with_env:
-        base = load_settings(config, env_file=env_file, url=url)
+        base = load_settings(config, env_file=env_file, url=url, engine=engine)
         if check is not None:
             check(base.env_file)
         return base
 
-    settings, values = load_with_env(config, env_file=env_file, url=url, check=check)
+    settings, values = load_with_env(config, env_file=env_file, url=url, check=check,
+                                     engine=engine)
     note(settings.url_note)
     if not settings.master_key:
         raise EnvFileError(

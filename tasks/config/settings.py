@@ -12,7 +12,9 @@ Precedence, highest first:
 - the compose project name: ``gateway.project_name`` > ``COMPOSE_PROJECT_NAME`` in .env
   > ``ai-gateway`` (never the folder's name);
 - the compose files: ``gateway.compose_files`` > ``COMPOSE_FILE`` (Compose's own variable)
-  > ``docker-compose.yml`` in the project folder;
+  > ``docker-compose.yml`` in the project folder (and ``docker-stack.yml`` after it when the
+  engine is ``swarm``);
+- the engine: ``--engine`` > ``gateway.engine`` (``INVOKE_GATEWAY_ENGINE``) > ``compose``;
 - Open WebUI's URL: ``gateway.webui_url`` > ``http://localhost:<WEBUI_PORT from .env>``.
 
 Keys are declared by name under ``gateway.keys`` (see ``DEFAULTS``). Invoke's ``INVOKE_*``
@@ -41,6 +43,10 @@ from .known import check_known
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 DEFAULT_KEY = "open-webui"
+#: what can run the stack (``gateway.engine``, ``--engine``)
+ENGINES = ("compose", "swarm")
+#: the project's swarm file, read after the compose files by the ``swarm`` engine
+SWARM_FILE = "docker-stack.yml"
 GATE_VAR = "FIRST_RUN"
 TRUTHY = ("yes", "true", "1", "on")
 
@@ -59,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
         "compose_files": "",
         "webui_url": "",
         "via": "auto",
+        "engine": "compose",
         "default_key": DEFAULT_KEY,
         "keys": {
             DEFAULT_KEY: {
@@ -195,6 +202,16 @@ def parse_via(value: str | None, source: str) -> str | None:
         return None
     if value not in VIA:
         raise UsageError(f"{source} must be one of {', '.join(VIA)}, not {_shown(value)}")
+    return value
+
+
+def parse_engine(value: str | None, source: str) -> str | None:
+    """What runs the stack: compose or swarm (None: not given). UsageError (exit 2) naming
+    ``source`` (``--engine``, ``gateway.engine``) otherwise."""
+    if value is None:
+        return None
+    if value not in ENGINES:
+        raise UsageError(f"{source} must be one of {', '.join(ENGINES)}, not {_shown(value)}")
     return value
 
 
@@ -368,6 +385,9 @@ class Settings:
     webui_url: str = "http://localhost:3000"
     start_timeout: float = 300.0
     via: str = "auto"
+    #: what runs the stack: ``compose`` (Docker Compose on this host) or ``swarm`` (a Docker
+    #: Swarm stack, ``docker stack deploy``, from the same compose files plus docker-stack.yml)
+    engine: str = "compose"
     #: why the LiteLLM URL is not the one .env's LITELLM_PORT implies ("" when it is)
     url_note: str = ""
     #: the host ports the stack publishes (``host_ports`` of .env's values)
@@ -473,8 +493,10 @@ def load_settings(
     url: str | None = None,
     env_values: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
+    engine: str | None = None,
 ) -> Settings:
-    """Resolve every setting once. ``env_values``: the parsed .env, when the task needs it.
+    """Resolve every setting once. ``env_values``: the parsed .env, when the task needs it;
+    ``engine``: the ``--engine`` flag (over ``gateway.engine``).
     Raises UsageError (exit 2) for a bad setting of invoke.yaml or a flag, EnvFileError (3) for
     a bad value of .env."""
     raw = _gateway_config(config)
@@ -483,6 +505,8 @@ def load_settings(
     values = env_values or {}
 
     project_dir = Path(_text(raw, "project_dir") or PROJECT_DIR).expanduser()
+    engine = (parse_engine(engine, "--engine")
+              or parse_engine(_text(raw, "engine") or "compose", "gateway.engine") or "compose")
     env_path = Path(env_file or _text(raw, "env_file") or project_dir / ".env").expanduser()
     example = Path(_text(raw, "example_file") or project_dir / ".env.example").expanduser()
 
@@ -517,28 +541,31 @@ def load_settings(
         keys=keys,
         default_key=default_key,
         project_name=_project_name(raw, values, env_path),
-        compose_files=_compose_files(raw, environ, project_dir),
+        compose_files=_compose_files(raw, environ, project_dir, engine),
         webui_url=webui_url,
         start_timeout=_float(raw, "start_timeout"),
         via=parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto",
+        engine=engine,
         url_note=_url_note(litellm_url, url_source, values, ports, env_path),
         host_ports=ports,
     )
 
 
 def load_with_env(config: Any = None, *, env_file: str | None = None, url: str | None = None,
-                  check: Callable[[Path], None] | None = None) -> tuple[Settings, dict[str, str]]:
+                  check: Callable[[Path], None] | None = None, engine: str | None = None,
+                  ) -> tuple[Settings, dict[str, str]]:
     """Settings resolved with .env's values, the one way every task that reads .env gets them:
     a first pass finds .env (``--env-file``, ``gateway.env_file``, the project folder), ``check``
     looks at that path before it is read (a task that writes refuses a pipe or a read-only
     file there), then .env is read once and every setting resolved again with its values.
     Returns the settings and .env's values. Raises as ``load_settings``, and EnvFileError
     (exit 3) when .env cannot be read."""
-    base = load_settings(config, env_file=env_file, url=url)
+    base = load_settings(config, env_file=env_file, url=url, engine=engine)
     if check is not None:
         check(base.env_file)
     values = envfile.load(base.env_file).values
-    return load_settings(config, env_file=env_file, url=url, env_values=values), values
+    return load_settings(config, env_file=env_file, url=url, env_values=values,
+                         engine=engine), values
 
 
 def _litellm_url(raw: Mapping[str, Any], url: str | None, values: Mapping[str, str],
@@ -620,14 +647,15 @@ def _project_name(raw: Mapping[str, Any], values: Mapping[str, str], env_path: P
 
 
 def _compose_files(raw: Mapping[str, Any], environ: Mapping[str, str],
-                   project_dir: Path) -> tuple[Path, ...]:
+                   project_dir: Path, engine: str) -> tuple[Path, ...]:
     """``gateway.compose_files`` > COMPOSE_FILE (split as Compose does, on
-    COMPOSE_PATH_SEPARATOR or the OS's path separator, and on commas) > docker-compose.yml;
-    relative to the project folder."""
+    COMPOSE_PATH_SEPARATOR or the OS's path separator, and on commas) > docker-compose.yml
+    (and docker-stack.yml after it for the ``swarm`` engine); relative to the project folder."""
     files_raw = _text(raw, "compose_files") or environ.get("COMPOSE_FILE") or ""
     separator = environ.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
     return tuple(
         (Path(f).expanduser() if Path(f).is_absolute() else project_dir / f)
         for f in files_raw.replace(",", separator).split(separator) if f.strip()
-    ) or (project_dir / "docker-compose.yml",)
+    ) or (project_dir / "docker-compose.yml",
+          *((project_dir / SWARM_FILE,) if engine == "swarm" else ()))
 

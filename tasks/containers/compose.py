@@ -48,8 +48,10 @@ DAEMON_HELP = (
 )
 
 
-def _run(args: Sequence[str], *, timeout: float = 30, env: Mapping[str, str] | None = None,
-         capture: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(args: Sequence[str], *, timeout: float = 30, env: Mapping[str, str] | None = None,
+            capture: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a docker / compose command (stdin closed); DockerUnavailableError (exit 10) when it is
+    not installed or does not finish within ``timeout`` seconds."""
     try:
         return subprocess.run(list(args), capture_output=capture, text=True, timeout=timeout,
                               env=dict(env) if env is not None else None, check=False,
@@ -82,7 +84,7 @@ def docker_endpoint(docker: str, environ: Mapping[str, str] | None = None) -> st
     environ = os.environ if environ is None else environ
     if environ.get("DOCKER_HOST"):
         return environ["DOCKER_HOST"]
-    done = _run([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15,
+    done = run_cli([docker, "context", "inspect", "--format", "{{.Endpoints.docker.Host}}"], timeout=15,
                 env=environ)
     endpoint = done.stdout.strip() if done.returncode == 0 else ""
     if endpoint:
@@ -134,12 +136,12 @@ class ComposeCLI:
 
 
 def find_compose(docker: str) -> ComposeCLI:
-    done = _run([docker, "compose", "version", "--short"], timeout=30)
+    done = run_cli([docker, "compose", "version", "--short"], timeout=30)
     if done.returncode == 0 and done.stdout.strip():
         return ComposeCLI((docker, "compose"), done.stdout.strip().lstrip("v"), legacy=False)
     legacy = shutil.which("docker-compose")
     if legacy:
-        done = _run([legacy, "version", "--short"], timeout=30)
+        done = run_cli([legacy, "version", "--short"], timeout=30)
         if done.returncode == 0:
             version = done.stdout.strip().lstrip("v")
             return ComposeCLI((legacy,), version, legacy=version.startswith("1."))
@@ -249,6 +251,11 @@ class Stack:
             self._cli = find_compose(self.docker)
         return self._cli
 
+    def require(self) -> None:
+        """The daemon at the CLI's endpoint and Compose; DockerUnavailableError (exit 10)."""
+        _ = self.client
+        _ = self.cli
+
     def close(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
@@ -267,7 +274,7 @@ class Stack:
         for file in self.settings.compose_files:
             if not file.is_file():
                 raise StackError(f"compose file {file} not found")
-        return _run(self.compose_args(*args), timeout=timeout or self.settings.start_timeout,
+        return run_cli(self.compose_args(*args), timeout=timeout or self.settings.start_timeout,
                     env=self.child_env(), capture=capture)
 
     def compose_ok(self, *args: str, what: str, timeout: float | None = None
@@ -460,9 +467,9 @@ def service_environments(settings: Settings, env_names: Iterable[str], *, interp
     args = compose_argv((docker, "compose"), settings, "config", "--format", "json",
                         *([] if interpolate else ["--no-interpolate"]))
     try:
-        done = _run(args, timeout=timeout, env=environ)
+        done = run_cli(args, timeout=timeout, env=environ)
         if done.returncode != 0:
-            if _run([docker, "compose", "version"], timeout=timeout, env=environ).returncode == 0:
+            if run_cli([docker, "compose", "version"], timeout=timeout, env=environ).returncode == 0:
                 raise ComposeRefusedError(
                     "`docker compose config` refuses the compose files with this .env (its "
                     "message is not shown here: it may quote a value of .env); run `docker "

@@ -28,6 +28,7 @@ from ..containers.compose import (
     OPENWEBUI_SERVICE_URL,
     Stack,
 )
+from ..containers.swarm import stack_for
 from ..envstore import envfile
 
 
@@ -52,7 +53,7 @@ class Containers:
     @property
     def stack(self) -> Stack:
         if self._stack is None:
-            self._stack = Stack(self.settings, envfile.load(self.settings.env_file).values)
+            self._stack = stack_for(self.settings, envfile.load(self.settings.env_file).values)
         return self._stack
 
     def running(self, service: str) -> Any | None:

@@ -29,6 +29,7 @@ from ..clients.openwebui import LITELLM_INTERNAL_URL, OpenWebUI
 from ..config.settings import GATE_VAR, TRUTHY, KeySpec, Settings, load_with_env
 from ..containers.compose import LITELLM, LITELLM_LB, OPENWEBUI, POSTGRES, SERVICES, ServiceState, Stack
 from ..containers.rolling import Roll
+from ..containers.swarm import SwarmStack
 from ..envstore import envfile
 from ..virtualkeys.manager import KeyManager
 from ..virtualkeys.openwebui import OpenWebUIConsumer
@@ -88,8 +89,10 @@ class Gateway:
 
     @classmethod
     def load(cls, config: Any, *, env_file: str | None = None, url: str | None = None,
-             progress: Progress | None = None, service_change: Progress | None = None) -> Gateway:
-        settings, _ = load_with_env(config, env_file=env_file, url=url, check=_compose_can_read)
+             engine: str | None = None, progress: Progress | None = None,
+             service_change: Progress | None = None) -> Gateway:
+        settings, _ = load_with_env(config, env_file=env_file, url=url, check=_compose_can_read,
+                                    engine=engine)
         return cls(settings, progress=progress, service_change=service_change)
 
     # -- pieces --------------------------------------------------------------
@@ -189,11 +192,10 @@ class Gateway:
         return spec, has_key
 
     def require_docker(self) -> None:
-        """The docker CLI, its context, the daemon at its endpoint, and Compose: every stack
-        task checks the same, so one cause always ends in one exit code (10)."""
-        s = self.stack
-        _ = s.client  # daemon reachable at the CLI's endpoint
-        _ = s.cli
+        """The docker CLI, its context, the daemon at its endpoint, Compose, and for the swarm
+        engine a swarm manager: every stack task checks the same, so one cause always ends in
+        one exit code (10)."""
+        self.stack.require()
 
     def preflight(self) -> None:
         s = self.stack
@@ -308,8 +310,13 @@ class Gateway:
             return Outcome(notes=[f"nothing to stop: no containers of project "
                                   f"{self.settings.project_name!r}"], changed=False)
         self.stack.down(volumes=volumes)
-        what = "stopped and removed the containers" + (" and the volumes (data deleted)"
-                                                      if volumes else "; volumes kept")
+        if isinstance(self.stack, SwarmStack):
+            what = "removed the swarm stack's services" + (
+                ", its volumes on this node (data deleted) and its secrets" if volumes
+                else "; volumes and secrets kept")
+        else:
+            what = "stopped and removed the containers" + (" and the volumes (data deleted)"
+                                                          if volumes else "; volumes kept")
         return Outcome(notes=[what], services=states)
 
     def restart(self, *, service: str | None = None, timeout: float | None = None) -> Outcome:
@@ -324,10 +331,12 @@ class Gateway:
         services = [service] if service else self.present(SERVICES if has_key else BACKEND_SERVICES)
         before = self._snapshot()
         recreate, no_deps = list(services), service is not None
-        if service is None and Roll(self.stack, timeout=0).balancer() is not None:
+        if service is None and (isinstance(self.stack, SwarmStack)
+                                or Roll(self.stack, timeout=0).balancer() is not None):
             # the whole stack: PostgreSQL and HAProxy only when their settings changed (compose
-            # decides), LiteLLM replaced without downtime, Open WebUI recreated. (A stack from
-            # before litellm-lb has all recreated, as before: its LiteLLM holds the port.)
+            # or Swarm decides), LiteLLM replaced without downtime, Open WebUI recreated. (A
+            # stack from before litellm-lb has all recreated, as before: its LiteLLM holds the
+            # port.)
             self.stack.up([POSTGRES, LITELLM_LB], no_deps=True)
             recreate, no_deps = [s for s in services if s not in (POSTGRES, LITELLM_LB)], True
         if LITELLM in recreate and self.replace_litellm(timeout or self.settings.start_timeout):
@@ -339,6 +348,29 @@ class Gateway:
         if has_key and (service in (None, OPENWEBUI, LITELLM)):
             self.sync_openwebui(outcome)
         return outcome
+
+    def logs_commands(self, services: Sequence[str], *, follow: bool, tail: int | None
+                      ) -> list[list[str]]:
+        """The commands that print the services' logs (all when none are named): one ``docker
+        compose logs``; on a swarm one ``docker service logs`` per service, and with
+        ``--follow`` one service (UsageError, exit 2, otherwise)."""
+        stack = self.stack
+        if isinstance(stack, SwarmStack):
+            names = list(services) or [s for s in SERVICES if s in self.present(SERVICES)]
+            if follow and len(names) != 1:
+                raise UsageError("on a swarm, stack.logs --follow follows one service: add "
+                                 "--service NAME")
+            return [stack.logs_argv(name, follow=follow, tail=tail) for name in names]
+        args = ["logs", "--no-color"] + (["--follow"] if follow else [])
+        if tail is not None:
+            args += ["--tail", str(tail)]
+        return [stack.compose_args(*args, *services)]
+
+    def compose_only(self, what: str) -> None:
+        """UsageError (exit 2) when the stack runs on a swarm: ``what`` drives Compose only."""
+        if self.settings.engine == "swarm":
+            raise UsageError(f"{what} works on the compose engine only; on a swarm see the "
+                             "README, 'Docker Swarm' (gateway.engine is swarm)")
 
     def present(self, services: Sequence[str]) -> list[str]:
         """``services`` without litellm-lb when the compose files do not define it (compose
@@ -367,6 +399,7 @@ class Gateway:
 
     def backup(self, *, to: str | None = None, keep: int | None = None) -> backup_mod.BackupResult:
         """stack.backup: a new backup folder under ``to`` (default: ``backups`` beside .env)."""
+        self.compose_only("stack.backup")
         self.require_docker()
         folder = Path(to).expanduser() if to else self.settings.env_file.parent / "backups"
         return backup_mod.backup(self.stack, env_file=self.settings.env_file,
@@ -377,6 +410,7 @@ class Gateway:
         """Before anything changes: every checksum, and the salt key against live volumes
         (BackupError 14 unless ``force``). The manifest and notes (an earlier restore that
         stopped)."""
+        self.compose_only("stack.restore")
         manifest = backup_mod.verify(folder)
         self.require_docker()
         notes = []

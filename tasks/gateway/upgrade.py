@@ -340,6 +340,7 @@ class Upgrade:
 
     def run(self, wanted: Mapping[str, str | None], *, dry_run: bool = False) -> UpgradeResult:
         started = time.monotonic()
+        self.gateway.compose_only("stack.upgrade")
         self.gateway.require_docker()
         notes = [] if dry_run else self.recover()
         changes = self.plan(wanted)

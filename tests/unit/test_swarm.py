@@ -1,0 +1,203 @@
+"""The swarm engine's pure parts: the engine setting, the stack file rendered from Compose's
+JSON (secrets as files, never in a service spec), the order of deployment and the secrets'
+versioned names. The swarm itself runs in tests/e2e/test_swarm_e2e.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.base.errors import UsageError
+from tasks.config.settings import DEFAULTS, PROJECT_DIR, load_settings
+from tasks.containers.swarm import (
+    PLACEHOLDER,
+    SECRETS_ENTRYPOINT,
+    ImageCommand,
+    deploy_order,
+    render,
+    secret_name,
+)
+
+
+def config(**gateway: object) -> dict[str, object]:
+    return {"gateway": {**DEFAULTS["gateway"], **gateway}}
+
+
+def test_the_engine_is_compose_unless_told() -> None:
+    assert load_settings(None, environ={}).engine == "compose"
+    assert load_settings(config(engine="swarm"), environ={}).engine == "swarm"
+    assert load_settings(config(engine="swarm"), engine="compose", environ={}).engine == "compose"
+
+
+def test_the_swarm_engine_reads_the_swarm_file_after_the_compose_file() -> None:
+    assert load_settings(None, environ={}).compose_files == (PROJECT_DIR / "docker-compose.yml",)
+    assert load_settings(None, engine="swarm", environ={}).compose_files == (
+        PROJECT_DIR / "docker-compose.yml", PROJECT_DIR / "docker-stack.yml")
+    # files named by the user are taken as given
+    named = load_settings(config(compose_files="a.yml"), engine="swarm", environ={})
+    assert named.compose_files == (PROJECT_DIR / "a.yml",)
+
+
+@pytest.mark.parametrize(("flag", "conf", "source"), [("kubernetes", "compose", "--engine"),
+                                                      (None, "Swarm", "gateway.engine"),
+                                                      ("", "compose", "--engine"),
+                                                      (None, "nomad", "gateway.engine")])
+def test_an_unknown_engine_is_refused(flag: str | None, conf: str, source: str) -> None:
+    with pytest.raises(UsageError, match=f"{source} must be one of compose, swarm"):
+        load_settings(config(engine=conf), engine=flag, environ={})
+
+
+MASTER = PLACEHOLDER + "LITELLM_MASTER_KEY"
+PASSWORD = PLACEHOLDER + "POSTGRES_PASSWORD"
+
+
+def compose_config(tmp_path: Path, **litellm: Any) -> dict[str, Any]:
+    """What `docker compose config --format json` gives for a small stack, with placeholders."""
+    cfg = tmp_path / "litellm-config.yaml"
+    cfg.write_text("model_list: []\n")
+    return {
+        "name": "gw",
+        "networks": {"default": {"name": "gw_default"}},
+        "volumes": {"postgres-data": {"name": "gw_postgres-data"}},
+        "services": {
+            "postgres": {"image": "postgres:16", "command": None, "entrypoint": None,
+                         "restart": "unless-stopped",
+                         "environment": {"POSTGRES_PASSWORD": PASSWORD, "POSTGRES_USER": "litellm"},
+                         "volumes": [{"type": "volume", "source": "postgres-data",
+                                      "target": "/var/lib/postgresql/data", "volume": {}}],
+                         "networks": {"default": None}},
+            "litellm": {"image": "litellm:1", "command": ["--port", "4000"], "entrypoint": None,
+                        "container_name": "x", "restart": "unless-stopped",
+                        "depends_on": {"postgres": {"condition": "service_healthy"}},
+                        "environment": {"LITELLM_MASTER_KEY": MASTER, "DATABASE_PASSWORD": PASSWORD,
+                                        "STORE_MODEL_IN_DB": "True"},
+                        "volumes": [{"type": "bind", "source": str(cfg), "target": "/app/config.yaml",
+                                     "read_only": True, "bind": {"create_host_path": True}},
+                                    {"type": "bind", "source": str(tmp_path), "target": "/data",
+                                     "read_only": True}],
+                        "networks": {"default": {"aliases": ["litellm-backend"]}},
+                        "ports": [{"mode": "ingress", "host_ip": "127.0.0.1", "target": 4000,
+                                   "published": "4000", "protocol": "tcp"}],
+                        "deploy": {"replicas": 2, "update_config": {"order": "start-first"}},
+                        **litellm},
+        },
+    }
+
+
+SECRETS = {"LITELLM_MASTER_KEY": "gw_litellm_master_key_1", "POSTGRES_PASSWORD": "gw_postgres_password_1"}
+
+
+def image_command(image: str) -> ImageCommand:
+    return ImageCommand(["docker/prod_entrypoint.sh"], ["--port", "4000"])
+
+
+def test_secrets_reach_a_service_as_files_never_as_its_environment(tmp_path: Path) -> None:
+    stack = render(compose_config(tmp_path), project="gw", services=["postgres", "litellm"],
+                   secrets=SECRETS, image_command=image_command)
+    litellm = stack["services"]["litellm"]
+    assert litellm["environment"] == {"STORE_MODEL_IN_DB": "True"}
+    assert sorted(litellm["secrets"], key=lambda s: s["target"]) == [
+        {"source": "gw_postgres_password_1", "target": "DATABASE_PASSWORD"},
+        {"source": "gw_litellm_master_key_1", "target": "LITELLM_MASTER_KEY"}]
+    assert stack["secrets"] == {name: {"external": True, "name": name} for name in SECRETS.values()}
+    # the entrypoint exports them, then runs the image's own entrypoint with the service's command
+    assert litellm["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert litellm["entrypoint"][2] == SECRETS_ENTRYPOINT.replace("$", "$$")  # stack deploy interpolates
+    assert litellm["entrypoint"][4:] == ["docker/prod_entrypoint.sh"]
+    assert litellm["command"] == ["--port", "4000"]
+    assert PLACEHOLDER not in json.dumps(stack)
+
+
+def test_an_image_without_its_own_command_runs_the_images(tmp_path: Path) -> None:
+    stack = render(compose_config(tmp_path), project="gw", services=["postgres"], secrets=SECRETS,
+                   image_command=lambda image: ImageCommand(["docker-entrypoint.sh"], ["postgres"]))
+    postgres = stack["services"]["postgres"]
+    assert postgres["entrypoint"][4:] == ["docker-entrypoint.sh"]
+    assert postgres["command"] == ["postgres"]
+
+
+def test_what_stack_deploy_ignores_or_refuses_is_left_out(tmp_path: Path) -> None:
+    stack = render(compose_config(tmp_path), project="gw", services=["postgres", "litellm"],
+                   secrets=SECRETS, image_command=image_command)
+    for service in stack["services"].values():
+        assert not {"container_name", "restart", "depends_on", "profiles"} & set(service)
+    litellm = stack["services"]["litellm"]
+    assert litellm["deploy"] == {"replicas": 2, "update_config": {"order": "start-first"}}
+    assert litellm["ports"] == [{"target": 4000, "published": 4000, "protocol": "tcp", "mode": "ingress"}]
+    assert stack["networks"] == {"default": {"driver": "overlay"}}
+
+
+def test_a_small_bound_file_becomes_a_config_named_by_its_content(tmp_path: Path) -> None:
+    stack = render(compose_config(tmp_path), project="gw", services=["litellm"], secrets=SECRETS,
+                   image_command=image_command)
+    litellm = stack["services"]["litellm"]
+    (key,) = stack["configs"]
+    assert key.startswith("litellm-config.yaml_")
+    assert stack["configs"][key]["name"] == f"gw_{key}"
+    assert litellm["configs"] == [{"source": key, "target": "/app/config.yaml"}]
+    # the folder stays a bind mount
+    assert litellm["volumes"] == [{"type": "bind", "source": str(tmp_path), "target": "/data",
+                                   "read_only": True}]
+    changed = compose_config(tmp_path)
+    (tmp_path / "litellm-config.yaml").write_text("model_list: [changed]\n")
+    again = render(changed, project="gw", services=["litellm"], secrets=SECRETS,
+                   image_command=image_command)
+    assert list(again["configs"]) != [key]  # a changed file is a new config: the service rolls
+
+
+@pytest.mark.parametrize("where", [{"command": ["--key", MASTER]},
+                                   {"environment": {"DATABASE_URL": f"postgres://u:{PASSWORD}@db/x"}},
+                                   {"healthcheck": {"test": ["CMD", "check", MASTER]}}])
+def test_a_secret_inside_a_longer_value_or_a_command_is_refused(tmp_path: Path,
+                                                                where: dict[str, Any]) -> None:
+    with pytest.raises(UsageError, match="only as a whole variable"):
+        render(compose_config(tmp_path, **where), project="gw", services=["litellm"],
+               secrets=SECRETS, image_command=image_command)
+
+
+def test_services_are_deployed_after_those_they_depend_on(tmp_path: Path) -> None:
+    cfg = compose_config(tmp_path)
+    cfg["services"]["open-webui"] = {"image": "w", "depends_on": {"litellm": {}}}
+    cfg["services"]["provider"] = {"image": "p"}
+    assert deploy_order(cfg, ["open-webui", "litellm", "postgres", "provider"]) == [
+        ["postgres", "provider"], ["litellm"], ["open-webui"]]
+    assert deploy_order(cfg, ["litellm"]) == [["litellm"]]  # its dependency runs already
+
+
+def test_a_new_value_is_a_new_secret_and_the_name_does_not_reveal_it() -> None:
+    one = secret_name("gw", "UI_PASSWORD", "hunter2", "salt")
+    assert one == secret_name("gw", "UI_PASSWORD", "hunter2", "salt")
+    assert one != secret_name("gw", "UI_PASSWORD", "hunter3", "salt")
+    assert one != secret_name("gw", "UI_PASSWORD", "hunter2", "other salt")
+    assert one.startswith("gw_ui_password_") and "hunter2" not in one and len(one) <= 64
+    with pytest.raises(UsageError, match="too long for Docker secret names"):
+        secret_name("p" * 50, "WEBUI_ADMIN_PASSWORD", "x", "salt")
+
+
+class _Engine:
+    """The one call `SwarmStack.require` makes of the Docker SDK: ``info()``."""
+
+    def __init__(self, swarm: dict[str, Any]) -> None:
+        self.swarm = swarm
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": self.swarm}
+
+
+@pytest.mark.parametrize("swarm", [{"LocalNodeState": "inactive"},
+                                   {"LocalNodeState": "active", "ControlAvailable": False}])
+def test_an_engine_that_is_no_swarm_manager_is_refused_with_exit_10(swarm: dict[str, Any]) -> None:
+    from tasks.base.errors import DockerUnavailableError
+    from tasks.containers.compose import ComposeCLI
+    from tasks.containers.swarm import SwarmStack
+
+    stack = SwarmStack(load_settings(None, engine="swarm", environ={}), {}, docker="docker")
+    stack._client, stack._cli = _Engine(swarm), ComposeCLI(("docker", "compose"), "2.40.3", False)
+    with pytest.raises(DockerUnavailableError, match="not a swarm manager") as caught:
+        stack.require()
+    assert caught.value.exit_code == 10
+    stack._client = _Engine({"LocalNodeState": "active", "ControlAvailable": True})
+    stack.require()
