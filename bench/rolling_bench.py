@@ -3,7 +3,7 @@
 provider) while each operation runs; prints failed / total per client and the operation's wall
 time.
 
-    python bench/rolling_bench.py [--runs 1] [--stream-seconds 3] [--old-way]
+    python bench/rolling_bench.py [--runs 1] [--stream-seconds 3] [--old-way] [--engine swarm]
 
 Clients (tests/support/traffic.py): a chat through Open WebUI (its admin's session), a chat
 through LiteLLM's published port with the virtual key, and a streamed chat through that port
@@ -12,7 +12,11 @@ stack.restart --service litellm`` and ``invoke keys.rotate-master --yes``; ``--o
 what the tasks did before litellm-lb - ``docker compose up -d --force-recreate --no-deps
 litellm`` - as the baseline. Counted: every request that started after the operation began and
 ended before every client had finished one more request after it ended. Needs what the
-end-to-end tests need (`bash .ci/setup` as root).
+end-to-end tests need (`bash .ci/setup` as root). ``--engine swarm``: the same on a swarm stack
+(docker-stack.yml and tests/stack/stack.test.yml, as tests/e2e/test_swarm_e2e.py deploys it) on
+the local engine, which must be a swarm manager with a node labelled ``ai-gateway.data=true``
+(`docker swarm init --advertise-addr 127.0.0.1`, `docker node update --label-add
+ai-gateway.data=true NODE`).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.stack import StackProject, docker_env, make_project  # noqa: E402
+from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project  # noqa: E402
 from tests.support.traffic import Traffic, wait_for_more  # noqa: E402
 
 
@@ -44,12 +48,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--stream-seconds", type=float, default=3)
     parser.add_argument("--old-way", action="store_true")
+    parser.add_argument("--engine", choices=("compose", "swarm"), default="compose")
     options = parser.parse_args()
+    if options.old_way and options.engine == "swarm":
+        raise SystemExit("--old-way is the compose engine's baseline")
     operations = [["stack.restart", "--service", "litellm"], ["keys.rotate-master", "--yes"]]
     if options.old_way:
         operations.append(["compose", "up", "-d", "--force-recreate", "--no-deps", "litellm"])
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp), docker_env())
+        if options.engine == "swarm":
+            project.compose_files += [REPO / "docker-stack.yml", STACK_DIR / "stack.test.yml"]
+            project.extra_env["INVOKE_GATEWAY_ENGINE"] = "swarm"
         try:
             operation(project, ["stack.start"])
             rows = []
@@ -83,9 +93,12 @@ def main() -> None:
             for name, took, report in rows:
                 cells = " | ".join(f"{report[c]['failed']} of {report[c]['sent']} failed"
                                    for c in ("webui", "litellm", "stream"))
-                print(f"| `{name}` | {took:.1f} s | {cells} |")
+                print(f"| `{name}` ({options.engine}) | {took:.1f} s | {cells} |")
         finally:
-            project.down()
+            if options.engine == "swarm":
+                project.run("stack.stop", "--volumes", "--yes")
+            else:
+                project.down()
 
 
 if __name__ == "__main__":

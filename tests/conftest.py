@@ -67,11 +67,15 @@ def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
 #: module-scoped program starts once), while another worker runs every test that needs none of
 #: them (the "local" unit). The modules in SPLIT start their programs per test: each of their
 #: tests is a unit of its own, so they spread over the workers.
-HEAVY_FIRST = ("test_windows", "test_swarm_e2e", "test_stack_e2e", "test_rolling_e2e", "test_upgrade_e2e",
+HEAVY_FIRST = ("test_windows", "test_stack_e2e", "test_rolling_e2e", "test_swarm_e2e", "test_upgrade_e2e",
                "test_backup_e2e", "test_stack_compose", "test_real_keys", "test_real_workers",
                "test_real_master", "test_real_drift", "test_real_handover", "test_real_root_path",
                "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")
 SPLIT = ("test_stack_e2e",)
+#: Modules run in the unit of another, one after the other on one worker: the two that count
+#: failed requests while LiteLLM is replaced, each with clients that send without pause, do not
+#: load the machine at the same time.
+SHARED_UNIT = {"test_swarm_e2e": "test_rolling_e2e"}
 
 
 def _module(nodeid: str) -> str:
@@ -84,7 +88,7 @@ def _unit(nodeid: str) -> str:
     module = _module(nodeid)
     if nodeid == CONTRACT or module not in HEAVY_FIRST:
         return "local"
-    return nodeid if module in SPLIT else module
+    return nodeid if module in SPLIT else SHARED_UNIT.get(module, module)
 
 
 #: The contract check's node id: pytest-xdist's scheduler sees ids only (no marks); the collection

@@ -315,17 +315,17 @@ class SwarmStack(Stack):
                                       self.env_values.get(variable, ""), salt)
                 for variable in secret_vars(self.settings)}
 
-    def _secrets(self) -> dict[str, str]:
-        """:meth:`secret_names`, each created when missing (from memory, through the API)."""
-        names = self.secret_names()
+    def _create_secrets(self, names: Iterable[str]) -> None:
+        """Create the secrets of ``names`` (of :meth:`secret_names`) that do not exist yet, from
+        memory through the API (never a file or a command line)."""
+        wanted = set(names)
         have = {s.name for s in self.client.secrets.list(filters=self._secret_filter())}
-        for variable, name in names.items():
+        for variable, name in self.secret_names().items():
             value = self.env_values.get(variable, "")
-            if name not in have and value:
+            if name in wanted and name not in have and value:
                 self.client.secrets.create(name=name, data=value.encode(),
                                            labels={SECRET_LABEL: self.settings.project_name,
                                                    "ai-gateway.variable": variable})
-        return names
 
     def _image_command(self, image: str) -> ImageCommand:
         from docker.errors import DockerException
@@ -354,9 +354,11 @@ class SwarmStack(Stack):
 
     def up(self, services: Iterable[str] = (), *, recreate: bool = False,
            no_deps: bool = False) -> None:
-        """Deploy ``services`` (all defined ones when empty; with the services they depend on
-        unless ``no_deps``) beside what the stack runs, in ``depends_on`` order; ``recreate``:
-        roll those whose spec did not change anyway (as ``--force-recreate``)."""
+        """Deploy ``services`` (with the services they depend on unless ``no_deps``), in
+        ``depends_on`` order; the others keep running as they are. No ``services``: the whole
+        stack, and the services the files no longer define are removed (as Compose's
+        ``--remove-orphans``). ``recreate``: roll those whose spec did not change anyway (as
+        ``--force-recreate``)."""
         self._refuse_compose_stack()
         # .env as it is now (a task may have changed it since: keys.rotate-master, a new key)
         self.env_values = envfile.load(self.settings.env_file).values
@@ -367,19 +369,21 @@ class SwarmStack(Stack):
         if not no_deps:
             asked = _with_deps(config, asked)
         running = self._services()
-        keep = [s for s in running if s in defined]  # never pruned by a partial deployment
         before = {n: json.dumps(s.attrs["Spec"].get("TaskTemplate"), sort_keys=True)
                   for n, s in running.items()}
         self._old_failures = self._failed_tasks()
-        secrets = self._secrets()
+        secrets = self.secret_names()
         waves = deploy_order(config, [s for s in defined if s in asked])
-        deployed = list(keep)
+        deployed: list[str] = []
         for i, wave in enumerate(waves):
-            deployed += [s for s in wave if s not in deployed]
-            self._deploy(render(config, project=self.settings.project_name,
+            deployed += wave
+            last = i == len(waves) - 1
+            stack_file = render(config, project=self.settings.project_name,
                                 services=[s for s in defined if s in deployed], secrets=secrets,
-                                image_command=self._image_command))
-            if i < len(waves) - 1 and any(s not in running for s in wave):
+                                image_command=self._image_command)
+            self._create_secrets(stack_file["secrets"])
+            self._deploy(stack_file, prune=last and not services)
+            if not last and any(s not in running for s in wave):
                 self.wait(wave, timeout=self.settings.start_timeout)
         if recreate:
             after = self._services()
@@ -389,9 +393,11 @@ class SwarmStack(Stack):
                         service.attrs["Spec"].get("TaskTemplate"), sort_keys=True):
                     service.force_update()
 
-    def _deploy(self, stack_file: Mapping[str, Any]) -> None:
-        args = [self.docker, "stack", "deploy", "--resolve-image", "never", "--prune",
-                "-c", "-", self.settings.project_name]
+    def _deploy(self, stack_file: Mapping[str, Any], *, prune: bool) -> None:
+        """``docker stack deploy`` of ``stack_file`` (its services only; ``prune``: and remove
+        the stack's other services)."""
+        args = [self.docker, "stack", "deploy", "--resolve-image", "never",
+                *(["--prune"] if prune else []), "-c", "-", self.settings.project_name]
         done = subprocess.run(args, input=json.dumps(stack_file), capture_output=True, text=True,
                               env=self.child_env(), timeout=self.settings.start_timeout, check=False)
         if done.returncode != 0:

@@ -306,7 +306,7 @@ class Gateway:
     def stop(self, *, volumes: bool = False) -> Outcome:
         self.require_docker()
         states = self.stack.states()
-        if not states:
+        if not states and not volumes:  # --volumes: a stopped stack's volumes go too
             return Outcome(notes=[f"nothing to stop: no containers of project "
                                   f"{self.settings.project_name!r}"], changed=False)
         self.stack.down(volumes=volumes)

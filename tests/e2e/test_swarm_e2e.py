@@ -92,6 +92,11 @@ def services(stack: StackProject) -> dict[str, dict[str, Any]]:
     return {s["Spec"]["Name"].removeprefix(stack.name + "_"): s for s in found}
 
 
+def running_tasks(stack: StackProject, service: str) -> list[str]:
+    return sorted(_docker("service", "ps", "-q", "--filter", "desired-state=running",
+                          f"{stack.name}_{service}").stdout.split())
+
+
 def secrets(stack: StackProject) -> list[str]:
     return sorted(_docker("secret", "ls", "--filter", f"label=ai-gateway.project={stack.name}",
                           "--format", "{{.Name}}").stdout.split())
@@ -141,8 +146,8 @@ def test_keys_rotate_works_unchanged(stack: StackProject) -> None:
 def test_rotate_master_rolls_litellm_without_dropping_a_request(stack: StackProject) -> None:
     old = stack.value("LITELLM_MASTER_KEY")
     secrets_before = secrets(stack)
-    tasks_before = _docker("service", "ps", "-q", "--filter", "desired-state=running",
-                           f"{stack.name}_litellm").stdout.split()
+    tasks_before = running_tasks(stack, "litellm")
+    webui_before = running_tasks(stack, "open-webui")
     with Traffic(f"http://127.0.0.1:{stack.port('WEBUI_PORT')}",
                  f"http://127.0.0.1:{stack.port('LITELLM_PORT')}",
                  email=stack.value("WEBUI_ADMIN_EMAIL"), password=stack.value("WEBUI_ADMIN_PASSWORD"),
@@ -167,9 +172,10 @@ def test_rotate_master_rolls_litellm_without_dropping_a_request(stack: StackProj
     master = [s for s in after if "_litellm_master_key_" in s]
     assert len(master) == 1 and master[0] not in secrets_before
     assert len(after) == len(secrets_before)
-    tasks_after = _docker("service", "ps", "-q", "--filter", "desired-state=running",
-                          f"{stack.name}_litellm").stdout.split()
+    tasks_after = running_tasks(stack, "litellm")
     assert tasks_after and set(tasks_after).isdisjoint(tasks_before)
+    # only LiteLLM rolled: Open WebUI (whose VIRTUAL_KEY secret keys.rotate changed) runs on
+    assert running_tasks(stack, "open-webui") == webui_before
 
 
 def test_status_and_logs(stack: StackProject) -> None:
@@ -191,12 +197,14 @@ def test_backup_is_refused_on_swarm(stack: StackProject) -> None:
 def test_stop_keeps_volumes_and_secrets_unless_told(stack: StackProject) -> None:
     kept = secrets(stack)
     done = stack.ok("stack.stop")
-    assert "volumes kept" in done.stdout
+    assert "volumes and secrets kept" in done.stdout
     assert services(stack) == {}
     volumes = _docker("volume", "ls", "-q", "--filter",
                       f"label=com.docker.stack.namespace={stack.name}").stdout.split()
     assert sorted(volumes) == [f"{stack.name}_open-webui-data", f"{stack.name}_postgres-data"]
     assert secrets(stack) == kept
+    assert "nothing to stop" in stack.ok("stack.stop").stdout
+    # --volumes removes a stopped stack's volumes and secrets too
     stack.ok("stack.stop", "--volumes", "--yes")
     assert secrets(stack) == []
     assert not _docker("volume", "ls", "-q", "--filter",
