@@ -103,6 +103,8 @@ def docker_endpoint(docker: str, environ: Mapping[str, str] | None = None) -> st
 
 def connect(endpoint: str, timeout: float = 30) -> Any:
     """A Docker SDK client for ``endpoint``, checked with a ping."""
+    # the SDK only here, on first use: it takes ~130 ms to import (requests, urllib3, paramiko
+    # hooks), which the keys tasks over LiteLLM's host port never need
     import docker
     from docker.errors import DockerException
 

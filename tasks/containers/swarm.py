@@ -328,7 +328,7 @@ class SwarmStack(Stack):
                                                    "ai-gateway.variable": variable})
 
     def _image_command(self, image: str) -> ImageCommand:
-        from docker.errors import DockerException
+        from docker.errors import DockerException  # the SDK on first use, as compose.connect
 
         try:
             try:
@@ -431,7 +431,7 @@ class SwarmStack(Stack):
         """Remove the project's secrets that hold no value of .env any more and that no
         service of the stack uses (run once the services converged: an update that failed has
         been rolled back by then)."""
-        from docker.errors import DockerException
+        from docker.errors import DockerException  # the SDK on first use, as compose.connect
 
         keep = set(self.secret_names().values())
         for service in self._services().values():

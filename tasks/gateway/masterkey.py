@@ -45,6 +45,8 @@ from ..base.errors import (
     UsageError,
 )
 from ..base.masking import mask
+from ..clients.litellm import LiteLLM
+from ..containers.compose import LITELLM
 from ..containers.rolling import RollFailed
 from ..envstore import envfile
 from ..envstore.journal import JournalFile
@@ -52,7 +54,6 @@ from ..virtualkeys.manager import keys_lock
 from .envsetup import new_master_key
 
 if TYPE_CHECKING:
-    from ..clients.litellm import LiteLLM
     from .stack import Gateway
 
 Progress = Callable[[str], None]
@@ -133,8 +134,6 @@ class MasterRotation:
         """Is LiteLLM this compose stack's running ``litellm`` service (ours to recreate)? Only when
         the tasks reach it at the port .env publishes it on - a LiteLLM given by ``--url``,
         ``LITELLM_PROXY_URL`` or ``gateway.litellm_url`` is another one, even beside a running stack."""
-        from ..containers.compose import LITELLM
-
         if self.settings.url_source not in ("LITELLM_PORT in .env", "LITELLM_PORT (environment)",
                                             "default"):
             return False
@@ -196,8 +195,6 @@ class MasterRotation:
 
     def _finish(self, journal: MasterJournal, new: str, *, old: str | None, action: str) -> MasterResult:
         """Steps 3-5 with .env holding ``new``. ``old``: the old key when known (to prove it refused)."""
-        from ..clients.litellm import LiteLLM
-
         restarted = False
         if journal.restart:
             restarted = self._recreate_litellm(new)
@@ -233,9 +230,6 @@ class MasterRotation:
     def _recreate_litellm(self, new: str) -> bool:
         """Recreate the compose stack's litellm service (it reads the new key from .env) and wait
         until it is healthy - unless it already accepts ``new``. True if it was recreated."""
-        from ..clients.litellm import LiteLLM
-        from ..containers.compose import LITELLM
-
         self.gateway.settle()  # a replacement a killed rotation left: keep the newest LiteLLM
         with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
             with contextlib.suppress(GatewayError):
