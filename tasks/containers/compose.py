@@ -327,7 +327,8 @@ class Stack:
 
     def containers(self) -> list[Any]:
         return list(self.client.containers.list(
-            all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"}))
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"},
+            ignore_removed=True))  # one removed between the list and its inspect
 
     def states(self) -> dict[str, ServiceState]:
         result: dict[str, ServiceState] = {}

@@ -276,7 +276,7 @@ class SwarmStack(Stack):
 
     def _refuse_compose_stack(self) -> None:
         running = self.client.containers.list(
-            filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"})
+            filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"}, sparse=True)
         if running:
             raise StackError(
                 f"the compose project {self.settings.project_name!r} runs on this host "
@@ -415,17 +415,22 @@ class SwarmStack(Stack):
             raise StackError(f"docker stack rm failed: {self.scrub(done.stderr.strip()[-300:])}")
         deadline = time.monotonic() + self.settings.start_timeout
         label = {"label": f"{STACK_LABEL}={self.settings.project_name}"}
-        while (self.client.containers.list(all=True, filters=label)
+        while (self.client.containers.list(all=True, filters=label, sparse=True)
                or self.client.networks.list(filters=label)):
             if time.monotonic() > deadline:
                 raise StackError(f"the swarm stack {self.settings.project_name} is still being "
                                  f"removed after {self.settings.start_timeout:g}s")
             time.sleep(0.5)
         if volumes:
-            for volume in self.client.volumes.list(filters=label):
-                volume.remove()
-            for secret in self.client.secrets.list(filters=self._secret_filter()):
-                secret.remove()
+            from docker.errors import DockerException  # the SDK on first use, as compose.connect
+
+            for item in [*self.client.volumes.list(filters=label),
+                         *self.client.secrets.list(filters=self._secret_filter())]:
+                try:
+                    item.remove()
+                except DockerException as exc:  # a volume another container still uses
+                    raise StackError(f"could not remove {item.name}: "
+                                     f"{str(exc).splitlines()[0][:200]}") from None
 
     def prune_secrets(self) -> None:
         """Remove the project's secrets that hold no value of .env any more and that no
@@ -446,7 +451,8 @@ class SwarmStack(Stack):
 
     def containers(self) -> list[Any]:
         return list(self.client.containers.list(
-            all=True, filters={"label": f"{STACK_LABEL}={self.settings.project_name}"}))
+            all=True, filters={"label": f"{STACK_LABEL}={self.settings.project_name}"},
+            ignore_removed=True))  # one removed between the list and its inspect
 
     def container_of(self, service: str) -> Any | None:
         """The service's container on this node, a running one first (None when its task runs
