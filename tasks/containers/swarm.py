@@ -24,15 +24,16 @@ mount (it must exist on the node).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..base.errors import DockerUnavailableError, StackError, UsageError
 from ..config.settings import Settings
@@ -60,6 +61,24 @@ LIVE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
 #: update states in which a service is not yet converged / has failed its update
 UPDATING = ("updating", "rollback_started")
 UPDATE_FAILED = ("paused", "rollback_completed", "rollback_paused")
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _reported(method: _Method) -> _Method:
+    """A Docker API error inside a swarm step (a worker node, a removed object) as one
+    StackError line (exit 11), not a traceback."""
+    @functools.wraps(method)
+    def wrapper(self: SwarmStack, *args: Any, **kwargs: Any) -> Any:
+        from docker.errors import DockerException  # the SDK on first use, as compose.connect
+
+        try:
+            return method(self, *args, **kwargs)
+        except DockerException as exc:
+            raise StackError("the swarm refused a request: "
+                             + self.scrub(str(exc).splitlines()[0][:300])) from None
+    return wrapper  # type: ignore[return-value]
 
 
 def stack_for(settings: Settings, env_values: Mapping[str, str]) -> Stack:
@@ -99,13 +118,14 @@ class ImageCommand:
 
 def render(config: Mapping[str, Any], *, project: str, services: Iterable[str],
            secrets: Mapping[str, str], image_command: Callable[[str], ImageCommand],
-           ) -> dict[str, Any]:
+           values: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The stack file for ``services`` of Compose's rendered ``config`` (its JSON).
 
     ``secrets``: ``{variable: Docker secret name}`` for every placeholder Compose rendered;
-    ``image_command``: an image's own entrypoint and command. Raises UsageError (exit 2) when a
-    secret would end up inside a longer value or outside an environment (a command line, a
-    healthcheck), where it cannot be a file."""
+    ``image_command``: an image's own entrypoint and command; ``values``: ``{variable: secret
+    value}``, none of which may appear in the result. Raises UsageError (exit 2) when a secret
+    would end up inside a longer value or outside an environment (a command line, a healthcheck),
+    where it cannot be a file, or in the spec by another way (``env_file``)."""
     wanted = list(services)
     out: dict[str, Any] = {"version": "3.9", "services": {}, "networks": {}, "volumes": {},
                            "secrets": {}, "configs": {}}
@@ -120,6 +140,12 @@ def render(config: Mapping[str, Any], *, project: str, services: Iterable[str],
     for name in wanted:
         spec = config["services"][name]
         out["services"][name] = _service(name, spec, out, secrets, image_command, project)
+    text = json.dumps(out)
+    leaked = sorted(var for var, value in (values or {}).items() if len(value) >= 8 and value in text)
+    if leaked:
+        raise UsageError(f"the compose files give a service the value of {', '.join(leaked)} "
+                         "some other way than its variable (an env_file?): on a swarm a service "
+                         "spec is shown to every manager; give it as VAR: ${VAR}")
     return out
 
 
@@ -143,9 +169,11 @@ def _service(name: str, spec: Mapping[str, Any], out: dict[str, Any],
     service: dict[str, Any] = {"image": spec["image"]}
     if mounted:
         own = image_command(spec["image"]) if spec.get("entrypoint") is None else None
-        entrypoint = spec["entrypoint"] if own is None else own.entrypoint
+        # Compose's JSON writes a literal $ as $$ already; the image's own words need it too,
+        # or `docker stack deploy` would interpolate them from the caller's environment
+        entrypoint = spec["entrypoint"] if own is None else _escaped(own.entrypoint)
         command = (spec["command"] if spec.get("command") is not None
-                   else own.cmd if own is not None else [])
+                   else _escaped(own.cmd) if own is not None else [])
         service["entrypoint"] = ["/bin/sh", "-c", SECRETS_ENTRYPOINT.replace("$", "$$"),
                                  "ai-gateway-secrets", *(entrypoint or [])]
         service["command"] = list(command or [])
@@ -171,6 +199,10 @@ def _service(name: str, spec: Mapping[str, Any], out: dict[str, Any],
                              "protocol": p.get("protocol", "tcp"), "mode": p.get("mode", "ingress")}
                             for p in spec["ports"] if p.get("published")]
     return service
+
+
+def _escaped(words: Sequence[str]) -> list[str]:
+    return [word.replace("$", "$$") for word in words]
 
 
 def _mounts(volumes: Sequence[Mapping[str, Any]], out: dict[str, Any],
@@ -227,6 +259,20 @@ def _with_deps(config: Mapping[str, Any], services: Iterable[str]) -> list[str]:
         found.append(name)
         todo += list(config["services"][name].get("depends_on") or {})
     return found
+
+
+@dataclass
+class RemoteTask:
+    """A service's running task on another node: running, but no ``docker exec`` from here."""
+
+    name: str
+    status: str = "running"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    def exec_run(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise StackError(f"{self.name} runs on another node of the swarm: the tasks reach it "
+                         "through its published port only (LITELLM_PORT, WEBUI_PORT)")
 
 
 @dataclass
@@ -352,6 +398,7 @@ class SwarmStack(Stack):
         return {s.name[len(prefix):]: s for s in self.client.services.list(
             filters={"label": f"{STACK_LABEL}={self.settings.project_name}"})}
 
+    @_reported
     def up(self, services: Iterable[str] = (), *, recreate: bool = False,
            no_deps: bool = False) -> None:
         """Deploy ``services`` (with the services they depend on unless ``no_deps``), in
@@ -374,17 +421,21 @@ class SwarmStack(Stack):
         self._old_failures = self._failed_tasks()
         secrets = self.secret_names()
         waves = deploy_order(config, [s for s in defined if s in asked])
-        deployed: list[str] = []
+        secret_values = {v: self.env_values.get(v, "") for v in secrets}
         for i, wave in enumerate(waves):
-            deployed += wave
-            last = i == len(waves) - 1
-            stack_file = render(config, project=self.settings.project_name,
-                                services=[s for s in defined if s in deployed], secrets=secrets,
-                                image_command=self._image_command)
+            # only this wave's services: a redeployed service, even unchanged, would lose the
+            # spec Swarm rolls back to
+            stack_file = render(config, project=self.settings.project_name, services=wave,
+                                secrets=secrets, image_command=self._image_command,
+                                values=secret_values)
             self._create_secrets(stack_file["secrets"])
-            self._deploy(stack_file, prune=last and not services)
-            if not last and any(s not in running for s in wave):
+            self._deploy(stack_file)
+            if i < len(waves) - 1 and any(s not in running for s in wave):
                 self.wait(wave, timeout=self.settings.start_timeout)
+        if not services:  # the whole stack: what the files no longer define goes
+            for name, service in running.items():
+                if name not in defined:
+                    service.remove()
         if recreate:
             after = self._services()
             for name in asked:
@@ -393,19 +444,25 @@ class SwarmStack(Stack):
                         service.attrs["Spec"].get("TaskTemplate"), sort_keys=True):
                     service.force_update()
 
-    def _deploy(self, stack_file: Mapping[str, Any], *, prune: bool) -> None:
-        """``docker stack deploy`` of ``stack_file`` (its services only; ``prune``: and remove
-        the stack's other services)."""
-        args = [self.docker, "stack", "deploy", "--resolve-image", "never",
-                *(["--prune"] if prune else []), "-c", "-", self.settings.project_name]
-        done = subprocess.run(args, input=json.dumps(stack_file), capture_output=True, text=True,
-                              env=self.child_env(), timeout=self.settings.start_timeout, check=False)
+    def _deploy(self, stack_file: Mapping[str, Any]) -> None:
+        """``docker stack deploy`` of ``stack_file`` (its services; the stack's others stay)."""
+        args = [self.docker, "stack", "deploy", "--resolve-image", "never", "-c", "-",
+                self.settings.project_name]
+        try:
+            done = subprocess.run(args, input=json.dumps(stack_file), capture_output=True,
+                                  text=True, env=self.child_env(), check=False,
+                                  timeout=self.settings.start_timeout)
+        except subprocess.TimeoutExpired:
+            raise DockerUnavailableError(f"`docker stack deploy` did not finish within "
+                                         f"{self.settings.start_timeout:g}s; is the Docker daemon "
+                                         "hung?") from None
         if done.returncode != 0:
             lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
             raise StackError("docker stack deploy failed: "
                              + (self.scrub(lines[-1]) if lines else f"exit {done.returncode}"),
                              [self.scrub(ln) for ln in lines[-20:]])
 
+    @_reported
     def down(self, *, volumes: bool = False) -> None:
         """``docker stack rm``, then until its tasks and networks are gone; ``volumes``: also
         the stack's volumes on this node and the project's secrets."""
@@ -424,7 +481,13 @@ class SwarmStack(Stack):
         if volumes:
             from docker.errors import DockerException  # the SDK on first use, as compose.connect
 
-            for item in [*self.client.volumes.list(filters=label),
+            names = {str((v or {}).get("name") or f"{self.settings.project_name}_{k}")
+                     for k, v in (self.config().get("volumes") or {}).items()
+                     if not (v or {}).get("external")}
+            data = {v.name: v for v in self.client.volumes.list(filters=label)}
+            # and those a compose stack of the project made, which the swarm stack took over
+            data.update({v.name: v for v in self.client.volumes.list() if v.name in names})
+            for item in [*data.values(),
                          *self.client.secrets.list(filters=self._secret_filter())]:
                 try:
                     item.remove()
@@ -455,17 +518,26 @@ class SwarmStack(Stack):
             ignore_removed=True))  # one removed between the list and its inspect
 
     def container_of(self, service: str) -> Any | None:
-        """The service's container on this node, a running one first (None when its task runs
-        on another node: the tasks reach it through its published port)."""
+        """The service's container on this node, a running one first; else, when its task runs
+        on another node, a :class:`RemoteTask` (running, reached through its published port);
+        None when it runs nowhere."""
         name = f"{self.settings.project_name}_{service}"
         found = [c for c in self.containers() if c.labels.get(SWARM_SERVICE_LABEL) == name]
         found.sort(key=lambda c: (c.status == "running", str(c.attrs.get("Created", ""))))
+        if found and found[-1].status == "running":
+            return found[-1]
+        swarm_service = self._service(service)
+        if swarm_service is not None and any(
+                t["Status"]["State"] == "running" for t in swarm_service.tasks(
+                    filters={"desired-state": "running"})):
+            return RemoteTask(f"{name} (on another node)")
         return found[-1] if found else None
 
     def _failed_tasks(self) -> set[str]:
         return {t["ID"] for s in self._services().values() for t in s.tasks()
                 if t["Status"]["State"] in ("failed", "rejected")}
 
+    @_reported
     def states(self) -> dict[str, ServiceState]:
         return {name: self._state(name, service) for name, service in self._services().items()}
 
@@ -510,7 +582,7 @@ class SwarmStack(Stack):
             detail += ", updating"
         newest = max(running, key=lambda t: str(t.get("CreatedAt", "")), default=None)
         return SwarmServiceState(
-            service=name, container=f"{service.name}.{newest['Slot']}" if newest else service.name,
+            service=name, container=f"{service.name}.{newest.get('Slot', '')}" if newest else service.name,
             status="running" if converged else "starting", health=None,
             exit_code=int(((failures[-1]["Status"].get("ContainerStatus") or {}).get("ExitCode") or 0)
                           if failures else 0),
@@ -518,6 +590,7 @@ class SwarmStack(Stack):
             started_at=",".join(sorted(t["ID"] for t in running)),
             id=str(attrs.get("ID", "")), failure=failure, detail=detail)
 
+    @_reported
     def wait(self, services: Sequence[str], *, timeout: float,
              on_change: Callable[[str, str], None] | None = None) -> dict[str, ServiceState]:
         """As ``Stack.wait``; then the secrets no service uses any more are removed. RollFailed

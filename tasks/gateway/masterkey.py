@@ -156,6 +156,8 @@ class MasterRotation:
                 raise KeyStateError("a master-key rotation is already pending; run `invoke keys.list` "
                                     "(any keys task) to finish it first")
             ours = self.ours()
+            if ours:  # before .env changes: Docker, Compose, and a swarm manager on a swarm
+                self.gateway.require_docker()
             if ours and not doc.get(SALT_VAR):
                 raise KeyStateError(
                     f"{SALT_VAR} is empty in .env, so LiteLLM encrypts what it stores with the master "

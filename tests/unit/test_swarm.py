@@ -201,3 +201,19 @@ def test_an_engine_that_is_no_swarm_manager_is_refused_with_exit_10(swarm: dict[
     assert caught.value.exit_code == 10
     stack._client = _Engine({"LocalNodeState": "active", "ControlAvailable": True})
     stack.require()
+
+
+def test_the_images_own_words_are_not_interpolated_by_stack_deploy(tmp_path: Path) -> None:
+    stack = render(compose_config(tmp_path), project="gw", services=["postgres"], secrets=SECRETS,
+                   image_command=lambda image: ImageCommand(["run", "$HOME"], ["--port", "${PORT}"]))
+    postgres = stack["services"]["postgres"]
+    assert postgres["entrypoint"][4:] == ["run", "$$HOME"] and postgres["command"] == ["--port", "$${PORT}"]
+
+
+def test_a_secret_value_that_reaches_a_spec_another_way_is_refused(tmp_path: Path) -> None:
+    """``env_file: .env`` puts the values themselves in the environment, no placeholder."""
+    leaky = compose_config(tmp_path, environment={"LITELLM_MASTER_KEY": MASTER,
+                                                  "FROM_ENV_FILE": "sk-the-real-master-key"})
+    with pytest.raises(UsageError, match="value of LITELLM_MASTER_KEY some other way"):
+        render(leaky, project="gw", services=["litellm"], secrets=SECRETS,
+               image_command=image_command, values={"LITELLM_MASTER_KEY": "sk-the-real-master-key"})
