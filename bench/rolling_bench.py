@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project  # noqa: E402
-from tests.support.traffic import Traffic, wait_for_more  # noqa: E402
+from tests.support.traffic import traffic_for, wait_for_more  # noqa: E402
 
 
 def operation(project: StackProject, args: list[str]) -> None:
@@ -65,13 +65,7 @@ def main() -> None:
             rows = []
             for _ in range(options.runs):
                 for args in operations:
-                    traffic = Traffic(
-                        f"http://127.0.0.1:{project.port('WEBUI_PORT')}",
-                        f"http://127.0.0.1:{project.port('LITELLM_PORT')}",
-                        email=project.value("WEBUI_ADMIN_EMAIL"),
-                        password=project.value("WEBUI_ADMIN_PASSWORD"),
-                        virtual_key=project.value("VIRTUAL_KEY"),
-                        slow_stream=options.stream_seconds)
+                    traffic = traffic_for(project, slow_stream=options.stream_seconds)
                     with traffic:
                         since = traffic.snapshot()
                         started = time.monotonic()

@@ -20,7 +20,7 @@ import pytest
 from tasks.envstore import envfile
 from tests.support.project import REPO
 from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project
-from tests.support.traffic import Traffic, wait_for_more
+from tests.support.traffic import traffic_for, wait_for_more
 
 pytestmark = pytest.mark.docker
 
@@ -31,13 +31,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackProject]:
     project.ok("stack.start")
     yield project
     project.down()
-
-
-def traffic_for(stack: StackProject) -> Traffic:
-    return Traffic(f"http://127.0.0.1:{stack.port('WEBUI_PORT')}",
-                   f"http://127.0.0.1:{stack.port('LITELLM_PORT')}",
-                   email=stack.value("WEBUI_ADMIN_EMAIL"), password=stack.value("WEBUI_ADMIN_PASSWORD"),
-                   virtual_key=stack.value("VIRTUAL_KEY"), slow_stream=3)
 
 
 def litellm_containers(stack: StackProject) -> list[str]:

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.project import REPO
 from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project, require
-from tests.support.traffic import Traffic, wait_for_more
+from tests.support.traffic import traffic_for, wait_for_more
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -148,10 +148,7 @@ def test_rotate_master_rolls_litellm_without_dropping_a_request(stack: StackProj
     secrets_before = secrets(stack)
     tasks_before = running_tasks(stack, "litellm")
     webui_before = running_tasks(stack, "open-webui")
-    with Traffic(f"http://127.0.0.1:{stack.port('WEBUI_PORT')}",
-                 f"http://127.0.0.1:{stack.port('LITELLM_PORT')}",
-                 email=stack.value("WEBUI_ADMIN_EMAIL"), password=stack.value("WEBUI_ADMIN_PASSWORD"),
-                 virtual_key=stack.value("VIRTUAL_KEY"), slow_stream=3) as traffic:
+    with traffic_for(stack) as traffic:
         since = traffic.snapshot()
         started = time.monotonic()
         done = stack.run("keys.rotate-master", "--yes")

@@ -28,7 +28,7 @@ import pytest
 from tasks.envstore import envfile
 from tests.support.project import REPO
 from tests.support.stack import StackProject, docker_env, make_project, versioned_litellm_image
-from tests.support.traffic import Traffic, wait_for_more
+from tests.support.traffic import traffic_for, wait_for_more
 
 pytestmark = pytest.mark.docker
 
@@ -142,10 +142,7 @@ def test_a_never_ready_upgrade_is_rolled_back_with_the_data(stack: StackProject)
 def test_upgrade_1_108_7_to_1_108_14_without_a_failed_request(stack: StackProject) -> None:
     digest = stack.psql(DATA_DIGEST)
     keys = [stack.value("VIRTUAL_KEY")]
-    with Traffic(f"http://127.0.0.1:{stack.port('WEBUI_PORT')}",
-                 f"http://127.0.0.1:{stack.port('LITELLM_PORT')}",
-                 email=stack.value("WEBUI_ADMIN_EMAIL"), password=stack.value("WEBUI_ADMIN_PASSWORD"),
-                 virtual_key=stack.value("VIRTUAL_KEY"), slow_stream=3) as traffic:
+    with traffic_for(stack) as traffic:
         since = traffic.snapshot()
         started = time.monotonic()
         done = stack.run("stack.upgrade", "--litellm", NEW)

@@ -12,11 +12,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from tests.stack.fake_provider import REPLY
+
+if TYPE_CHECKING:
+    from tests.support.stack import StackProject
 
 
 @dataclass
@@ -134,6 +137,14 @@ class Traffic:
             result[name] = {"sent": sent - base_sent, "failed": failed - base_failed,
                             "errors": client.failures[base_failed:base_failed + 5]}
         return result
+
+
+def traffic_for(stack: StackProject, *, slow_stream: float = 3) -> Traffic:
+    """The three clients on a test stack's published ports, with its .env's admin and key."""
+    return Traffic(f"http://127.0.0.1:{stack.port('WEBUI_PORT')}",
+                   f"http://127.0.0.1:{stack.port('LITELLM_PORT')}",
+                   email=stack.value("WEBUI_ADMIN_EMAIL"), password=stack.value("WEBUI_ADMIN_PASSWORD"),
+                   virtual_key=stack.value("VIRTUAL_KEY"), slow_stream=slow_stream)
 
 
 def wait_for_more(traffic: Traffic, since: dict[str, tuple[int, int]], timeout: float = 120) -> None:
