@@ -62,33 +62,48 @@ def litellm(_standin_server: StandinServer) -> Iterator[Standin]:
         CLIENT_REQUESTS.extend(_standin_server.state.log)
 
 
-#: The modules that bring up real programs, longest first. Under pytest-xdist (``-n``, README
-#: "Running the tests") each is one unit of work that one worker runs whole, in this order (its
-#: module-scoped program starts once), while another worker runs every test that needs none of
-#: them (the "local" unit). The modules in SPLIT start their programs per test: each of their
-#: tests is a unit of its own, so they spread over the workers.
-HEAVY_FIRST = ("test_windows", "test_stack_e2e", "test_rolling_e2e", "test_swarm_e2e", "test_upgrade_e2e",
-               "test_backup_e2e", "test_stack_compose", "test_real_keys", "test_real_workers",
-               "test_real_master", "test_real_drift", "test_real_handover", "test_real_root_path",
-               "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")
+#: The modules that bring up real programs. Under pytest-xdist (``-n``, README "Running the
+#: tests") each is one unit of work that one worker runs whole (its module-scoped program starts
+#: once), while another worker runs every test that needs none of them (the "local" unit). The
+#: modules in SPLIT start their programs per test: each of their tests is a unit of its own, so
+#: they spread over the workers - except a test class, whose tests share one program (a
+#: class-scoped fixture) and so form one unit.
+HEAVY = ("test_windows", "test_stack_e2e", "test_rolling_e2e", "test_swarm_e2e", "test_upgrade_e2e",
+         "test_backup_e2e", "test_stack_compose", "test_real_keys", "test_real_workers",
+         "test_real_master", "test_real_drift", "test_real_handover", "test_real_root_path",
+         "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")
 SPLIT = ("test_stack_e2e",)
 #: Modules run in the unit of another, one after the other on one worker: the two that count
 #: failed requests while LiteLLM is replaced, each with clients that send without pause, do not
 #: load the machine at the same time.
 SHARED_UNIT = {"test_swarm_e2e": "test_rolling_e2e"}
+#: Worker-minutes of each unit in a fresh-clone run (``python bench/test_units.py <junit.xml>``
+#: prints them). The units start longest first, so the workers end at about the same time; an
+#: unlisted unit starts after the listed ones.
+UNIT_MINUTES = {
+    "test_windows": 16.7, "test_stack_e2e::TestRunningStack": 15.4, "test_rolling_e2e": 14.0,
+    "test_stack_e2e::test_first_run_rotate_revoke_stop": 8.2, "test_upgrade_e2e": 7.6,
+    "local": 6.2, "test_backup_e2e": 5.8,
+    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 4.1,
+    "test_real_keys": 2.8, "test_real_master": 2.3,
+    "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.8,
+    "test_peer_openwebui_connections": 1.8, "test_peer_litellm": 1.7, "test_real_workers": 1.5,
+}
 
 
 def _module(nodeid: str) -> str:
     return nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
 
 
-def _unit(nodeid: str) -> str:
-    """The unit of work a test belongs to: its heavy module's name, or the test itself for the
-    modules in SPLIT, or "local"."""
+def xdist_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to: its heavy module's name; in the modules in SPLIT, the
+    test itself or its class (``<module>::<test or class>``); or "local"."""
     module = _module(nodeid)
-    if nodeid == CONTRACT or module not in HEAVY_FIRST:
+    if nodeid == CONTRACT or module not in HEAVY:
         return "local"
-    return nodeid if module in SPLIT else SHARED_UNIT.get(module, module)
+    if module in SPLIT:
+        return "::".join([module, *nodeid.split("::")[1:2]])
+    return SHARED_UNIT.get(module, module)
 
 
 #: The contract check's node id: pytest-xdist's scheduler sees ids only (no marks); the collection
@@ -100,15 +115,19 @@ CONTRACT = "tests/real/test_peer_litellm.py::test_every_request_matches_the_real
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The contract check reads what every other test sent: it runs last, in the worker that runs
     every test without a real program (the "local" unit: those tests' requests are what it
-    checks). The heavy units come first, the longest first."""
+    checks). The units come longest first (UNIT_MINUTES)."""
     unnamed = [item.nodeid for item in items
                if item.get_closest_marker("contract") and item.nodeid != CONTRACT]
     if unnamed:
         raise pytest.UsageError(f"tests/conftest.py: add {unnamed} to CONTRACT")
-    order = {name: rank for rank, name in enumerate(HEAVY_FIRST)}
-    items.sort(key=lambda item: (order.get(_module(item.nodeid), len(order))
-                                 if _unit(item.nodeid) != "local" else len(order),
-                                 item.nodeid == CONTRACT))
+    heavy = {name: rank for rank, name in enumerate(HEAVY)}
+
+    def start(item: pytest.Item) -> tuple[float, int, str, bool]:
+        unit = xdist_unit(item.nodeid)
+        return (-UNIT_MINUTES.get(unit, 0.0), heavy.get(unit.split("::")[0], len(heavy)), unit,
+                item.nodeid == CONTRACT)
+
+    items.sort(key=start)  # stable: a unit's tests keep their order in the file
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -121,7 +140,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class UnitScheduling(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
-            return nodeid if WINDOWS else _unit(nodeid)
+            return nodeid if WINDOWS else xdist_unit(nodeid)
 
     return UnitScheduling(config, log)
 

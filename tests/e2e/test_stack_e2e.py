@@ -160,84 +160,6 @@ def test_first_run_rotate_revoke_stop(stack: StackProject) -> None:
     assert stack.containers() == [] and stack.volumes() == []
 
 
-def restart_lines(stack: StackProject) -> list[str]:
-    return stack.ok("stack.restart", "--service", "open-webui").stderr.splitlines()
-
-
-def test_restart_applies_a_changed_env(stack: StackProject) -> None:
-    stack.ok("stack.start")
-    # every state change while waiting is one line on stderr, even without a terminal
-    assert "open-webui: running (healthy)" in restart_lines(stack)
-    # a key changed by hand in .env while the stack runs
-    other = stack.admin_key("Hand-made Key")["key"]
-    envfile.update(stack.env, {"VIRTUAL_KEY": other})
-    done = stack.ok("stack.restart")
-    assert stack.container_env("open-webui")["OPENAI_API_KEY"] == other
-    assert "Open WebUI held another key than .env" in done.stdout
-    with stack.webui() as webui:
-        assert webui.held_key() == other
-        assert MODELS <= set(webui.models())
-
-    # a rotation while Open WebUI is down reaches it on the next start
-    stack.compose("stop", "open-webui")
-    rotated = stack.ok("keys.rotate")
-    assert "Open WebUI is not running" in rotated.stdout
-    new = stack.value("VIRTUAL_KEY")
-    start = stack.ok("stack.start")
-    assert "Open WebUI held another key than .env" in start.stdout
-    with stack.webui() as webui:
-        assert webui.held_key() == new
-        assert MODELS <= set(webui.models())
-
-    # chains as users write them
-    stack.ok("stack.restart", "--service", "litellm", "keys.rotate")
-    with stack.webui() as webui:
-        assert webui.held_key() == stack.value("VIRTUAL_KEY")
-
-    # without Open WebUI's admin login a rotation fails before it changes anything
-    envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": ""})
-    before = stack.env.read_bytes()
-    keys_before = len(stack.litellm_keys())
-    done = stack.run("keys.rotate")
-    assert done.returncode == 13 and "WEBUI_ADMIN_PASSWORD must be set" in done.stderr
-    assert stack.env.read_bytes() == before and len(stack.litellm_keys()) == keys_before
-
-
-def stack_checks(stack: StackProject) -> dict[str, dict[str, str]]:
-    done = stack.run("env.check", "--json")
-    return {f["check"]: f for f in json.loads(done.stdout)["findings"]
-            if f["check"] in ("database", "admin")}
-
-
-def test_env_init_force_on_a_stack_that_has_run(stack: StackProject) -> None:
-    stack.ok("stack.start")
-    key, master = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
-    assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
-        "database": "ok", "admin": "ok"}
-
-    # new secrets where that is safe; what the volumes hold is kept, so the stack works on
-    ports = {n: stack.value(n) for n in ("LITELLM_PORT", "WEBUI_PORT")}
-    done = stack.ok("env.init", "--force")
-    no_secrets(done, stack)
-    assert "kept from the old file" in done.stdout and "POSTGRES_PASSWORD" in done.stdout
-    assert stack.value("COMPOSE_PROJECT_NAME") == stack.name
-    assert stack.value("VIRTUAL_KEY") == key and stack.value("LITELLM_MASTER_KEY") != master
-    envfile.update(stack.env, ports)  # ports are not kept (the template's); the test's own again
-    stack.ok("stack.restart")
-    assert stack.litellm_accepts(key)
-    status = json.loads(stack.ok("stack.status", "--json").stdout)
-    assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
-    assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
-        "database": "ok", "admin": "ok"}
-
-    # a .env whose Open WebUI admin password is not the account's: said, with the way back
-    envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": "not-the-admin-password"})
-    checked = stack.run("env.check")
-    assert checked.returncode == 3
-    assert "Open WebUI refuses WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD" in checked.stdout
-    assert ".env.backup" in checked.stdout
-
-
 def test_unpublished_litellm_port_goes_through_the_container(tmp_path: Path, docker: DockerEnv) -> None:
     stack = make_project(tmp_path, docker, "no-litellm-port.yml")
     watcher = CmdlineWatcher(stack.env)
@@ -422,87 +344,180 @@ class Traffic:
         self._thread.join(60)
 
 
-def test_rotation_drops_no_request(stack: StackProject) -> None:
-    stack.ok("stack.start")
-    for args in (["keys.rotate"], ["keys.rotate", "--grace", "1h"]):
+def restart_lines(stack: StackProject) -> list[str]:
+    return stack.ok("stack.restart", "--service", "open-webui").stderr.splitlines()
+
+
+def stack_checks(stack: StackProject) -> dict[str, dict[str, str]]:
+    done = stack.run("env.check", "--json")
+    return {f["check"]: f for f in json.loads(done.stdout)["findings"]
+            if f["check"] in ("database", "admin")}
+
+
+class TestRunningStack:
+    """Tests on one stack that runs throughout, in this order (one xdist unit, tests/conftest.py).
+    Here ``stack`` is that stack (this class's fixture overrides the module's one-per-test): each
+    test starts with ``stack.start`` (a no-op on a running stack) and leaves the stack running
+    and usable for the next. A stack's first start was the longest part of each test."""
+
+    @pytest.fixture(scope="class")
+    @staticmethod
+    def stack(tmp_path_factory: pytest.TempPathFactory, docker: DockerEnv) -> Iterator[StackProject]:
+        project = make_project(tmp_path_factory.mktemp("running-stack"), docker)
+        try:
+            project.ok("stack.start")
+            yield project
+        finally:
+            project.down()
+
+    def test_rotate_master_on_the_running_stack(self, stack: StackProject) -> None:
+        """keys.rotate-master on the real stack: LiteLLM recreated with the new key, everything proven."""
+        import time
+        import urllib.error
+        import urllib.request
+
+        stack.ok("stack.start")
+        key, old = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
+        # a model stored in LiteLLM's database: its provider key is encrypted with the salt key
+        stack.admin("POST", "/model/new", {"model_name": "stored-model", "litellm_params": {
+            "model": "openai/gpt-4o-mini", "api_base": "http://provider:8000/v1",
+            "api_key": "sk-provider-secret-stored"}})
         with Traffic(stack) as traffic:
             traffic.wait_sent(10)
-            before = traffic.sent
-            stack.ok(*args)
-            during = traffic.sent - before
+            started = time.monotonic()
+            done = stack.ok("keys.rotate-master", "--yes")
+            took = time.monotonic() - started
             traffic.wait_sent(traffic.sent + 10)  # and it goes on after
-        print(f"\n{' '.join(args)}: {traffic.sent} requests through Open WebUI, {during} while it "
-              f"ran, {len(traffic.failures)} failed, {traffic.cache_races} hit Open WebUI's "
-              "model-cache race")
-        assert traffic.sent > 20 and during > 0
-        assert traffic.failures == []
-        assert traffic.cache_races <= 3
+        print(f"\nkeys.rotate-master took {took:.1f}s; {traffic.sent} requests through Open WebUI, "
+              f"{len(traffic.failures)} failed while LiteLLM was replaced")
+        new = stack.value("LITELLM_MASTER_KEY")
+        assert traffic.failures == [], traffic.failures[:5]  # LiteLLM replaced beside the old one
+        assert new != old and "LiteLLM recreated" in done.stdout
+        assert "the old master key is refused" in done.stdout and "VIRTUAL_KEY still works" in done.stdout
+        assert "Open WebUI still lists LiteLLM's models" in done.stdout
+        no_secrets(done, stack)
+        assert old not in done.stdout + done.stderr
+        assert not (stack.dir / ".env.master-journal.json").exists()
 
-    # the old scripts' way - a new key in .env, containers recreated, the old key revoked -
-    # drops requests and, with Open WebUI's stored key, breaks it for good: the check sees it
-    with Traffic(stack) as traffic:
-        traffic.wait_sent(5)
-        old = stack.value("VIRTUAL_KEY")
-        envfile.update(stack.env, {"VIRTUAL_KEY": stack.admin_key("Old-way Key")["key"]})
-        stack.compose("up", "-d", "--wait")
-        master = stack.value("LITELLM_MASTER_KEY")
-        subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "POST", "-H", "@-",
-                        f"http://127.0.0.1:{stack.port('LITELLM_PORT')}/key/delete",
-                        "-d", json.dumps({"keys": [old]})],
-                       input=f"Authorization: Bearer {master}\nContent-Type: application/json\n",
-                       text=True, check=True, timeout=30)
-        after = traffic.sent
-        traffic.wait(lambda: traffic.failures or traffic.sent >= after + 30,
-                     "failure or 30 more requests")
-    print(f"the old way: {traffic.sent} requests, {len(traffic.failures)} failed")
-    assert traffic.failures, "the old way should break Open WebUI; the traffic check missed it"
+        def admin_status(master: str) -> int:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{stack.port('LITELLM_PORT')}/key/list?page=1&size=1",
+                headers={"Authorization": f"Bearer {master}"})
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as exc:
+                return exc.code
 
+        assert admin_status(old) == 401 and admin_status(new) == 200
+        assert stack.litellm_accepts(key), "the virtual key lives on"
+        assert chat_through_webui(stack) == "pong from the fake provider"
+        assert chat_through_webui(stack, "stored-model") == "pong from the fake provider", \
+            "the stored model (salt-key encrypted) survives"
+        assert stack.container_env("litellm")["LITELLM_MASTER_KEY"] == new
+        assert "LITELLM_MASTER_KEY" not in stack.container_env("open-webui")
+        status = json.loads(stack.ok("stack.status", "--json").stdout)
+        assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
 
-def test_rotate_master_on_the_running_stack(stack: StackProject) -> None:
-    """keys.rotate-master on the real stack: LiteLLM recreated with the new key, everything proven."""
-    import time
-    import urllib.error
-    import urllib.request
+    def test_rotation_drops_no_request(self, stack: StackProject) -> None:
+        stack.ok("stack.start")
+        for args in (["keys.rotate"], ["keys.rotate", "--grace", "1h"]):
+            with Traffic(stack) as traffic:
+                traffic.wait_sent(10)
+                before = traffic.sent
+                stack.ok(*args)
+                during = traffic.sent - before
+                traffic.wait_sent(traffic.sent + 10)  # and it goes on after
+            print(f"\n{' '.join(args)}: {traffic.sent} requests through Open WebUI, {during} while it "
+                  f"ran, {len(traffic.failures)} failed, {traffic.cache_races} hit Open WebUI's "
+                  "model-cache race")
+            assert traffic.sent > 20 and during > 0
+            assert traffic.failures == []
+            assert traffic.cache_races <= 3
 
-    stack.ok("stack.start")
-    key, old = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
-    # a model stored in LiteLLM's database: its provider key is encrypted with the salt key
-    stack.admin("POST", "/model/new", {"model_name": "stored-model", "litellm_params": {
-        "model": "openai/gpt-4o-mini", "api_base": "http://provider:8000/v1",
-        "api_key": "sk-provider-secret-stored"}})
-    with Traffic(stack) as traffic:
-        traffic.wait_sent(10)
-        started = time.monotonic()
-        done = stack.ok("keys.rotate-master", "--yes")
-        took = time.monotonic() - started
-        traffic.wait_sent(traffic.sent + 10)  # and it goes on after
-    print(f"\nkeys.rotate-master took {took:.1f}s; {traffic.sent} requests through Open WebUI, "
-          f"{len(traffic.failures)} failed while LiteLLM was replaced")
-    new = stack.value("LITELLM_MASTER_KEY")
-    assert traffic.failures == [], traffic.failures[:5]  # LiteLLM replaced beside the old one
-    assert new != old and "LiteLLM recreated" in done.stdout
-    assert "the old master key is refused" in done.stdout and "VIRTUAL_KEY still works" in done.stdout
-    assert "Open WebUI still lists LiteLLM's models" in done.stdout
-    no_secrets(done, stack)
-    assert old not in done.stdout + done.stderr
-    assert not (stack.dir / ".env.master-journal.json").exists()
+        # the old scripts' way - a new key in .env, containers recreated, the old key revoked -
+        # drops requests and, with Open WebUI's stored key, breaks it for good: the check sees it
+        with Traffic(stack) as traffic:
+            traffic.wait_sent(5)
+            old = stack.value("VIRTUAL_KEY")
+            envfile.update(stack.env, {"VIRTUAL_KEY": stack.admin_key("Old-way Key")["key"]})
+            stack.compose("up", "-d", "--wait")
+            master = stack.value("LITELLM_MASTER_KEY")
+            subprocess.run(["curl", "-s", "-o", "/dev/null", "-X", "POST", "-H", "@-",
+                            f"http://127.0.0.1:{stack.port('LITELLM_PORT')}/key/delete",
+                            "-d", json.dumps({"keys": [old]})],
+                           input=f"Authorization: Bearer {master}\nContent-Type: application/json\n",
+                           text=True, check=True, timeout=30)
+            after = traffic.sent
+            traffic.wait(lambda: traffic.failures or traffic.sent >= after + 30,
+                         "failure or 30 more requests")
+        print(f"the old way: {traffic.sent} requests, {len(traffic.failures)} failed")
+        assert traffic.failures, "the old way should break Open WebUI; the traffic check missed it"
 
-    def admin_status(master: str) -> int:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{stack.port('LITELLM_PORT')}/key/list?page=1&size=1",
-            headers={"Authorization": f"Bearer {master}"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return exc.code
+    def test_restart_applies_a_changed_env(self, stack: StackProject) -> None:
+        stack.ok("stack.start")
+        # every state change while waiting is one line on stderr, even without a terminal
+        assert "open-webui: running (healthy)" in restart_lines(stack)
+        # a key changed by hand in .env while the stack runs
+        other = stack.admin_key("Hand-made Key")["key"]
+        envfile.update(stack.env, {"VIRTUAL_KEY": other})
+        done = stack.ok("stack.restart")
+        assert stack.container_env("open-webui")["OPENAI_API_KEY"] == other
+        assert "Open WebUI held another key than .env" in done.stdout
+        with stack.webui() as webui:
+            assert webui.held_key() == other
+            assert MODELS <= set(webui.models())
 
-    assert admin_status(old) == 401 and admin_status(new) == 200
-    assert stack.litellm_accepts(key), "the virtual key lives on"
-    assert chat_through_webui(stack) == "pong from the fake provider"
-    assert chat_through_webui(stack, "stored-model") == "pong from the fake provider", \
-        "the stored model (salt-key encrypted) survives"
-    assert stack.container_env("litellm")["LITELLM_MASTER_KEY"] == new
-    assert "LITELLM_MASTER_KEY" not in stack.container_env("open-webui")
-    status = json.loads(stack.ok("stack.status", "--json").stdout)
-    assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
+        # a rotation while Open WebUI is down reaches it on the next start
+        stack.compose("stop", "open-webui")
+        rotated = stack.ok("keys.rotate")
+        assert "Open WebUI is not running" in rotated.stdout
+        new = stack.value("VIRTUAL_KEY")
+        start = stack.ok("stack.start")
+        assert "Open WebUI held another key than .env" in start.stdout
+        with stack.webui() as webui:
+            assert webui.held_key() == new
+            assert MODELS <= set(webui.models())
+
+        # chains as users write them
+        stack.ok("stack.restart", "--service", "litellm", "keys.rotate")
+        with stack.webui() as webui:
+            assert webui.held_key() == stack.value("VIRTUAL_KEY")
+
+        # without Open WebUI's admin login a rotation fails before it changes anything
+        password = stack.value("WEBUI_ADMIN_PASSWORD")
+        envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": ""})
+        before = stack.env.read_bytes()
+        keys_before = len(stack.litellm_keys())
+        done = stack.run("keys.rotate")
+        assert done.returncode == 13 and "WEBUI_ADMIN_PASSWORD must be set" in done.stderr
+        assert stack.env.read_bytes() == before and len(stack.litellm_keys()) == keys_before
+        envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": password})  # for the next test
+
+    def test_env_init_force_on_a_stack_that_has_run(self, stack: StackProject) -> None:
+        stack.ok("stack.start")
+        key, master = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
+        assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
+            "database": "ok", "admin": "ok"}
+
+        # new secrets where that is safe; what the volumes hold is kept, so the stack works on
+        ports = {n: stack.value(n) for n in ("LITELLM_PORT", "WEBUI_PORT")}
+        done = stack.ok("env.init", "--force")
+        no_secrets(done, stack)
+        assert "kept from the old file" in done.stdout and "POSTGRES_PASSWORD" in done.stdout
+        assert stack.value("COMPOSE_PROJECT_NAME") == stack.name
+        assert stack.value("VIRTUAL_KEY") == key and stack.value("LITELLM_MASTER_KEY") != master
+        envfile.update(stack.env, ports)  # ports are not kept (the template's); the test's own again
+        stack.ok("stack.restart")
+        assert stack.litellm_accepts(key)
+        status = json.loads(stack.ok("stack.status", "--json").stdout)
+        assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
+        assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
+            "database": "ok", "admin": "ok"}
+
+        # a .env whose Open WebUI admin password is not the account's: said, with the way back
+        envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": "not-the-admin-password"})
+        checked = stack.run("env.check")
+        assert checked.returncode == 3
+        assert "Open WebUI refuses WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD" in checked.stdout
+        assert ".env.backup" in checked.stdout
