@@ -294,7 +294,9 @@ class Stack:
         return done
 
     def up(self, services: Iterable[str] = (), *, recreate: bool = False,
-           no_deps: bool = False) -> None:
+           no_deps: bool = False, timeout: float | None = None) -> None:
+        """``docker compose up -d`` of ``services`` (all: none given). It does not wait: the
+        caller waits with :meth:`wait` (``timeout`` is for an engine that waits in between)."""
         args = ["up", "-d", "--remove-orphans"]
         if recreate:
             args.append("--force-recreate")

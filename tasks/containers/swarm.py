@@ -30,7 +30,7 @@ import hmac
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,6 +61,8 @@ LIVE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
 #: update states in which a service is not yet converged / has failed its update
 UPDATING = ("updating", "rollback_started")
 UPDATE_FAILED = ("paused", "rollback_completed", "rollback_paused")
+#: A rollback that ended (Swarm's UpdateStatus.State).
+ROLLED_BACK = ("rollback_completed", "rollback_paused")
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -195,10 +197,20 @@ def _service(name: str, spec: Mapping[str, Any], out: dict[str, Any],
     if configs:
         service["configs"] = configs
     if spec.get("ports"):
-        service["ports"] = [{"target": int(p["target"]), "published": int(p["published"]),
-                             "protocol": p.get("protocol", "tcp"), "mode": p.get("mode", "ingress")}
-                            for p in spec["ports"] if p.get("published")]
+        service["ports"] = [_port(name, p) for p in spec["ports"] if p.get("published")]
     return service
+
+
+def _port(service: str, port: Mapping[str, Any]) -> dict[str, Any]:
+    """One published port in the stack file's long syntax. UsageError (exit 2) for a range
+    published to one container port (``8000-8002:80``), which Swarm cannot publish (Compose
+    itself splits a range published to a range of the same length into single ports)."""
+    published = str(port["published"])
+    if not published.isdigit():
+        raise UsageError(f"service {service}: the published port range {published} (to "
+                         f"{port['target']}) cannot run on a swarm: publish one port")
+    return {"target": int(port["target"]), "published": int(published),
+            "protocol": port.get("protocol", "tcp"), "mode": port.get("mode", "ingress")}
 
 
 def _escaped(words: Sequence[str]) -> list[str]:
@@ -400,12 +412,13 @@ class SwarmStack(Stack):
 
     @_reported
     def up(self, services: Iterable[str] = (), *, recreate: bool = False,
-           no_deps: bool = False) -> None:
+           no_deps: bool = False, timeout: float | None = None) -> None:
         """Deploy ``services`` (with the services they depend on unless ``no_deps``), in
         ``depends_on`` order; the others keep running as they are. No ``services``: the whole
         stack, and the services the files no longer define are removed (as Compose's
         ``--remove-orphans``). ``recreate``: roll those whose spec did not change anyway (as
-        ``--force-recreate``)."""
+        ``--force-recreate``). Each wave runs before the next deploys, within ``timeout`` seconds
+        (gateway.start_timeout when None)."""
         self._refuse_compose_stack()
         # .env as it is now (a task may have changed it since: keys.rotate-master, a new key)
         self.env_values = envfile.load(self.settings.env_file).values
@@ -431,7 +444,7 @@ class SwarmStack(Stack):
             self._create_secrets(stack_file["secrets"])
             self._deploy(stack_file)
             if i < len(waves) - 1 and any(s not in running for s in wave):
-                self.wait(wave, timeout=self.settings.start_timeout)
+                self.wait(wave, timeout=timeout or self.settings.start_timeout)
         if not services:  # the whole stack: what the files no longer define goes
             for name, service in running.items():
                 if name not in defined:
@@ -539,13 +552,20 @@ class SwarmStack(Stack):
 
     @_reported
     def states(self) -> dict[str, ServiceState]:
-        return {name: self._state(name, service) for name, service in self._services().items()}
+        down = self._unreachable_nodes()
+        return {name: self._state(name, service, down) for name, service in self._services().items()}
 
-    def _state(self, name: str, service: Any) -> SwarmServiceState:
+    def _unreachable_nodes(self) -> set[str]:
+        """The IDs of the nodes not ``ready`` (down, disconnected): their tasks' last reported
+        states are stale - a task there neither serves nor ever reports that it stopped."""
+        return {n.id for n in self.client.nodes.list()
+                if (n.attrs.get("Status") or {}).get("State") != "ready"}
+
+    def _state(self, name: str, service: Any, down: Collection[str] = ()) -> SwarmServiceState:
         service.reload()
         attrs = service.attrs
         replicas = int(((attrs["Spec"].get("Mode") or {}).get("Replicated") or {}).get("Replicas", 1))
-        tasks = service.tasks()
+        tasks = [t for t in service.tasks() if t.get("NodeID") not in down]
         current = [t for t in tasks if t.get("DesiredState") == "running"]
         spec = _task_spec(attrs["Spec"].get("TaskTemplate") or {})
         # right after a deployment the old tasks still run, and the update may not have begun
@@ -600,15 +620,22 @@ class SwarmStack(Stack):
             states = super().wait(services, timeout=timeout, on_change=on_change)
         except StackError as exc:
             rolled = [name for name in services if self._roll_back(name)]
-            if rolled:
-                raise RollFailed(f"{exc.message}; the update of {', '.join(rolled)} was rolled "
-                                 "back: the tasks from before it serve on", exc.details) from None
-            raise
+            if not rolled:
+                raise
+            unfinished = self._wait_rolled_back(rolled, timeout=timeout)
+            what = (f"the update of {', '.join(rolled)} was rolled back: the tasks from before it "
+                    "serve on")
+            if unfinished:
+                what += (f" (the rollback of {', '.join(unfinished)} was still under way after "
+                         f"{timeout:g}s: `docker service ps {self.settings.project_name}_"
+                         f"{unfinished[0]}` shows it)")
+            raise RollFailed(f"{exc.message}; {what}", exc.details) from None
         self.prune_secrets()
         return states
 
     def _roll_back(self, name: str) -> bool:
-        """True when ``name`` had an update under way or rolled back (its earlier tasks serve)."""
+        """True when ``name`` had an update under way or rolled back (its earlier tasks serve,
+        or will once the rollback ends)."""
         service = self._service(name)
         if service is None or not service.attrs.get("PreviousSpec"):
             return False
@@ -617,9 +644,23 @@ class SwarmStack(Stack):
             return True
         if update in UPDATING or self._state(name, service).detail.endswith("updating"):
             run_cli([self.docker, "service", "rollback", "--detach", service.name],
-                 env=self.child_env(), timeout=self.settings.start_timeout)
+                    env=self.child_env(), timeout=self.settings.start_timeout)
             return True
         return False
+
+    def _wait_rolled_back(self, services: Sequence[str], *, timeout: float) -> list[str]:
+        """Until Swarm reports each rollback ended (``rollback_completed`` or ``_paused``), at
+        most ``timeout`` seconds; the services whose rollback had not ended by then."""
+        deadline = time.monotonic() + timeout
+        pending = list(services)
+        while pending:
+            found = {name: self._service(name) for name in pending}
+            pending = [name for name, service in found.items() if service is not None
+                       and (service.attrs.get("UpdateStatus") or {}).get("State") not in ROLLED_BACK]
+            if not pending or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        return pending
 
     def logs(self, service: str, tail: int = 20) -> list[str]:
         found = self._service(service)

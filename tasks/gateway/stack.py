@@ -230,10 +230,10 @@ class Gateway:
             self.progress("first run: starting PostgreSQL and LiteLLM without Open WebUI")
             # LiteLLM first and waited for, so a LiteLLM that fails says so with its logs (HAProxy
             # waits for it: compose would only say "dependency failed")
-            self.stack.up([POSTGRES, LITELLM])
+            self.stack.up([POSTGRES, LITELLM], timeout=timeout)
             self.stack.wait([POSTGRES, LITELLM], timeout=timeout, on_change=self._announce)
             if LITELLM_LB in self.present(BACKEND_SERVICES):
-                self.stack.up([LITELLM_LB], no_deps=True)
+                self.stack.up([LITELLM_LB], no_deps=True, timeout=timeout)
                 self.stack.wait([LITELLM_LB], timeout=timeout, on_change=self._announce)
             if not create_key:
                 outcome.notes.append(
@@ -245,7 +245,7 @@ class Gateway:
             outcome.notes += [*result.notes, f"created the virtual key {result.masked} "
                               f"({spec.env_var}); Open WebUI starts with it"]
             self.stack.env_values = self.values
-        self.stack.up()
+        self.stack.up(timeout=timeout)
         outcome = self._finish(outcome, self.present(SERVICES), before, timeout=timeout)
         self.sync_openwebui(outcome)
         return outcome
@@ -337,13 +337,13 @@ class Gateway:
             # or Swarm decides), LiteLLM replaced without downtime, Open WebUI recreated. (A
             # stack from before litellm-lb has all recreated, as before: its LiteLLM holds the
             # port.)
-            self.stack.up([POSTGRES, LITELLM_LB], no_deps=True)
+            self.stack.up([POSTGRES, LITELLM_LB], no_deps=True, timeout=timeout)
             recreate, no_deps = [s for s in services if s not in (POSTGRES, LITELLM_LB)], True
         if LITELLM in recreate and self.replace_litellm(timeout or self.settings.start_timeout):
             recreate.remove(LITELLM)
         if recreate:
             self.progress(f"recreating {', '.join(recreate)} with the settings in .env")
-            self.stack.up(recreate, recreate=True, no_deps=no_deps)
+            self.stack.up(recreate, recreate=True, no_deps=no_deps, timeout=timeout)
         outcome = self._finish(outcome, services, before, timeout=timeout)
         if has_key and (service in (None, OPENWEBUI, LITELLM)):
             self.sync_openwebui(outcome)

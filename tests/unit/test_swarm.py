@@ -217,3 +217,81 @@ def test_a_secret_value_that_reaches_a_spec_another_way_is_refused(tmp_path: Pat
     with pytest.raises(UsageError, match="value of LITELLM_MASTER_KEY some other way"):
         render(leaky, project="gw", services=["litellm"], secrets=SECRETS,
                image_command=image_command, values={"LITELLM_MASTER_KEY": "sk-the-real-master-key"})
+
+
+def test_a_port_range_published_to_one_port_is_refused_with_exit_2(tmp_path: Path) -> None:
+    """``8000-8002:4000`` in a compose file: Swarm publishes one port per entry. (Compose splits
+    ``8000-8002:8000-8002`` into three entries itself: those pass.)"""
+    split = [{"mode": "host", "target": 8000 + i, "published": str(8000 + i), "protocol": "tcp"}
+             for i in range(3)]
+    stack = render(compose_config(tmp_path, ports=split), project="gw", services=["litellm"],
+                   secrets=SECRETS, image_command=image_command)
+    assert [p["published"] for p in stack["services"]["litellm"]["ports"]] == [8000, 8001, 8002]
+    ranged = [{"mode": "ingress", "target": 4000, "published": "8000-8002", "protocol": "tcp"}]
+    with pytest.raises(UsageError, match="litellm: the published port range 8000-8002") as caught:
+        render(compose_config(tmp_path, ports=ranged), project="gw", services=["litellm"],
+               secrets=SECRETS, image_command=image_command)
+    assert caught.value.exit_code == 2
+
+
+class _Service:
+    """A swarm service as the Docker SDK gives it: ``attrs``, ``tasks()``, ``reload()``."""
+
+    def __init__(self, tasks: list[dict[str, Any]], update: str | None = None) -> None:
+        self.name, self.id = "gw_litellm", "svc1"
+        self.attrs: dict[str, Any] = {
+            "ID": "svc1", "Spec": {"Mode": {"Replicated": {"Replicas": 1}},
+                                   "TaskTemplate": {"ContainerSpec": {"Image": "litellm:2"}}},
+            "UpdateStatus": {"State": update} if update else {}, "PreviousSpec": {"x": 1}}
+        self._tasks = tasks
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self._tasks
+
+    def reload(self) -> None:
+        pass
+
+
+def _task(image: str, node: str, state: str, desired: str = "running") -> dict[str, Any]:
+    return {"ID": f"{image}-{node}", "NodeID": node, "DesiredState": desired, "Slot": 1,
+            "CreatedAt": "2026-12-04T00:00:00Z", "Status": {"State": state},
+            "Spec": {"ContainerSpec": {"Image": image}}}
+
+
+def _swarm_stack() -> Any:
+    from tasks.containers.swarm import SwarmStack
+
+    stack = SwarmStack(load_settings(None, engine="swarm", environ={}), {}, docker="docker")
+    stack._old_failures = set()
+    return stack
+
+
+def test_a_task_on_a_node_that_is_down_neither_serves_nor_holds_up_an_update() -> None:
+    """A node that is down never reports its tasks stopped: their last state ("running") is
+    stale. The old task there must not keep a finished update waiting (the wait would time out
+    and roll back a good update), and a task there does not count as serving."""
+    stack = _swarm_stack()
+    service = _Service([_task("litellm:2", "node-a", "running"),
+                        _task("litellm:1", "node-b", "running", desired="shutdown")])
+    assert stack._state("litellm", service, {"node-b"}).ready
+    assert not stack._state("litellm", service).ready  # node b up: the old task still runs
+    only_there = _Service([_task("litellm:2", "node-b", "running")])
+    assert not stack._state("litellm", only_there, {"node-b"}).ready
+
+
+def test_a_failed_update_is_reported_once_its_rollback_ended(monkeypatch: pytest.MonkeyPatch) -> None:
+    stack = _swarm_stack()
+    states = iter(["updating", "rollback_started", "rollback_started", "rollback_completed"])
+    asked: list[str] = []
+
+    def service(name: str) -> _Service:
+        asked.append(name)
+        return _Service([], update=next(states))
+
+    monkeypatch.setattr(stack, "_service", service)
+    monkeypatch.setattr("tasks.containers.swarm.time.sleep", lambda _s: None)
+    assert stack._wait_rolled_back(["litellm"], timeout=60) == []
+    assert len(asked) == 4
+    stuck = _swarm_stack()
+    monkeypatch.setattr(stuck, "_service", lambda name: _Service([], update="rollback_started"))
+    assert stuck._wait_rolled_back(["litellm"], timeout=0) == ["litellm"]
