@@ -11,7 +11,8 @@ Precedence, highest first:
   > ``LITELLM_PROXY_API_KEY`` in the environment (LiteLLM's CLI name);
 - the compose project name: ``gateway.project_name`` > ``COMPOSE_PROJECT_NAME`` in .env
   > ``ai-gateway`` (never the folder's name);
-- the compose files: ``gateway.compose_files`` > ``COMPOSE_FILE`` (Compose's own variable)
+- the compose files: ``gateway.compose_files`` > ``COMPOSE_FILE`` (Compose's own variable,
+  from the environment, else from .env, as Compose reads it)
   > ``docker-compose.yml`` in the project folder (and ``docker-stack.yml`` after it when the
   engine is ``swarm``);
 - the engine: ``--engine`` > ``gateway.engine`` (``INVOKE_GATEWAY_ENGINE``) > ``compose``;
@@ -541,7 +542,7 @@ def load_settings(
         keys=keys,
         default_key=default_key,
         project_name=_project_name(raw, values, env_path),
-        compose_files=_compose_files(raw, environ, project_dir, engine),
+        compose_files=_compose_files(raw, environ, values, project_dir, engine),
         webui_url=webui_url,
         start_timeout=_float(raw, "start_timeout"),
         via=parse_via(_text(raw, "via") or "auto", "gateway.via") or "auto",
@@ -646,13 +647,17 @@ def _project_name(raw: Mapping[str, Any], values: Mapping[str, str], env_path: P
     return project_name
 
 
-def _compose_files(raw: Mapping[str, Any], environ: Mapping[str, str],
+def _compose_files(raw: Mapping[str, Any], environ: Mapping[str, str], values: Mapping[str, str],
                    project_dir: Path, engine: str) -> tuple[Path, ...]:
-    """``gateway.compose_files`` > COMPOSE_FILE (split as Compose does, on
-    COMPOSE_PATH_SEPARATOR or the OS's path separator, and on commas) > docker-compose.yml
-    (and docker-stack.yml after it for the ``swarm`` engine); relative to the project folder."""
-    files_raw = _text(raw, "compose_files") or environ.get("COMPOSE_FILE") or ""
-    separator = environ.get("COMPOSE_PATH_SEPARATOR") or os.pathsep
+    """``gateway.compose_files`` > COMPOSE_FILE (the environment's, else .env's, as Compose
+    reads it; split as Compose does, on COMPOSE_PATH_SEPARATOR or the OS's path separator, and
+    on commas) > docker-compose.yml (and docker-stack.yml after it for the ``swarm`` engine);
+    relative to the project folder."""
+    def compose_var(name: str) -> str:
+        return environ.get(name) or values.get(name) or ""
+
+    files_raw = _text(raw, "compose_files") or compose_var("COMPOSE_FILE")
+    separator = compose_var("COMPOSE_PATH_SEPARATOR") or os.pathsep
     return tuple(
         (Path(f).expanduser() if Path(f).is_absolute() else project_dir / f)
         for f in files_raw.replace(",", separator).split(separator) if f.strip()

@@ -35,6 +35,8 @@ LITELLM_CONTAINER_PORT, OPENWEBUI_CONTAINER_PORT = 4000, 8080
 LITELLM_SERVICE_URL = f"http://{LITELLM}:{LITELLM_CONTAINER_PORT}"
 OPENWEBUI_SERVICE_URL = f"http://{OPENWEBUI}:{OPENWEBUI_CONTAINER_PORT}"
 PROJECT_LABEL = "com.docker.compose.project"
+#: the label `docker stack deploy` puts on a swarm stack's services
+SWARM_STACK_LABEL = "com.docker.stack.namespace"
 SERVICE_LABEL = "com.docker.compose.service"
 #: The hash of the settings compose made a container from; ``docker compose up`` recreates a
 #: container whose hash is not its service's current one (``docker compose config --hash``).
@@ -258,6 +260,25 @@ class Stack:
         _ = self.client
         _ = self.cli
 
+    def check_engine(self) -> None:
+        """Refuse (StackError, exit 11) to start the project here while it runs as a swarm
+        stack on this engine: both would use the same volumes and ports."""
+        from docker.errors import DockerException  # the SDK on first use, as connect
+
+        swarm = self.client.info().get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            return
+        try:
+            services = self.client.services.list(
+                filters={"label": f"{SWARM_STACK_LABEL}={self.settings.project_name}"})
+        except DockerException:
+            return  # not a manager after all: nothing to compare with
+        if services:
+            raise StackError(
+                f"the project {self.settings.project_name!r} runs as a swarm stack on this "
+                f"engine ({len(services)} services): stop it first (`invoke stack.stop --engine "
+                "swarm`; its volumes and secrets are kept) or use the swarm engine")
+
     def close(self) -> None:
         if self._client is not None:
             with contextlib.suppress(Exception):
@@ -292,6 +313,10 @@ class Stack:
             raise StackError(f"{what} failed: {reason}",
                              [self.scrub(ln) for ln in lines[-20:]])
         return done
+
+    def prune_secrets(self) -> None:
+        """Remove the stack's secrets that neither .env nor a service uses: a swarm stack's
+        (SwarmStack); a compose stack keeps none."""
 
     def up(self, services: Iterable[str] = (), *, recreate: bool = False,
            no_deps: bool = False, timeout: float | None = None) -> None:

@@ -38,11 +38,11 @@ from typing import Any, TypeVar
 from ..base.errors import DockerUnavailableError, StackError, UsageError
 from ..config.settings import Settings
 from ..envstore import envfile
-from .compose import PROJECT_LABEL, SECRET_VARS, ServiceState, Stack, run_cli
+from .compose import PROJECT_LABEL, SECRET_VARS, SWARM_STACK_LABEL, ServiceState, Stack, run_cli
 from .rolling import RollFailed
 
 #: the labels Docker puts on a swarm stack's objects and containers
-STACK_LABEL = "com.docker.stack.namespace"
+STACK_LABEL = SWARM_STACK_LABEL
 SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"
 #: our label on the secrets of a project (not STACK_LABEL: ``docker stack rm`` would delete them)
 SECRET_LABEL = "ai-gateway.project"  # noqa: S105 - a label's name
@@ -273,6 +273,18 @@ def _with_deps(config: Mapping[str, Any], services: Iterable[str]) -> list[str]:
     return found
 
 
+def _update_of(service: Any) -> tuple[str, str]:
+    """A service's update status as (State, StartedAt): a new update has another StartedAt."""
+    update = service.attrs.get("UpdateStatus") or {}
+    return str(update.get("State", "")), str(update.get("StartedAt", ""))
+
+
+def _task_error(task: Mapping[str, Any]) -> str:
+    """Why a task failed, as Swarm says it (``No such image: ...``, ``task: non-zero exit (1)``)."""
+    status = task.get("Status") or {}
+    return str(status.get("Err") or status.get("Message") or status.get("State", ""))
+
+
 @dataclass
 class RemoteTask:
     """A service's running task on another node: running, but no ``docker exec`` from here."""
@@ -317,6 +329,9 @@ class SwarmStack(Stack):
         self._config: dict[str, Any] | None = None
         #: failed tasks from before the deployment under way (None: no deployment: stack.status)
         self._old_failures: set[str] | None = None
+        #: each service's update status from before the deployment under way (State, StartedAt):
+        #: a rollback Swarm reported before it belongs to an earlier deployment
+        self._old_updates: dict[str, tuple[str, str]] = {}
 
     # -- checks --------------------------------------------------------------
 
@@ -328,11 +343,15 @@ class SwarmStack(Stack):
         if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
             state = swarm.get("LocalNodeState") or "unknown"
             raise DockerUnavailableError(
-                f"this Docker Engine is not a swarm manager (swarm: {state}), and "
-                "gateway.engine is swarm: run the tasks on a manager node, or `docker swarm "
+                f"this Docker Engine is not a swarm manager (swarm: {state}), and the "
+                "engine is swarm (--engine, gateway.engine or INVOKE_GATEWAY_ENGINE): run the "
+                "tasks on a manager node, or `docker swarm "
                 "init` to make this one a swarm (README, 'Docker Swarm'), or use the compose engine")
 
-    def _refuse_compose_stack(self) -> None:
+    @_reported
+    def check_engine(self) -> None:
+        """Refuse (StackError, exit 11) to deploy while a compose stack of the project runs on
+        this host: both would use the same volumes and ports."""
         running = self.client.containers.list(
             filters={"label": f"{PROJECT_LABEL}={self.settings.project_name}"}, sparse=True)
         if running:
@@ -419,7 +438,7 @@ class SwarmStack(Stack):
         ``--remove-orphans``). ``recreate``: roll those whose spec did not change anyway (as
         ``--force-recreate``). Each wave runs before the next deploys, within ``timeout`` seconds
         (gateway.start_timeout when None)."""
-        self._refuse_compose_stack()
+        self.check_engine()
         # .env as it is now (a task may have changed it since: keys.rotate-master, a new key)
         self.env_values = envfile.load(self.settings.env_file).values
         self._config = None
@@ -432,6 +451,7 @@ class SwarmStack(Stack):
         before = {n: json.dumps(s.attrs["Spec"].get("TaskTemplate"), sort_keys=True)
                   for n, s in running.items()}
         self._old_failures = self._failed_tasks()
+        self._old_updates = {name: _update_of(service) for name, service in running.items()}
         secrets = self.secret_names()
         waves = deploy_order(config, [s for s in defined if s in asked])
         secret_values = {v: self.env_values.get(v, "") for v in secrets}
@@ -443,7 +463,7 @@ class SwarmStack(Stack):
                                 values=secret_values)
             self._create_secrets(stack_file["secrets"])
             self._deploy(stack_file)
-            if i < len(waves) - 1 and any(s not in running for s in wave):
+            if i < len(waves) - 1:  # the next wave depends on this one: running and healthy
                 self.wait(wave, timeout=timeout or self.settings.start_timeout)
         if not services:  # the whole stack: what the files no longer define goes
             for name, service in running.items():
@@ -505,15 +525,20 @@ class SwarmStack(Stack):
                 try:
                     item.remove()
                 except DockerException as exc:  # a volume another container still uses
-                    raise StackError(f"could not remove {item.name}: "
-                                     f"{str(exc).splitlines()[0][:200]}") from None
+                    reason = str(exc).splitlines()[0]
+                    if "in use" in reason:
+                        reason = ("a container still uses it (a compose stack of the project? "
+                                  "`invoke stack.stop --engine compose` first)")
+                    raise StackError(f"could not remove {item.name}: {reason[:300]}") from None
 
+    @_reported
     def prune_secrets(self) -> None:
         """Remove the project's secrets that hold no value of .env any more and that no
         service of the stack uses (run once the services converged: an update that failed has
         been rolled back by then)."""
         from docker.errors import DockerException  # the SDK on first use, as compose.connect
 
+        self.env_values = envfile.load(self.settings.env_file).values  # .env as it is now
         keep = set(self.secret_names().values())
         for service in self._services().values():
             spec = service.attrs["Spec"].get("TaskTemplate", {}).get("ContainerSpec", {})
@@ -575,6 +600,8 @@ class SwarmStack(Stack):
         outdated = [t for t in tasks if _task_spec(t.get("Spec") or {}) != spec
                     and (t.get("DesiredState") == "running" or t["Status"]["State"] in LIVE)]
         update = (attrs.get("UpdateStatus") or {})
+        # an update status from an earlier deployment (a rollback then) says nothing of this one
+        new_update = self._old_failures is not None and _update_of(service) != self._old_updates.get(name)
         failures = [t for t in tasks if t["Status"]["State"] in ("failed", "rejected")
                     and t["ID"] not in (self._old_failures or ())]
         failures.sort(key=lambda t: str(t.get("CreatedAt", "")))
@@ -582,24 +609,27 @@ class SwarmStack(Stack):
                  for p in (attrs.get("Endpoint") or {}).get("Ports") or []]
         converged = (len(running) >= replicas and not outdated
                      and update.get("State") not in UPDATING)
+        last_error = (f"; the last failed task: {_task_error(failures[-1])}" if failures else "")
+        pending = [str(t["Status"].get("Err") or "") for t in current
+                   if t["Status"]["State"] == "pending" and t["Status"].get("Err")]
         failure = ""
-        if update.get("State") in UPDATE_FAILED and self._old_failures is not None:
-            failure = f"update {update['State'].replace('_', ' ')}: {update.get('Message', '')}"
+        if update.get("State") in UPDATE_FAILED and new_update:
+            failure = (f"update {update['State'].replace('_', ' ')} "
+                       f"({update.get('Message', '')}){last_error}")
         elif converged:
             pass
         elif len(failures) >= FAILED_TASKS:
-            failure = (f"{len(failures)} tasks failed, the last: "
-                       f"{failures[-1]['Status'].get('Err') or failures[-1]['Status'].get('Message', '')}")
-        else:
-            stuck = [t for t in current if t["Status"]["State"] == "pending"
-                     and "no suitable node" in str(t["Status"].get("Err", ""))]
-            if stuck:
-                failure = (f"no node can run it ({stuck[0]['Status']['Err']}); a service with "
-                           "a volume runs on the node labelled ai-gateway.data=true (README, "
-                           "'Docker Swarm')")
+            failure = f"{len(failures)} tasks failed, the last: {_task_error(failures[-1])}"
+        elif any("constraint" in err for err in pending):
+            # placement never changes by itself (a host-mode port held by a task that is still
+            # stopping does: that one is waited for)
+            failure = (f"no node can run it ({pending[0]}); a service with a volume runs on the "
+                       "node labelled ai-gateway.data=true (README, 'Docker Swarm')")
         detail = f"{len(running)}/{replicas} tasks running"
         if update.get("State") in UPDATING or outdated:
             detail += ", updating"
+        if pending:
+            detail += f", waiting: {pending[0]}"
         newest = max(running, key=lambda t: str(t.get("CreatedAt", "")), default=None)
         return SwarmServiceState(
             service=name, container=f"{service.name}.{newest.get('Slot', '')}" if newest else service.name,
@@ -623,8 +653,8 @@ class SwarmStack(Stack):
             if not rolled:
                 raise
             unfinished = self._wait_rolled_back(rolled, timeout=timeout)
-            what = (f"the update of {', '.join(rolled)} was rolled back: the tasks from before it "
-                    "serve on")
+            what = (f"the update of {', '.join(rolled)} was rolled back (it runs as before the "
+                    "update)")
             if unfinished:
                 what += (f" (the rollback of {', '.join(unfinished)} was still under way after "
                          f"{timeout:g}s: `docker service ps {self.settings.project_name}_"
@@ -637,12 +667,14 @@ class SwarmStack(Stack):
         """True when ``name`` had an update under way or rolled back (its earlier tasks serve,
         or will once the rollback ends)."""
         service = self._service(name)
-        if service is None or not service.attrs.get("PreviousSpec"):
+        if service is None:
             return False
         update = (service.attrs.get("UpdateStatus") or {}).get("State", "")
-        if update.startswith("rollback"):
-            return True
-        if update in UPDATING or self._state(name, service).detail.endswith("updating"):
+        if update.startswith("rollback") and _update_of(service) != self._old_updates.get(name):
+            return True  # Swarm rolls back by itself (failure_action), which clears PreviousSpec
+        if not service.attrs.get("PreviousSpec"):
+            return False
+        if update in UPDATING or ", updating" in self._state(name, service).detail:
             run_cli([self.docker, "service", "rollback", "--detach", service.name],
                     env=self.child_env(), timeout=self.settings.start_timeout)
             return True

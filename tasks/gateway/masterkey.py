@@ -190,6 +190,8 @@ class MasterRotation:
                 # .env gets it back, so nothing changed
                 envfile.update(self.env_file, {MASTER_VAR: old}, lock_timeout=self.settings.lock_timeout)
                 MasterJournal.drop(self.env_file)
+                with contextlib.suppress(GatewayError):  # a swarm's secret of the new key
+                    self.gateway.stack.prune_secrets()
                 raise RollFailed(f"{exc.message}; the master key was not changed (.env holds "
                                  "the old one again)", exc.details) from None
         result.seconds = time.monotonic() - started

@@ -202,6 +202,7 @@ class Gateway:
         self.require_docker()
         if s.cli.warning:
             self.notes.append(s.cli.warning)
+        s.check_engine()  # before the ports: the project under the other engine holds them
         # check_env has refused ports that are not port numbers before this
         s.check_ports({name: port for name, port in self.settings.host_ports.items() if port})
 
@@ -310,6 +311,11 @@ class Gateway:
             return Outcome(notes=[f"nothing to stop: no containers of project "
                                   f"{self.settings.project_name!r}"], changed=False)
         self.stack.down(volumes=volumes)
+        if not states:
+            kept = " and secrets" if isinstance(self.stack, SwarmStack) else ""
+            return Outcome(notes=[f"nothing was running; removed the volumes{kept} of project "
+                                  f"{self.settings.project_name!r} that were left, if any"],
+                           changed=False)
         if isinstance(self.stack, SwarmStack):
             what = "removed the swarm stack's services" + (
                 ", its volumes on this node (data deleted) and its secrets" if volumes

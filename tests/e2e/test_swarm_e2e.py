@@ -4,7 +4,8 @@ WebUI deployed by ``docker stack deploy`` from docker-compose.yml + docker-stack
 tests/stack/stack.test.yml for what these machines cannot run (no IPVS: DNS round robin and
 host-mode ports). In order, on one stack: start up to LiteLLM -> keys.create -> start (Open
 WebUI with the key) -> keys.rotate -> keys.rotate-master while three clients chat without pause
-(0 failed) -> status and logs -> stop (volumes and secrets kept) -> stop --volumes."""
+(0 failed) -> keys.rotate-master with a LiteLLM that never turns ready (rolled back, nothing
+changed) -> status and logs -> stop (volumes and secrets kept) -> stop --volumes."""
 
 from __future__ import annotations
 
@@ -17,7 +18,15 @@ from typing import Any
 import pytest
 
 from tests.support.project import REPO
-from tests.support.stack import STACK_DIR, StackProject, docker_env, make_project, require
+from tests.support.stack import (
+    STACK_DIR,
+    StackProject,
+    docker_env,
+    make_project,
+    pinned_version,
+    require,
+    versioned_litellm_image,
+)
 from tests.support.traffic import traffic_for, wait_for_more
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
@@ -173,6 +182,23 @@ def test_rotate_master_rolls_litellm_without_dropping_a_request(stack: StackProj
     assert tasks_after and set(tasks_after).isdisjoint(tasks_before)
     # only LiteLLM rolled: Open WebUI (whose VIRTUAL_KEY secret keys.rotate changed) runs on
     assert running_tasks(stack, "open-webui") == webui_before
+
+
+def test_a_rotate_master_whose_litellm_never_turns_ready_changes_nothing(stack: StackProject) -> None:
+    """Swarm rolls the failed update back by itself (``failure_action: rollback``, which clears
+    the service's PreviousSpec): .env kept the new key, which LiteLLM refused, until the task
+    saw such a rollback as one. Now: exit 11, .env holds the old key, which LiteLLM takes, and the
+    new key's secret is gone."""
+    old = stack.value("LITELLM_MASTER_KEY")
+    before = secrets(stack)
+    image = versioned_litellm_image(pinned_version(), never_ready=True)
+    done = stack.run("keys.rotate-master", "--yes", env={"TEST_LITELLM_IMAGE": image})
+    assert done.returncode == 11, f"{done.stdout}\n{done.stderr}"
+    assert "rolled back" in done.stderr and "the master key was not changed" in done.stderr
+    assert stack.value("LITELLM_MASTER_KEY") == old
+    assert stack.admin("GET", "/key/list?page=1&size=1") is not None  # the old key opens LiteLLM
+    assert secrets(stack) == before
+    assert not (stack.dir / ".env.master-journal.json").exists()
 
 
 def test_status_and_logs(stack: StackProject) -> None:

@@ -41,6 +41,16 @@ def test_the_swarm_engine_reads_the_swarm_file_after_the_compose_file() -> None:
     assert named.compose_files == (PROJECT_DIR / "a.yml",)
 
 
+def test_compose_file_is_read_from_env_as_compose_reads_it() -> None:
+    """COMPOSE_FILE in .env counts (it was read from the environment only: a swarm then
+    deployed the production images instead of the ones .env named); the environment's wins."""
+    env = {"COMPOSE_FILE": "a.yml,b.yml"}
+    assert load_settings(None, env_values=env, environ={}).compose_files == (
+        PROJECT_DIR / "a.yml", PROJECT_DIR / "b.yml")
+    assert load_settings(None, env_values=env, environ={"COMPOSE_FILE": "c.yml"}).compose_files == (
+        PROJECT_DIR / "c.yml",)
+
+
 @pytest.mark.parametrize(("flag", "conf", "source"), [("kubernetes", "compose", "--engine"),
                                                       (None, "Swarm", "gateway.engine"),
                                                       ("", "compose", "--engine"),
@@ -295,3 +305,82 @@ def test_a_failed_update_is_reported_once_its_rollback_ended(monkeypatch: pytest
     stuck = _swarm_stack()
     monkeypatch.setattr(stuck, "_service", lambda name: _Service([], update="rollback_started"))
     assert stuck._wait_rolled_back(["litellm"], timeout=0) == ["litellm"]
+
+
+def test_a_rollback_swarm_made_itself_is_a_failed_update_without_previous_spec() -> None:
+    """With ``failure_action: rollback`` Swarm rolls back by itself, and that clears the
+    service's PreviousSpec: the failed update must still end as RollFailed (keys.rotate-master
+    then puts the old key back in .env), and say why the new task failed."""
+    stack = _swarm_stack()
+    stack._old_updates = {"litellm": ("completed", "2026-12-04T00:00:00Z")}
+    failed = _task("litellm:2", "node-a", "failed", desired="shutdown")
+    failed["Status"]["Err"] = "No such image: litellm:nope"
+    service = _Service([_task("litellm:1", "node-a", "running"), failed], update="rollback_completed")
+    service.attrs["UpdateStatus"]["StartedAt"] = "2026-12-04T01:00:00Z"
+    service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] = "litellm:1"
+    del service.attrs["PreviousSpec"]
+    state = stack._state("litellm", service)
+    assert state.failed and "No such image: litellm:nope" in state.failure
+    stack._service = lambda name: service  # type: ignore[method-assign]
+    assert stack._roll_back("litellm")
+    # the same rollback seen again at the next deployment belongs to the earlier one
+    stack._old_updates = {"litellm": ("rollback_completed", "2026-12-04T01:00:00Z")}
+    assert not stack._state("litellm", service).failed
+    assert not stack._roll_back("litellm")
+
+
+def test_a_host_port_held_by_a_stopping_task_is_waited_for_a_placement_constraint_is_not() -> None:
+    """Stop-first with a host-mode port: the new task waits "no suitable node (host-mode port
+    already in use on 1 node)" until the old one has stopped - not a failure (two of four
+    restarts failed on it). A constraint no node meets never changes: it fails at once."""
+    stack = _swarm_stack()
+    waiting = _task("litellm:2", "", "pending")
+    waiting["Status"]["Err"] = "no suitable node (host-mode port already in use on 1 node)"
+    state = stack._state("litellm", _Service([waiting]))
+    assert not state.failed and not state.ready and "host-mode port already in use" in state.detail
+    placed = _task("litellm:2", "", "pending")
+    placed["Status"]["Err"] = "no suitable node (scheduling constraints not satisfied on 1 node)"
+    state = stack._state("litellm", _Service([placed]))
+    assert state.failed and "ai-gateway.data=true" in state.failure
+
+
+class _Engine2:
+    """The calls ``check_engine`` makes: ``info()``, ``services.list``, ``containers.list``."""
+
+    def __init__(self, services: list[str], containers: list[str]) -> None:
+        self._services, self._containers = services, containers
+        self.services = self
+        self.containers = _Containers(containers)
+
+    def info(self) -> dict[str, Any]:
+        return {"Swarm": {"LocalNodeState": "active", "ControlAvailable": True}}
+
+    def list(self, **_kwargs: Any) -> list[str]:
+        return self._services
+
+
+class _Containers:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def list(self, **_kwargs: Any) -> list[str]:
+        return self.names
+
+
+def test_each_engine_refuses_while_the_project_runs_under_the_other() -> None:
+    """Both would use the same volumes and ports: the port check said "in use by another
+    program" (exit 12), or a second PostgreSQL nearly started on the live volume."""
+    from tasks.base.errors import StackError
+    from tasks.containers.compose import Stack
+
+    compose = Stack(load_settings(None, environ={}), {}, docker="docker")
+    compose._client = _Engine2(["ai-gateway_litellm"], [])
+    with pytest.raises(StackError, match="runs as a swarm stack on this engine") as caught:
+        compose.check_engine()
+    assert caught.value.exit_code == 11 and "--engine swarm" in caught.value.message
+    compose._client = _Engine2([], ["ai-gateway-litellm-1"])
+    compose.check_engine()
+    swarm = _swarm_stack()
+    swarm._client = _Engine2([], ["ai-gateway-litellm-1"])
+    with pytest.raises(StackError, match="compose project 'ai-gateway' runs on this host"):
+        swarm.check_engine()
