@@ -695,14 +695,26 @@ class SwarmStack(Stack):
         return pending
 
     def logs(self, service: str, tail: int = 20) -> list[str]:
+        """The last ``tail`` log lines of the newest task that failed since the deployment
+        began (the service's own logs are mostly the old, healthy task's), else the service's."""
         found = self._service(service)
         if found is None:
             return []
         try:
-            raw = b"".join(found.logs(stdout=True, stderr=True, tail=tail))
+            failed = [t for t in found.tasks() if t["Status"]["State"] in ("failed", "rejected")
+                      and self._old_failures is not None and t["ID"] not in self._old_failures]
+            if failed:
+                newest = max(failed, key=lambda t: str(t.get("CreatedAt", "")))
+                done = run_cli([self.docker, "service", "logs", "--no-task-ids", "--tail",
+                                str(tail), newest["ID"]], env=self.child_env(),
+                               timeout=self.settings.timeout * 3)
+                text = (done.stdout or "") + (done.stderr or "") if done.returncode == 0 else ""
+            else:
+                text = b"".join(found.logs(stdout=True, stderr=True, tail=tail)).decode(
+                    "utf-8", "replace")
         except Exception:  # noqa: BLE001 - best effort while reporting another failure
             return []
-        return [self.scrub(line) for line in raw.decode("utf-8", "replace").splitlines()]
+        return [self.scrub(line) for line in text.splitlines()]
 
     def logs_argv(self, service: str, *, follow: bool, tail: int | None) -> list[str]:
         """``docker service logs`` of one service, for stack.logs."""

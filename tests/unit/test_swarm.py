@@ -384,3 +384,27 @@ def test_each_engine_refuses_while_the_project_runs_under_the_other() -> None:
     swarm._client = _Engine2([], ["ai-gateway-litellm-1"])
     with pytest.raises(StackError, match="compose project 'ai-gateway' runs on this host"):
         swarm.check_engine()
+
+
+def test_a_failed_update_shows_the_failed_tasks_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service's logs were the old, healthy task's shutting down; the new task's are the
+    ones that say why it failed."""
+    import subprocess
+
+    stack = _swarm_stack()
+    failed = _task("litellm:2", "node-a", "failed", desired="shutdown")
+    failed["ID"] = "task-new"
+    service = _Service([_task("litellm:1", "node-a", "running"), failed])
+    service.logs = lambda **_kw: [b"old task: shutting down\n"]  # type: ignore[attr-defined]
+    stack._service = lambda name: service  # type: ignore[method-assign]
+    asked: list[list[str]] = []
+
+    def cli(args: list[str], **_kw: Any) -> subprocess.CompletedProcess[str]:
+        asked.append(args)
+        return subprocess.CompletedProcess(args, 0, "ModuleNotFoundError: no module named x\n", "")
+
+    monkeypatch.setattr("tasks.containers.swarm.run_cli", cli)
+    assert stack.logs("litellm") == ["ModuleNotFoundError: no module named x"]
+    assert asked and asked[0][-1] == "task-new"
+    stack._old_failures = {"task-new"}  # failed before this deployment: the service's logs
+    assert stack.logs("litellm") == ["old task: shutting down"]
