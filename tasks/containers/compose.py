@@ -422,8 +422,8 @@ class Stack:
             details.append(f"{state.service}: {state.describe()}")
             details += [f"  | {line}" for line in self.logs(state.service)]
         names = ", ".join(f"{s.service} ({s.describe()})" for s in failed)
-        return StackError(f"{names} {what}; see the log lines above, and "
-                          "`invoke stack.logs --service <name>`", details)
+        shown = "see the log lines above, and " if len(details) > len(failed) else "see "
+        return StackError(f"{names} {what}; {shown}`invoke stack.logs --service <name>`", details)
 
     # -- ports ---------------------------------------------------------------
 

@@ -61,6 +61,8 @@ LIVE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
 #: update states in which a service is not yet converged / has failed its update
 UPDATING = ("updating", "rollback_started")
 UPDATE_FAILED = ("paused", "rollback_completed", "rollback_paused")
+#: stack.logs' lines per task on a swarm when --tail is not given
+LOGS_TAIL = 1000
 #: A rollback that ended (Swarm's UpdateStatus.State).
 ROLLED_BACK = ("rollback_completed", "rollback_paused")
 
@@ -614,8 +616,10 @@ class SwarmStack(Stack):
                    if t["Status"]["State"] == "pending" and t["Status"].get("Err")]
         failure = ""
         if update.get("State") in UPDATE_FAILED and new_update:
-            failure = (f"update {update['State'].replace('_', ' ')} "
-                       f"({update.get('Message', '')}){last_error}")
+            said = update["State"].replace("_", " ")
+            message = str(update.get("Message") or "")
+            failure = (f"update {said}" + (f" ({message})" if message and message not in said else "")
+                       + last_error)
         elif converged:
             pass
         elif len(failures) >= FAILED_TASKS:
@@ -717,9 +721,11 @@ class SwarmStack(Stack):
         return [self.scrub(line) for line in text.splitlines()]
 
     def logs_argv(self, service: str, *, follow: bool, tail: int | None) -> list[str]:
-        """``docker service logs`` of one service, for stack.logs."""
+        """``docker service logs`` of one service, for stack.logs: the last ``tail`` lines of
+        each task (LOGS_TAIL when None: without ``--tail`` Engine 20.10's service logs could
+        stream on and never end)."""
         return [self.docker, "service", "logs", "--no-task-ids", *(["--follow"] if follow else []),
-                *(["--tail", str(tail)] if tail is not None else []),
+                "--tail", str(LOGS_TAIL if tail is None else tail),
                 f"{self.settings.project_name}_{service}"]
 
     def config_hash(self, service: str) -> str:

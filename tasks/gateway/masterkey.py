@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..base.errors import (
     AuthError,
+    DockerUnavailableError,
     GatewayError,
     IncompleteError,
     KeyStateError,
@@ -48,6 +49,7 @@ from ..base.masking import mask
 from ..clients.litellm import LiteLLM
 from ..containers.compose import LITELLM
 from ..containers.rolling import RollFailed
+from ..containers.swarm import SwarmStack
 from ..envstore import envfile
 from ..envstore.journal import JournalFile
 from ..virtualkeys.manager import keys_lock
@@ -155,6 +157,10 @@ class MasterRotation:
             if MasterJournal.read(self.env_file) is not None:
                 raise KeyStateError("a master-key rotation is already pending; run `invoke keys.list` "
                                     "(any keys task) to finish it first")
+            # the project under the other engine (compose or swarm) is refused as stack.start
+            # refuses it, not taken for a LiteLLM elsewhere; no Docker: LiteLLM is elsewhere
+            with contextlib.suppress(DockerUnavailableError):
+                self.gateway.stack.check_engine()
             ours = self.ours()
             if ours:  # before .env changes: Docker, Compose, and a swarm manager on a swarm
                 self.gateway.require_docker()
@@ -236,9 +242,17 @@ class MasterRotation:
         until it is healthy - unless it already accepts ``new``. True if it was recreated."""
         self.gateway.settle()  # a replacement a killed rotation left: keep the newest LiteLLM
         with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
-            with contextlib.suppress(GatewayError):
+            try:
                 client.check_admin()
-                return False
+                accepted = True
+            except GatewayError:
+                accepted = False
+        if accepted:
+            if isinstance(self.gateway.stack, SwarmStack):
+                # a rotation resumed while Swarm still rolls LiteLLM: until the old tasks (old
+                # key) are gone; the wait then removes the old key's secret
+                self.gateway.stack.wait([LITELLM], timeout=self.wait)
+            return False
         if self.gateway.replace_litellm(self.wait):  # beside the old one: no request dropped
             return True
         stack = self.gateway.stack

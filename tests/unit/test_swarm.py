@@ -408,3 +408,12 @@ def test_a_failed_update_shows_the_failed_tasks_logs(monkeypatch: pytest.MonkeyP
     assert asked and asked[0][-1] == "task-new"
     stack._old_failures = {"task-new"}  # failed before this deployment: the service's logs
     assert stack.logs("litellm") == ["old task: shutting down"]
+
+
+def test_stack_logs_on_a_swarm_always_names_a_tail() -> None:
+    """Without ``--tail``, Engine 20.10's ``docker service logs`` streamed on and never ended
+    (stack.logs hung); with one it returns."""
+    stack = _swarm_stack()
+    unnamed = stack.logs_argv("litellm", follow=False, tail=None)
+    assert unnamed[-3:] == ["--tail", "1000", "ai-gateway_litellm"]
+    assert stack.logs_argv("litellm", follow=False, tail=5)[-3:] == ["--tail", "5", "ai-gateway_litellm"]
