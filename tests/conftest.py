@@ -81,13 +81,12 @@ SHARED_UNIT = {"test_swarm_e2e": "test_rolling_e2e"}
 #: prints them). The units start longest first, so the workers end at about the same time; an
 #: unlisted unit starts after the listed ones.
 UNIT_MINUTES = {
-    "test_windows": 16.7, "test_stack_e2e::TestRunningStack": 15.4, "test_rolling_e2e": 14.0,
-    "test_stack_e2e::test_first_run_rotate_revoke_stop": 8.2, "test_upgrade_e2e": 7.6,
-    "local": 6.2, "test_backup_e2e": 5.8,
-    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 4.1,
-    "test_real_keys": 2.8, "test_real_master": 2.3,
-    "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.8,
-    "test_peer_openwebui_connections": 1.8, "test_peer_litellm": 1.7, "test_real_workers": 1.5,
+    "test_stack_e2e::TestRunningStack": 22.5, "test_rolling_e2e": 22.2, "test_windows": 16.0,
+    "local": 10.8, "test_upgrade_e2e": 7.9, "test_stack_e2e::test_first_run_rotate_revoke_stop": 6.5,
+    "test_backup_e2e": 4.4, "test_real_keys": 3.8,
+    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 3.7,
+    "test_peer_openwebui_connections": 2.5, "test_real_master": 1.9, "test_real_workers": 1.5,
+    "test_peer_litellm": 1.4, "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.2,
 }
 
 
