@@ -87,6 +87,7 @@ UNIT_MINUTES = {
     "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 3.7,
     "test_peer_openwebui_connections": 2.5, "test_real_master": 1.9, "test_real_workers": 1.5,
     "test_peer_litellm": 1.4, "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.2,
+    "test_stack_e2e::test_env_init_force_on_a_stack_that_has_run": 4.2,
 }
 
 
