@@ -41,10 +41,9 @@ from ..envstore import envfile
 from .compose import PROJECT_LABEL, SECRET_VARS, SWARM_STACK_LABEL, ServiceState, Stack, run_cli
 from .rolling import RollFailed
 
-#: the labels Docker puts on a swarm stack's objects and containers
-STACK_LABEL = SWARM_STACK_LABEL
+#: the label Docker puts on a swarm service's containers (the stack's own: SWARM_STACK_LABEL)
 SWARM_SERVICE_LABEL = "com.docker.swarm.service.name"
-#: our label on the secrets of a project (not STACK_LABEL: ``docker stack rm`` would delete them)
+#: our label on the secrets of a project (not SWARM_STACK_LABEL: ``docker stack rm`` would delete them)
 SECRET_LABEL = "ai-gateway.project"  # noqa: S105 - a label's name
 #: what Compose renders in place of a secret's value (never a value of its own)
 PLACEHOLDER = "ai-gateway-swarm-secret:"
@@ -60,11 +59,11 @@ FAILED_TASKS = 3
 LIVE = ("assigned", "accepted", "preparing", "ready", "starting", "running")
 #: update states in which a service is not yet converged / has failed its update
 UPDATING = ("updating", "rollback_started")
-UPDATE_FAILED = ("paused", "rollback_completed", "rollback_paused")
-#: stack.logs' lines per task on a swarm when --tail is not given
-LOGS_TAIL = 1000
 #: A rollback that ended (Swarm's UpdateStatus.State).
 ROLLED_BACK = ("rollback_completed", "rollback_paused")
+UPDATE_FAILED = ("paused", *ROLLED_BACK)
+#: stack.logs' lines per task on a swarm when --tail is not given
+LOGS_TAIL = 1000
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -429,7 +428,7 @@ class SwarmStack(Stack):
     def _services(self) -> dict[str, Any]:
         prefix = self.settings.project_name + "_"
         return {s.name[len(prefix):]: s for s in self.client.services.list(
-            filters={"label": f"{STACK_LABEL}={self.settings.project_name}"})}
+            filters={"label": f"{SWARM_STACK_LABEL}={self.settings.project_name}"})}
 
     @_reported
     def up(self, services: Iterable[str] = (), *, recreate: bool = False,
@@ -506,7 +505,7 @@ class SwarmStack(Stack):
         if done.returncode != 0:
             raise StackError(f"docker stack rm failed: {self.scrub(done.stderr.strip()[-300:])}")
         deadline = time.monotonic() + self.settings.start_timeout
-        label = {"label": f"{STACK_LABEL}={self.settings.project_name}"}
+        label = {"label": f"{SWARM_STACK_LABEL}={self.settings.project_name}"}
         while (self.client.containers.list(all=True, filters=label, sparse=True)
                or self.client.networks.list(filters=label)):
             if time.monotonic() > deadline:
@@ -554,7 +553,7 @@ class SwarmStack(Stack):
 
     def containers(self) -> list[Any]:
         return list(self.client.containers.list(
-            all=True, filters={"label": f"{STACK_LABEL}={self.settings.project_name}"},
+            all=True, filters={"label": f"{SWARM_STACK_LABEL}={self.settings.project_name}"},
             ignore_removed=True))  # one removed between the list and its inspect
 
     def container_of(self, service: str) -> Any | None:
