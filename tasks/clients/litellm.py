@@ -23,6 +23,11 @@ from ..base.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachable
 from .http import http_client, transport_failure
 
 PAGE_SIZE = 100  # LiteLLM's largest page for /key/list
+#: readiness ``db`` answers that may turn ``connected`` by themselves (a missed ping deadline)
+DB_TRANSIENT = ("disconnected", "stalled")
+#: how long require_database asks again after such an answer: LiteLLM's probe has a 4 s
+#: deadline, so this spans a few of its probes
+DB_RECHECK_SECONDS = 15.0
 
 
 def token_of(key: str) -> str:
@@ -231,17 +236,29 @@ class LiteLLM:
                 announced = True
             time.sleep(min(interval, remaining))
 
-    def require_database(self) -> dict[str, Any]:
+    def database(self, wait: float = DB_RECHECK_SECONDS) -> str:
+        """LiteLLM's readiness ``db`` answer (``connected``, ``Not connected``: none configured,
+        ...), asked now. A ``disconnected`` or ``stalled`` answer is asked again for up to
+        ``wait`` seconds: LiteLLM gives it whenever its own database ping misses its 2 s
+        deadline (4 s with a reconnect; LiteLLM 1.108,
+        ``proxy/health_endpoints/_health_endpoints.py``), which a busy machine makes happen."""
+        deadline = time.monotonic() + wait
+        while True:
+            db = str(self.readiness().get("db", ""))
+            remaining = deadline - time.monotonic()
+            if db not in DB_TRANSIENT or remaining <= 0:
+                return db
+            time.sleep(min(1.0, remaining))
+
+    def require_database(self, wait: float = DB_RECHECK_SECONDS) -> None:
         """Check that LiteLLM is up and has its database (asked now: an earlier answer may be
-        stale, e.g. LiteLLM stopped meanwhile); keys live there."""
-        data = self.readiness()
-        db = str(data.get("db", ""))
+        stale, e.g. LiteLLM stopped meanwhile; see ``database`` for ``wait``); keys live
+        there. NoDatabaseError (6)."""
+        db = self.database(wait)
         if db != "connected":
             raise NoDatabaseError(
                 f"LiteLLM at {self.base_url} is up but its database is {db or 'unknown'!r}, and "
-                "virtual keys live in it; set DATABASE_URL for LiteLLM and check its PostgreSQL"
-            )
-        return data
+                "virtual keys live in it; set DATABASE_URL for LiteLLM and check its PostgreSQL")
 
     # ------------------------------------------------------------------ keys
 

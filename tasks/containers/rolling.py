@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..base.errors import StackError
+from ..base.errors import GatewayError, StackError
 from .compose import CONFIG_HASH_LABEL, LITELLM, LITELLM_LB, ServiceState, Stack, state_of
 
 #: The runtime API of HAProxy inside the litellm-lb container (haproxy.cfg, ``stats socket``),
@@ -38,6 +38,8 @@ from .compose import CONFIG_HASH_LABEL, LITELLM, LITELLM_LB, ServiceState, Stack
 RUNTIME_PORT = 9999
 #: The backend of haproxy.cfg whose servers are the litellm containers.
 BACKEND = "litellm"
+#: how long a removal is tried again while Docker refuses it (a container it is restarting)
+REMOVE_SECONDS = 60.0
 _RUNTIME = ('exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 3; printf "%s\\n" "$2" >&3; '
             'cat <&3; exec 3<&-')
 
@@ -93,6 +95,11 @@ class LoadBalancer:
         answer = self.command(f"set server {BACKEND}/{server} state {state}").strip()
         if answer:
             raise StackError(f"HAProxy refused to set {server} to {state}: {answer[:200]}")
+
+
+def _not_found(exc: BaseException) -> bool:
+    """Docker answered 404 (the docker SDK's NotFound): the container is gone."""
+    return getattr(exc, "status_code", None) == 404
 
 
 def addresses(container: Any) -> set[str]:
@@ -155,6 +162,9 @@ class Roll:
             raise StackError(f"{LITELLM_LB} is not running, so LiteLLM cannot be replaced "
                              "without downtime; run `invoke stack.start` first")
         self.settle(lb)
+        for container in self.leftovers():
+            self.progress(f"removing {container.name}, a stopped {LITELLM} container left behind")
+            self._remove(container, timeout=5)
         old = self.litellm_containers()
         old_ids = {c.id for c in old}
         self.progress(f"starting a new {LITELLM} container beside the running one")
@@ -166,11 +176,15 @@ class Roll:
             if not new:
                 raise StackError(f"docker compose started no new {LITELLM} container")
             self._until_ready(new[-1], lb)
-        except BaseException:
+        except BaseException as exc:
             # a failure, or Ctrl-C while compose was still making it: no second LiteLLM left
             for container in self.litellm_containers():
                 if container.id not in old_ids:
-                    self._remove(container, timeout=5)
+                    try:
+                        self._remove(container, timeout=5)
+                    except StackError as left:
+                        if isinstance(exc, GatewayError):  # the failure stays the one reported
+                            exc.extend(left.message)
             raise
         for container in old:
             self.retire(container, lb)
@@ -233,10 +247,39 @@ class Roll:
 
     @staticmethod
     def _remove(container: Any, *, timeout: float) -> None:
+        """Stopped (up to ``timeout`` s) and removed, once Docker no longer has it: a remove
+        Docker refused (one it is restarting, one whose stop timed out) is tried again, for up
+        to REMOVE_SECONDS. A LiteLLM container left behind would be started again, with its old
+        settings, by the next ``docker compose up --no-recreate --scale``. StackError (11)."""
         with contextlib.suppress(Exception):
             container.stop(timeout=int(timeout))
-        with contextlib.suppress(Exception):
-            container.remove(force=True)
+        deadline = time.monotonic() + REMOVE_SECONDS
+        refused = ""
+        while True:
+            try:
+                container.remove(force=True)
+            except Exception as exc:  # noqa: BLE001 - the docker SDK's, or a transport error
+                if _not_found(exc):
+                    return
+                refused = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+            try:
+                container.reload()
+            except Exception as exc:  # noqa: BLE001
+                if _not_found(exc):
+                    return
+            if time.monotonic() >= deadline:
+                raise StackError(f"Docker did not remove the {LITELLM} container {container.name} "
+                                 f"within {REMOVE_SECONDS:g}s ({refused or 'no answer'}); remove it "
+                                 f"with `docker rm -f {container.name}`")
+            time.sleep(0.5)
+
+    def leftovers(self) -> list[Any]:
+        """Stopped LiteLLM containers (exited, dead): ``docker compose up --no-recreate
+        --scale`` would start one of them again, with the settings it was made with, instead of
+        making a new one from the current settings."""
+        return [c for c in self.stack.containers()
+                if c.labels.get("com.docker.compose.service") == LITELLM
+                and c.status in ("exited", "dead")]
 
     def settle(self, lb: LoadBalancer | None = None) -> bool:
         """End a replacement a killed task left: with more than one LiteLLM container, keep

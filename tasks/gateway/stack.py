@@ -545,7 +545,7 @@ def webui_consumer(webui: OpenWebUI, client: LiteLLM, *, also: Sequence[str] = (
 
 def _db_ok(client: LiteLLM) -> bool:
     try:
-        return str(client.readiness().get("db")) == "connected"
+        return client.database() == "connected"
     except GatewayError:
         return False
 

@@ -257,9 +257,9 @@ class Upgrade:
         proven = []
         values = self.gateway.values
         with self.gateway.litellm(wait=self.timeout) as client:
-            ready = client.readiness()
-            if str(ready.get("db")) != "connected":
-                raise StackError(f"LiteLLM answers but its database is {ready.get('db')!r}")
+            db = client.database(wait=min(self.timeout, 120.0))
+            if db != "connected":
+                raise StackError(f"LiteLLM answers but its database is {db!r}")
             proven.append("LiteLLM is ready with its database")
             served = client.served_models()
             missing = [m for m in models if m not in served]

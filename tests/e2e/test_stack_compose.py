@@ -6,6 +6,8 @@
   accepts for a password full of URL characters;
 - the test PostgreSQL image (tests/stack/postgres.Dockerfile): initialises its volume once, its
   temporary init server never listens on TCP, and a later start keeps the first password;
+- the rolling step removes a LiteLLM container Docker keeps restarting, and a stopped one left
+  behind, for good (the real engine; tests/unit/test_rolling.py has the refusals);
 - ``env.init --force`` beside the stack's volumes (created with compose's labels), without
   them, and when Docker cannot be asked;
 - ``env.check`` against a running PostgreSQL of the test stack: a .env whose password no longer
@@ -26,9 +28,12 @@ from typing import Any
 
 import pytest
 
+from tasks.containers.compose import LITELLM
+from tasks.containers.rolling import Roll
 from tasks.envstore import envfile
 from tests.support.project import REPO, Project, write_env
 from tests.support.stack import (
+    BASE_IMAGE,
     LITELLM_VENV,
     DockerEnv,
     StackProject,
@@ -138,6 +143,48 @@ def test_litellm_is_reached_through_haproxy(tmp_path: Path) -> None:
     assert set(services["open-webui"]["networks"]) == {"webui"}
     assert "webui" not in services["postgres"].get("networks", {"default": None})
     assert services["open-webui"]["environment"]["OPENAI_API_BASE_URL"] == "http://litellm:4000/v1"
+
+
+# --------------------------------------------------------------------------- the rolling step's removals
+
+
+def test_a_litellm_container_docker_keeps_restarting_is_really_removed() -> None:
+    """A new LiteLLM that never turns ready exits, and Docker restarts it (``unless-stopped``):
+    the rolling step removes it, and a stopped one left behind, for good - ``docker compose up
+    --no-recreate --scale`` would start a leftover again with its old image (an upgrade's
+    rollback once started the failed release again that way)."""
+    need_engine()
+    import docker
+
+    client = docker.from_env()
+    project = f"aigw-e2e-rm{secrets.token_hex(3)}"
+    labels = {"com.docker.compose.project": project, "com.docker.compose.service": LITELLM}
+    restarting = client.containers.run(BASE_IMAGE, ["sh", "-c", "exit 1"], detach=True,
+                                       labels=labels, restart_policy={"Name": "unless-stopped"})
+    stopped = client.containers.run(BASE_IMAGE, ["true"], detach=True, labels=labels)
+    stopped.wait()
+
+    class Listing:  # what Roll asks of the compose Stack here
+        @staticmethod
+        def containers() -> list[Any]:
+            return list(client.containers.list(
+                all=True, filters={"label": f"com.docker.compose.project={project}"}))
+
+    try:
+        deadline = time.monotonic() + 120
+        while restarting.attrs.get("RestartCount", 0) < 2:  # in Docker's restart loop
+            assert time.monotonic() < deadline, restarting.attrs.get("State")
+            time.sleep(0.2)
+            restarting.reload()
+        roll = Roll(Listing(), timeout=0)  # type: ignore[arg-type]
+        assert stopped.id in {c.id for c in roll.leftovers()}
+        Roll._remove(restarting, timeout=5)
+        for container in roll.leftovers():
+            Roll._remove(container, timeout=5)
+        assert Listing.containers() == []
+    finally:
+        for container in Listing.containers():
+            container.remove(force=True)
 
 
 # --------------------------------------------------------------------------- the test PostgreSQL

@@ -179,6 +179,7 @@ def test_ctrl_c_then_the_next_run_finishes_or_rolls_back(stack: StackProject) ->
     current = stack.value("LITELLM_IMAGE")
     target = f"ai-gateway-test/litellm:v{OLD}"
     journal = stack.dir / ".env.upgrade-journal.json"
+    assert not journal.exists(), "an upgrade is still under way from an earlier test"
     process = subprocess.Popen(
         [sys.executable, "-m", "invoke", "-r", str(REPO), "stack.upgrade", "--litellm", OLD],
         cwd=stack.dir, env=stack.environ(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -173,6 +173,18 @@ def test_no_database(client: LiteLLM, litellm: Standin) -> None:
         client.generate_key({"key_alias": "x"})  # Starlette's bare text/plain 500
 
 
+def test_a_missed_database_ping_is_asked_again(client: LiteLLM, litellm: Standin) -> None:
+    """LiteLLM answers ``disconnected`` when its own 2 s ping misses its deadline (a busy
+    machine; an upgrade once rolled back a working stack on it): asked again, not final."""
+    busy = {"status": 503, "body": {"status": "healthy", "db": "disconnected"}}
+    litellm.fault("/health/readiness", times=2, **busy)
+    assert client.database(wait=30) == "connected"
+    assert len(litellm.requests("/health/readiness")) == 3
+    litellm.fault("/health/readiness", times=1000, **busy)
+    with pytest.raises(NoDatabaseError, match="database is 'disconnected'"):
+        client.require_database(wait=1.5)
+
+
 def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
     for i in range(250):
         client.generate_key({"key_alias": f"k{i}"})
