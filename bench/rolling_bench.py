@@ -65,7 +65,7 @@ def main() -> None:
             rows = []
             for _ in range(options.runs):
                 for args in operations:
-                    traffic = traffic_for(project, slow_stream=options.stream_seconds)
+                    traffic = traffic_for(project, slow_stream=options.stream_seconds, pause=0)
                     with traffic:
                         since = traffic.snapshot()
                         started = time.monotonic()

@@ -21,6 +21,7 @@ import pytest
 from tasks.envstore import envfile
 from tests.support.project import REPO
 from tests.support.stack import CmdlineWatcher, DockerEnv, StackProject, docker_env, make_project
+from tests.support.traffic import E2E_PAUSE
 
 pytestmark = pytest.mark.docker
 
@@ -274,7 +275,8 @@ def test_no_create_key_leaves_open_webui_stopped(stack: StackProject) -> None:
 
 
 class Traffic:
-    """A client that keeps chatting and listing models through Open WebUI (bounded)."""
+    """A client that keeps chatting and listing models through Open WebUI (bounded), E2E_PAUSE
+    seconds between two requests (tests/support/traffic.py says why)."""
 
     def __init__(self, stack: StackProject, limit: int = 5000, seconds: float = 300) -> None:
         import threading
@@ -321,6 +323,7 @@ class Traffic:
                         self.failures.append(f"{r.request.url.path}: {r.status_code} {r.text[:120]}")
                 except self._httpx.HTTPError as exc:
                     self.failures.append(f"{type(exc).__name__}")
+                self._stop.wait(E2E_PAUSE)
 
     def wait(self, done: Callable[[], object], what: str, timeout: float = 180) -> None:
         """Until ``done()`` (e.g. so many requests sent): an event, however slow the machine."""

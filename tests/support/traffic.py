@@ -1,7 +1,8 @@
-"""Clients that chat without pause through a running test stack and count what fails: through
-Open WebUI (its admin's session), through LiteLLM's published port with the virtual key, and a
-streamed chat through that port. Used by tests/e2e/test_rolling_e2e.py (asserts 0 failed) and
-bench/rolling_bench.py (prints failed / total per client).
+"""Clients that chat one request after another through a running test stack and count what
+fails: through Open WebUI (its admin's session), through LiteLLM's published port with the
+virtual key, and a streamed chat through that port. Used by the e2e tests that change LiteLLM
+under traffic (assert 0 failed; E2E_PAUSE between requests) and bench/rolling_bench.py (prints
+failed / total per client; no pause).
 
 A request counts as failed on any transport error, any status but 200, or an answer without the
 provider's text; a streamed chat also when its stream ends without ``[DONE]``.
@@ -42,15 +43,17 @@ class Client:
 
 class Traffic:
     """Three clients (``webui``, ``litellm``, ``stream``), each in its own thread, sending one
-    request after another until stopped; ``slow_stream``: each streamed chat asks the fake
-    provider to stretch its answer over that many seconds (so streams are under way at any
-    moment of a switch)."""
+    request after another until stopped, ``pause`` seconds apart; ``slow_stream``: each streamed
+    chat asks the fake provider to stretch its answer over that many seconds (so streams are
+    under way at any moment of a switch)."""
 
     def __init__(self, webui_url: str, litellm_url: str, *, email: str, password: str,
-                 virtual_key: str, model: str = "gpt-4o-mini", slow_stream: float = 0) -> None:
+                 virtual_key: str, model: str = "gpt-4o-mini", slow_stream: float = 0,
+                 pause: float = 0) -> None:
         self.webui_url, self.litellm_url = webui_url, litellm_url
         self.email, self.password, self.key, self.model = email, password, virtual_key, model
         self.slow_stream = slow_stream
+        self.pause = pause
         self.clients = {n: Client(n) for n in ("webui", "litellm", "stream")}
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=getattr(self, f"_{n}"), daemon=True)
@@ -78,6 +81,7 @@ class Traffic:
                 except httpx.HTTPError as exc:
                     client.count(f"{type(exc).__name__}: {exc}")
                 self.started["webui"].set()
+                self._stop.wait(self.pause)
 
     def _litellm(self) -> None:
         client = self.clients["litellm"]
@@ -92,6 +96,7 @@ class Traffic:
                 except httpx.HTTPError as exc:
                     client.count(f"{type(exc).__name__}: {exc}")
                 self.started["litellm"].set()
+                self._stop.wait(self.pause)
 
     def _stream(self) -> None:
         client = self.clients["stream"]
@@ -109,6 +114,7 @@ class Traffic:
                     client.count(None if ok else f"{r.status_code} {body[-160:]}")
                 except httpx.HTTPError as exc:
                     client.count(f"{type(exc).__name__}: {exc}")
+                self._stop.wait(self.pause)
 
     # -- control -----------------------------------------------------------------
 
@@ -139,12 +145,21 @@ class Traffic:
         return result
 
 
-def traffic_for(stack: StackProject, *, slow_stream: float = 3) -> Traffic:
+#: Seconds each client of an e2e test waits between two requests. Without a pause the three
+#: clients kept Open WebUI and LiteLLM busy on 1.4 of the machine's two cores (about 45
+#: requests a second; measured with the containers' cgroup CPU counters on one test stack), which
+#: slowed the operation under test and every test beside it in CI; with 0.1 s they take 0.65
+#: and each client still has a request under way about a third of the time. The benches
+#: (bench/rolling_bench.py) send without pause: their figures are the issue's.
+E2E_PAUSE = 0.1
+
+
+def traffic_for(stack: StackProject, *, slow_stream: float = 3, pause: float = E2E_PAUSE) -> Traffic:
     """The three clients on a test stack's published ports, with its .env's admin and key."""
     return Traffic(f"http://127.0.0.1:{stack.port('WEBUI_PORT')}",
                    f"http://127.0.0.1:{stack.port('LITELLM_PORT')}",
                    email=stack.value("WEBUI_ADMIN_EMAIL"), password=stack.value("WEBUI_ADMIN_PASSWORD"),
-                   virtual_key=stack.value("VIRTUAL_KEY"), slow_stream=slow_stream)
+                   virtual_key=stack.value("VIRTUAL_KEY"), slow_stream=slow_stream, pause=pause)
 
 
 def wait_for_more(traffic: Traffic, since: dict[str, tuple[int, int]], timeout: float = 120) -> None:
