@@ -5,7 +5,10 @@ The helpers themselves live in tests/support/; this file holds only fixtures and
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from tests.support.project import (  # noqa: E402
     Standin,
     write_env,
 )
+from tests.support.stack import RUN_DIR_VAR, StackProject, end_of_run  # noqa: E402
 from tests.support.standin import StandinServer, serve_in_thread  # noqa: E402
 
 #: tests/windows/ holds tests that only mean something on Windows; tests/real/test_windows.py runs
@@ -44,6 +48,29 @@ def pytest_configure(config: pytest.Config) -> None:
     if (sigint is not None and threading.current_thread() is threading.main_thread()
             and signal.getsignal(sigint) == signal.SIG_IGN):
         signal.signal(sigint, signal.default_int_handler)
+    if not hasattr(config, "workerinput"):  # the controller, before it starts any worker
+        os.environ[RUN_DIR_VAR] = tempfile.mkdtemp(prefix="aigw-test-run-")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test on a test stack reports the stack's containers and their last log lines
+    (what a failure in CI can be understood from afterwards)."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and report.when == "call" and isinstance(stack, StackProject):
+        report.sections.append(("the test stack", stack.diagnosis()))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Once every test of the run has ended (the controller): what the tests left to undo."""
+    if hasattr(config, "workerinput"):
+        return
+    run_dir = os.environ.pop(RUN_DIR_VAR, None)
+    if run_dir:
+        end_of_run(Path(run_dir))
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -73,21 +100,17 @@ HEAVY = ("test_windows", "test_stack_e2e", "test_rolling_e2e", "test_swarm_e2e",
          "test_real_master", "test_real_drift", "test_real_handover", "test_real_root_path",
          "test_peer_openwebui_connections", "test_peer_openwebui", "test_peer_litellm")
 SPLIT = ("test_stack_e2e",)
-#: Modules run in the unit of another, one after the other on one worker: the two that count
-#: failed requests while LiteLLM is replaced, each with clients that send without pause, do not
-#: load the machine at the same time.
-SHARED_UNIT = {"test_swarm_e2e": "test_rolling_e2e"}
 #: Worker-minutes of each unit in a fresh-clone run (``python bench/test_units.py <junit.xml>``
 #: prints them). The units start longest first, so the workers end at about the same time; an
 #: unlisted unit starts after the listed ones.
 UNIT_MINUTES = {
-    "test_stack_e2e::TestRunningStack": 22.5, "test_rolling_e2e": 22.2, "test_windows": 16.0,
-    "local": 10.8, "test_upgrade_e2e": 7.9, "test_stack_e2e::test_first_run_rotate_revoke_stop": 6.5,
-    "test_backup_e2e": 4.4, "test_real_keys": 3.8,
-    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 3.7,
-    "test_peer_openwebui_connections": 2.5, "test_real_master": 1.9, "test_real_workers": 1.5,
-    "test_peer_litellm": 1.4, "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.2,
-    "test_stack_e2e::test_env_init_force_on_a_stack_that_has_run": 4.2,
+    "test_stack_e2e::TestRunningStack": 24.5, "test_rolling_e2e": 17.8, "test_windows": 16.7,
+    "local": 10.1, "test_upgrade_e2e": 7.9, "test_stack_e2e::test_first_run_rotate_revoke_stop": 5.8,
+    "test_swarm_e2e": 5.5, "test_backup_e2e": 4.2,
+    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 2.5,
+    "test_real_keys": 2.4, "test_real_workers": 2.3, "test_peer_openwebui_connections": 2.2,
+    "test_real_master": 1.9, "test_peer_litellm": 1.5,
+    "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.2,
 }
 
 
@@ -103,7 +126,7 @@ def xdist_unit(nodeid: str) -> str:
         return "local"
     if module in SPLIT:
         return "::".join([module, *nodeid.split("::")[1:2]])
-    return SHARED_UNIT.get(module, module)
+    return module
 
 
 #: The contract check's node id: pytest-xdist's scheduler sees ids only (no marks); the collection

@@ -88,9 +88,14 @@ class KeyStateError(GatewayError):
 
 
 class IncompleteError(GatewayError):
-    """An operation changed something and could not finish; the message says what remains."""
+    """An operation changed something and could not finish; the message says what remains.
+    ``details``: a failing service's state and last log lines, when one failed (as StackError)."""
 
     exit_code = 9
+
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.details = details or []
 
 
 class DockerUnavailableError(GatewayError):

@@ -357,37 +357,6 @@ def stack_checks(stack: StackProject) -> dict[str, dict[str, str]]:
             if f["check"] in ("database", "admin")}
 
 
-def test_env_init_force_on_a_stack_that_has_run(stack: StackProject) -> None:
-    """On a stack of its own: on the shared running stack, after the tests before it, Open WebUI
-    once listed no models after the restart (a fresh-clone run); not yet understood."""
-    stack.ok("stack.start")
-    key, master = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
-    assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
-        "database": "ok", "admin": "ok"}
-
-    # new secrets where that is safe; what the volumes hold is kept, so the stack works on
-    ports = {n: stack.value(n) for n in ("LITELLM_PORT", "WEBUI_PORT")}
-    done = stack.ok("env.init", "--force")
-    no_secrets(done, stack)
-    assert "kept from the old file" in done.stdout and "POSTGRES_PASSWORD" in done.stdout
-    assert stack.value("COMPOSE_PROJECT_NAME") == stack.name
-    assert stack.value("VIRTUAL_KEY") == key and stack.value("LITELLM_MASTER_KEY") != master
-    envfile.update(stack.env, ports)  # ports are not kept (the template's); the test's own again
-    stack.ok("stack.restart")
-    assert stack.litellm_accepts(key)
-    status = json.loads(stack.ok("stack.status", "--json").stdout)
-    assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
-    assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
-        "database": "ok", "admin": "ok"}
-
-    # a .env whose Open WebUI admin password is not the account's: said, with the way back
-    envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": "not-the-admin-password"})
-    checked = stack.run("env.check")
-    assert checked.returncode == 3
-    assert "Open WebUI refuses WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD" in checked.stdout
-    assert ".env.backup" in checked.stdout
-
-
 class TestRunningStack:
     """Tests on one stack that runs throughout, in this order (one xdist unit, tests/conftest.py).
     Here ``stack`` is that stack (this class's fixture overrides the module's one-per-test): each
@@ -527,3 +496,31 @@ class TestRunningStack:
         assert done.returncode == 13 and "WEBUI_ADMIN_PASSWORD must be set" in done.stderr
         assert stack.env.read_bytes() == before and len(stack.litellm_keys()) == keys_before
         envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": password})  # for the next test
+
+    def test_env_init_force_on_a_stack_that_has_run(self, stack: StackProject) -> None:
+        stack.ok("stack.start")
+        key, master = stack.value("VIRTUAL_KEY"), stack.value("LITELLM_MASTER_KEY")
+        assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
+            "database": "ok", "admin": "ok"}
+
+        # new secrets where that is safe; what the volumes hold is kept, so the stack works on
+        ports = {n: stack.value(n) for n in ("LITELLM_PORT", "WEBUI_PORT")}
+        done = stack.ok("env.init", "--force")
+        no_secrets(done, stack)
+        assert "kept from the old file" in done.stdout and "POSTGRES_PASSWORD" in done.stdout
+        assert stack.value("COMPOSE_PROJECT_NAME") == stack.name
+        assert stack.value("VIRTUAL_KEY") == key and stack.value("LITELLM_MASTER_KEY") != master
+        envfile.update(stack.env, ports)  # ports are not kept (the template's); the test's own again
+        stack.ok("stack.restart")
+        assert stack.litellm_accepts(key)
+        status = json.loads(stack.ok("stack.status", "--json").stdout)
+        assert status["key_status"] == "active" and status["openwebui_key"] == "in sync"
+        assert {c: f["level"] for c, f in stack_checks(stack).items()} == {
+            "database": "ok", "admin": "ok"}
+
+        # a .env whose Open WebUI admin password is not the account's: said, with the way back
+        envfile.update(stack.env, {"WEBUI_ADMIN_PASSWORD": "not-the-admin-password"})
+        checked = stack.run("env.check")
+        assert checked.returncode == 3
+        assert "Open WebUI refuses WEBUI_ADMIN_EMAIL / WEBUI_ADMIN_PASSWORD" in checked.stdout
+        assert ".env.backup" in checked.stdout

@@ -1,11 +1,11 @@
 """The stack on Docker Swarm (``gateway.engine: swarm``), on a one-node swarm the run makes on
-the local engine (and leaves as it found it): the real PostgreSQL, LiteLLM, HAProxy and Open
-WebUI deployed by ``docker stack deploy`` from docker-compose.yml + docker-stack.yml, with
-tests/stack/stack.test.yml for what these machines cannot run (no IPVS: DNS round robin and
-host-mode ports). In order, on one stack: start up to LiteLLM -> keys.create -> start (Open
-WebUI with the key) -> keys.rotate -> keys.rotate-master while three clients chat without pause
-(0 failed) -> keys.rotate-master with a LiteLLM that never turns ready (rolled back, nothing
-changed) -> status and logs -> stop (volumes and secrets kept) -> stop --volumes."""
+the local engine (and leaves as it found it, once every test of the run has ended): the real
+PostgreSQL, LiteLLM, HAProxy and Open WebUI deployed by ``docker stack deploy`` from
+docker-compose.yml + docker-stack.yml, with tests/stack/stack.test.yml for what these machines
+cannot run (no IPVS: DNS round robin and host-mode ports). In order, on one stack: start up to
+LiteLLM -> keys.create -> start (Open WebUI with the key) -> keys.rotate -> keys.rotate-master
+while three clients chat (0 failed) -> keys.rotate-master with a LiteLLM that never turns ready
+(rolled back, nothing changed) -> status and logs -> stop (volumes and secrets kept) -> stop --volumes."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from tests.support.stack import (
     STACK_DIR,
     StackProject,
     docker_env,
+    leave_swarm_after_the_run,
     make_project,
     pinned_version,
     require,
@@ -66,7 +67,7 @@ def swarm() -> Iterator[str]:
         yield node
     finally:
         if made:
-            _docker("swarm", "leave", "--force", check=False)
+            leave_swarm_after_the_run()  # not while the other modules' stacks run
         elif labelled:
             _docker("node", "update", "--label-rm", DATA_LABEL, node, check=False)
 

@@ -127,6 +127,31 @@ def _venv_python(venv: Path) -> Path:
     raise AssertionError(f"{venv}/pyvenv.cfg names no home")
 
 
+#: A folder of the whole test run (made by the controller in tests/conftest.py before the xdist
+#: workers start; they inherit it) where a test leaves what is undone only once every test ended.
+RUN_DIR_VAR = "AIGW_TEST_RUN_DIR"
+_LEAVE_SWARM = "leave-swarm"
+
+
+def leave_swarm_after_the_run() -> None:
+    """``docker swarm leave --force`` once every test of the run has ended, not now: on Engine
+    20.10 leaving a swarm stops Docker's DNS from resolving the containers then running on the
+    other networks until each one restarts - every compose stack of the tests beside (LiteLLM
+    no longer finds ``postgres``, HAProxy no LiteLLM, Open WebUI no ``litellm``; seen in CI as
+    an upgrade's rollback whose new LiteLLM exited and whose old one lost its database)."""
+    run_dir = os.environ.get(RUN_DIR_VAR)
+    if run_dir and Path(run_dir).is_dir():
+        (Path(run_dir) / _LEAVE_SWARM).touch()
+    else:
+        _quiet(["docker", "swarm", "leave", "--force"])
+
+
+def end_of_run(run_dir: Path) -> None:
+    """What the tests left to undo once every test ended (the controller calls it last)."""
+    if (run_dir / _LEAVE_SWARM).exists():
+        _quiet(["docker", "swarm", "leave", "--force"])
+
+
 def docker_env() -> DockerEnv:
     require(shutil.which("docker") is not None, "the docker CLI is not installed")
     require(_quiet(["docker", "info"]).returncode == 0, "no Docker daemon answers")
@@ -232,6 +257,18 @@ class StackProject:
             stdin=subprocess.DEVNULL)
 
     # -- looking at things ---------------------------------------------------
+
+    def diagnosis(self, tail: int = 40) -> str:
+        """Every container of the project (stopped ones too) and each one's last ``tail`` log
+        lines with their times, for a failed test's report (tests/conftest.py)."""
+        parts = []
+        for args in (("ps", "-a"), ("logs", "--no-color", "--timestamps", "--tail", str(tail))):
+            try:
+                done = self.compose(*args)
+                parts.append(f"$ docker compose {' '.join(args)}\n{done.stdout}{done.stderr}")
+            except (OSError, subprocess.SubprocessError) as exc:
+                parts.append(f"$ docker compose {' '.join(args)}: {exc}")
+        return "\n".join(parts)
 
     def value(self, name: str) -> str:
         return envfile.load(self.env).get(name)
