@@ -104,12 +104,11 @@ SPLIT = ("test_stack_e2e",)
 #: prints them). The units start longest first, so the workers end at about the same time; an
 #: unlisted unit starts after the listed ones.
 UNIT_MINUTES = {
-    "test_stack_e2e::TestRunningStack": 24.5, "test_rolling_e2e": 17.8, "test_windows": 16.7,
-    "local": 10.1, "test_upgrade_e2e": 7.9, "test_stack_e2e::test_first_run_rotate_revoke_stop": 5.8,
-    "test_swarm_e2e": 5.5, "test_backup_e2e": 4.2,
-    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 2.5,
-    "test_real_keys": 2.4, "test_real_workers": 2.3, "test_peer_openwebui_connections": 2.2,
-    "test_real_master": 1.9, "test_peer_litellm": 1.5,
+    "test_stack_e2e::TestRunningStack": 21.6, "test_rolling_e2e": 16.5, "test_windows": 15.3,
+    "local": 9.2, "test_upgrade_e2e": 6.5, "test_stack_e2e::test_first_run_rotate_revoke_stop": 5.7,
+    "test_backup_e2e": 4.9, "test_swarm_e2e": 4.8, "test_real_keys": 3.1, "test_real_workers": 2.4,
+    "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 2.2,
+    "test_peer_openwebui_connections": 2.1, "test_real_master": 1.9, "test_peer_litellm": 1.8,
     "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.2,
 }
 
