@@ -9,12 +9,14 @@ from __future__ import annotations
 
 
 class GatewayError(Exception):
-    """Base of every expected failure. ``str(err)`` is the one-line message."""
+    """Base of every expected failure. ``str(err)`` is the one-line message; ``details``: lines
+    printed before it (a failing service's state and last log lines), usually none."""
 
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, details: list[str] | None = None) -> None:
         super().__init__(" ".join(message.split()))  # always one line
+        self.details = details or []
 
     @property
     def message(self) -> str:
@@ -88,14 +90,9 @@ class KeyStateError(GatewayError):
 
 
 class IncompleteError(GatewayError):
-    """An operation changed something and could not finish; the message says what remains.
-    ``details``: a failing service's state and last log lines, when one failed (as StackError)."""
+    """An operation changed something and could not finish; the message says what remains."""
 
     exit_code = 9
-
-    def __init__(self, message: str, details: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or []
 
 
 class DockerUnavailableError(GatewayError):
@@ -108,10 +105,6 @@ class StackError(GatewayError):
     """A service did not come up; ``details`` holds its state and last log lines."""
 
     exit_code = 11
-
-    def __init__(self, message: str, details: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.details = details or []
 
 
 class PortInUseError(GatewayError):

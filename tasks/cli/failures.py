@@ -34,7 +34,7 @@ def guarded(func: F) -> F:
             return func(*args, **kwargs)
         except GatewayError as exc:
             # a failing service's state and log lines (StackError) go before the one line
-            for line in getattr(exc, "details", None) or ():
+            for line in exc.details:
                 note(line)
             raise Exit(f"error: {exc.message}", exc.exit_code) from None
         except KeyboardInterrupt:

@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base.errors import GatewayError, StackError
-from .compose import CONFIG_HASH_LABEL, LITELLM, LITELLM_LB, ServiceState, Stack, state_of
+from .compose import (
+    CONFIG_HASH_LABEL,
+    LITELLM,
+    LITELLM_LB,
+    SERVICE_LABEL,
+    ServiceState,
+    Stack,
+    state_of,
+)
 
 #: The runtime API of HAProxy inside the litellm-lb container (haproxy.cfg, ``stats socket``),
 #: reached with bash's /dev/tcp (the official Debian-based image and the test image have bash).
@@ -126,20 +134,19 @@ class Roll:
 
     # -- what runs -------------------------------------------------------------
 
+    def _containers(self, service: str, states: tuple[str, ...]) -> list[Any]:
+        return [c for c in self.stack.containers()
+                if c.labels.get(SERVICE_LABEL) == service and c.status in states]
+
     def litellm_containers(self) -> list[Any]:
-        return sorted((c for c in self.stack.containers()
-                       if c.labels.get("com.docker.compose.service") == LITELLM
-                       and c.status in ("running", "restarting", "created")),
+        return sorted(self._containers(LITELLM, ("running", "restarting", "created")),
                       key=lambda c: str(c.attrs.get("Created", "")))
 
     def balancer(self) -> LoadBalancer | None:
         """HAProxy, when the stack runs it; None otherwise (a stack from before litellm-lb,
         or compose files without it): then LiteLLM can only be recreated."""
-        for container in self.stack.containers():
-            if (container.labels.get("com.docker.compose.service") == LITELLM_LB
-                    and container.status == "running"):
-                return LoadBalancer(container)
-        return None
+        running = self._containers(LITELLM_LB, ("running",))
+        return LoadBalancer(running[0]) if running else None
 
     def outdated(self) -> bool:
         """True when a running LiteLLM was made from other settings than the compose files and
@@ -261,7 +268,8 @@ class Roll:
             except Exception as exc:  # noqa: BLE001 - the docker SDK's, or a transport error
                 if _not_found(exc):
                     return
-                refused = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+                text = str(exc).strip()
+                refused = text.splitlines()[0][:200] if text else repr(exc)
             try:
                 container.reload()
             except Exception as exc:  # noqa: BLE001
@@ -277,9 +285,7 @@ class Roll:
         """Stopped LiteLLM containers (exited, dead): ``docker compose up --no-recreate
         --scale`` would start one of them again, with the settings it was made with, instead of
         making a new one from the current settings."""
-        return [c for c in self.stack.containers()
-                if c.labels.get("com.docker.compose.service") == LITELLM
-                and c.status in ("exited", "dead")]
+        return self._containers(LITELLM, ("exited", "dead"))
 
     def settle(self, lb: LoadBalancer | None = None) -> bool:
         """End a replacement a killed task left: with more than one LiteLLM container, keep

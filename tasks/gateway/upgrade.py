@@ -428,10 +428,10 @@ class Upgrade:
                 f"({exc.message}); done so far: {'; '.join(done) or 'nothing'}; run the same "
                 f"`invoke stack.upgrade` again to finish the rollback, or `invoke stack.restore "
                 f"{journal.backup} --yes`",
-                [*getattr(cause, "details", ()), *getattr(exc, "details", ())]) from None
+                [*cause.details, *exc.details]) from None
         raise UpgradeFailed(
             f"the upgrade to {what} failed and was rolled back: {cause.message}; now: "
-            f"{'; '.join(done)}; the backup {journal.backup} is kept", getattr(cause, "details", None))
+            f"{'; '.join(done)}; the backup {journal.backup} is kept", cause.details)
 
     def _back(self, journal: Journal, done: list[str]) -> None:
         self.progress("rolling back")
@@ -480,5 +480,5 @@ class Upgrade:
         except GatewayError as exc:
             raise IncompleteError(f"an interrupted upgrade could not be rolled back ({exc.message}); "
                                   f"done: {'; '.join(done) or 'nothing'}; run `invoke stack.restore "
-                                  f"{journal.backup} --yes`", getattr(exc, "details", None)) from None
+                                  f"{journal.backup} --yes`", exc.details) from None
         return ["rolled back an interrupted upgrade: " + "; ".join(done)]
