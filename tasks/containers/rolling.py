@@ -53,7 +53,8 @@ _RUNTIME = ('exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 3; printf "%s\\n" "$2" >&3;
 
 
 class RollFailed(StackError):
-    """The new LiteLLM container never turned ready; it was removed, the old one serves on."""
+    """The new LiteLLM container never turned ready; the old one serves on. The message then
+    says whether the new one was removed (or the ``docker rm -f`` to run)."""
 
 
 @dataclass
@@ -189,9 +190,11 @@ class Roll:
                 if container.id not in old_ids:
                     try:
                         self._remove(container, timeout=5)
-                    except StackError as left:
-                        if isinstance(exc, GatewayError):  # the failure stays the one reported
-                            exc.extend(left.message)
+                        left = f"{container.name} was removed"
+                    except StackError as refused:
+                        left = refused.message
+                    if isinstance(exc, GatewayError):  # the failure stays the one reported
+                        exc.extend(left)
             raise
         for container in old:
             self.retire(container, lb)
@@ -229,8 +232,8 @@ class Roll:
             raw = b""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         details = [f"  | {self.stack.scrub(line)}" for line in text.splitlines()]
-        return RollFailed(f"the new {LITELLM} container {container.name} {what}: it was removed "
-                          "and the running LiteLLM keeps serving; see its log lines above", details)
+        return RollFailed(f"the new {LITELLM} container {container.name} {what} (its log lines "
+                          "above); the running LiteLLM keeps serving", details)
 
     def retire(self, container: Any, lb: LoadBalancer) -> None:
         """No new requests to ``container``; those under way finish (up to ``grace`` s); then

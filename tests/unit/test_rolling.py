@@ -96,3 +96,30 @@ def test_a_stopped_litellm_left_behind_is_removed_before_compose_scales(
     roll.replace()
     assert stack.calls == [("litellm-1", "open-webui-1")]
     assert [c.name for c in stack.containers()] == ["open-webui-1", "litellm-new"]
+
+
+@pytest.mark.parametrize("refusals", [0, 10**6], ids=["removed", "docker-refuses"])
+def test_a_new_litellm_that_never_turns_ready_says_whether_it_was_removed(
+        monkeypatch: pytest.MonkeyPatch, refusals: int) -> None:
+    monkeypatch.setattr(rolling, "REMOVE_SECONDS", 0.0)
+    monkeypatch.setattr(rolling.time, "sleep", lambda _s: None)
+    serving = Container("litellm-1", "running")
+    stack = Stack([serving])
+    roll = Roll(stack, timeout=1)  # type: ignore[arg-type]
+    monkeypatch.setattr(roll, "balancer", lambda: object())
+    monkeypatch.setattr(roll, "settle", lambda _lb=None: False)
+
+    def never_ready(container: Container, _lb: object) -> None:
+        container.refusals = refusals
+        raise roll._failure(container, "not ready after 1s (--timeout)")
+
+    monkeypatch.setattr(roll, "_until_ready", never_ready)
+    with pytest.raises(rolling.RollFailed) as failed:
+        roll.replace()
+    new = next(c for c in stack.listed if c.name == "litellm-new")
+    assert not serving.gone
+    if refusals:
+        assert not new.gone and "was removed" not in failed.value.message
+        assert "`docker rm -f litellm-new`" in failed.value.message
+    else:
+        assert new.gone and failed.value.message.endswith("; litellm-new was removed")
