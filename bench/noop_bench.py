@@ -1,6 +1,9 @@
 """A keys task that changes no key never touches Docker: time a no-op ``keys.create`` and a
 ``keys.list`` with ``DOCKER_HOST`` on a socket that accepts and never answers (target < 2 s),
 and ``keys.list`` beside a bare ``invoke --list`` of a one-task tasks.py (target within 1.5x).
+A third command shows the floor of that ratio: a one-task tasks.py whose task makes one GET to the
+same stand-in with httpx (the project's HTTP client) - what any Invoke task pays that asks LiteLLM
+one thing, before a line of this project runs.
 
 Run: ``python bench/noop_bench.py`` (the LiteLLM stand-in on 127.0.0.1; prints the figures).
 
@@ -27,6 +30,23 @@ sys.path.insert(0, str(REPO))
 
 from tests.support.project import MASTER, MODELS, write_env  # noqa: E402
 from tests.support.standin import serve_in_thread  # noqa: E402
+
+#: The floor: an Invoke task that asks LiteLLM's readiness once with httpx, and nothing else -
+#: with the same plain-http TLS context as tasks/clients/http.py (no CA bundle loaded).
+ONE_GET = """import os
+import ssl
+
+from invoke import task
+
+
+@task
+def get(c):
+    import httpx
+
+    verify = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    with httpx.Client(trust_env=False, verify=verify) as client:
+        client.get(os.environ["LITELLM_PROXY_URL"] + "/health/readiness").raise_for_status()
+"""
 
 
 def hanging_socket(path: str) -> socket.socket:
@@ -59,14 +79,14 @@ def timed(args: list[str], cwd: Path, env: dict[str, str], runs: int = 15) -> li
     return [once(args, cwd, env) for _ in range(runs)]
 
 
-def side_by_side(a: tuple[list[str], Path], b: tuple[list[str], Path], env: dict[str, str],
-                 runs: int = 31) -> tuple[list[float], list[float]]:
-    """Alternate the two commands, so a change in the machine's load weighs on both alike."""
-    times_a, times_b = [], []
+def side_by_side(commands: list[tuple[list[str], Path]], env: dict[str, str],
+                 runs: int = 31) -> list[list[float]]:
+    """Alternate the commands, so a change in the machine's load weighs on all alike."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(runs):
-        times_a.append(once(*a, env))
-        times_b.append(once(*b, env))
-    return times_a, times_b
+        for command, took in zip(commands, times, strict=True):
+            took.append(once(*command, env))
+    return times
 
 
 def show(label: str, times: list[float]) -> float:
@@ -107,12 +127,21 @@ def main() -> None:
         bare.mkdir()
         (bare / "tasks.py").write_text("from invoke import task\n\n\n@task\ndef hello(c):\n    pass\n")
         bare_list = [python, "-m", "invoke", "--list"]
-        subprocess.run(bare_list, cwd=bare, env=env, check=True, capture_output=True,
-                       stdin=subprocess.DEVNULL)
-        listed, bare_times = side_by_side(([*invoke, "keys.list"], folder), (bare_list, bare), env)
+        one_get = folder / "one-get"
+        one_get.mkdir()
+        (one_get / "tasks.py").write_text(ONE_GET)
+        one_get_task = [python, "-m", "invoke", "get"]
+        for command, cwd in ((bare_list, bare), (one_get_task, one_get)):
+            subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True,
+                           stdin=subprocess.DEVNULL)
+        listed, bare_times, get_times = side_by_side(
+            [([*invoke, "keys.list"], folder), (bare_list, bare), (one_get_task, one_get)], env)
         keys_list = show("keys.list, hanging Docker socket", listed)
         base = show("bare `invoke --list` (one-task tasks.py), alternated", bare_times)
+        floor = show("one-task tasks.py: one httpx GET to the stand-in", get_times)
         print(f"keys.list / bare invoke --list: {keys_list / base:.2f}x")
+        print(f"one httpx GET task / bare invoke --list: {floor / base:.2f}x (the floor)")
+        print(f"keys.list beyond that floor: {(keys_list - floor) * 1000:.0f} ms")
         hanging.close()
     server.shutdown()
 
