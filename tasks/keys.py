@@ -8,6 +8,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from invoke.tasks import task
+from invoke.vendor import yaml
 
 from .base.errors import UsageError
 from .cli import (
@@ -24,6 +25,8 @@ from .cli import (
 )
 from .config.settings import KeySpec, Settings, parse_duration, parse_overrides, parse_via
 from .envstore import envfile
+from .virtualkeys import continuedev
+from .virtualkeys.dotenvfiles import states
 
 if TYPE_CHECKING:
     from .virtualkeys.manager import KeyManager, KeyResult
@@ -51,6 +54,7 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     ``about``: the keys the task is about (default: all), picked before LiteLLM is asked - an
     unknown name is refused first, and the advice when LiteLLM cannot be reached names their
     variables."""
+    # imported here: the gateway brings httpx, which `invoke --list` and env.* never need
     from .gateway.masterkey import recover_master
     from .gateway.stack import Gateway
 
@@ -273,8 +277,6 @@ def list_(
     json: bool = False,
 ) -> None:
     """List LiteLLM's keys: alias, team, models, expiry, spend, status, which one .env holds."""
-    from .virtualkeys.dotenvfiles import states
-
     with manager(c, env_file, url, via, json, wait=wait, reads_only=True) as (settings, keys):
         rows, notes = keys.list(team_id=team)
         files = states(settings, envfile.load(settings.env_file).values)
@@ -333,7 +335,7 @@ def rotate_master(
     engine: str | None = None,
 ) -> None:
     """Replace LITELLM_MASTER_KEY: new key in .env, LiteLLM recreated with it, then proven."""
-    from .gateway.masterkey import MasterRotation, recover_master
+    from .gateway.masterkey import MasterRotation, recover_master  # httpx: as in manager
     from .gateway.stack import Gateway
 
     seconds = seconds_flag(timeout, "--timeout")
@@ -387,10 +389,6 @@ def continue_config(
     json: bool = False,
 ) -> None:
     """Continue.dev's config.yaml models for the models the key may use (apiKey from its .env)."""
-    from invoke.vendor import yaml
-
-    from .virtualkeys import continuedev
-
     with manager(c, env_file, url, via, json, wait=wait, reads_only=True,
                  about=lambda s: [continuedev.key_of(s, name)]) as (settings, keys):
         spec = continuedev.key_of(settings, name)

@@ -19,14 +19,19 @@ from .cli import (
     emit,
     emit_json,
     guarded,
+    is_terminal,
     plain,
     progress,
     seconds_flag,
     service_change,
+    settings_from,
 )
 from .cli import (
     note as stderr_note,
 )
+from .containers.compose import LITELLM, OPENWEBUI, SERVICES
+from .gateway import envsetup
+from .virtualkeys.dotenvfiles import states
 
 ENV_FILE = "The .env to use (default: .env beside docker-compose.yml)"
 ENGINE = "What runs the stack: compose or swarm (default: gateway.engine, compose)"
@@ -37,6 +42,7 @@ TIMEOUT = "Seconds to wait for every service to be healthy (default: gateway.sta
 def _gateway(c: Any, env_file: str | None, engine: str | None = None) -> Iterator[Any]:
     """The Gateway for one task (a failing service's state and log lines go to stderr before
     the one-line error: `guarded` prints a StackError's details)."""
+    # imported here: the gateway brings httpx, which `invoke --list` and env.* never need
     from .gateway.stack import Gateway
 
     gateway = Gateway.load(plain(c.config), env_file=env_file, engine=engine, progress=progress,
@@ -74,9 +80,6 @@ def _report(outcome: Any, as_json: bool, done: str) -> None:
 def _offer_init(c: Any, env_file: str | None, as_json: bool = False) -> None:
     """No .env: offer env.init at a terminal; elsewhere say what to run. With ``as_json`` what
     it did goes to stderr: stdout holds the task's JSON alone."""
-    from .cli import is_terminal, settings_from
-    from .gateway import envsetup
-
     settings = settings_from(c, env_file=env_file, reads_only=True)  # Gateway.load checks
     if settings.env_file.exists() or settings.env_file.is_symlink():
         return
@@ -151,9 +154,6 @@ def restart(c: Any, env_file: str | None = None, service: str | None = None,
 @guarded
 def status(c: Any, env_file: str | None = None, json: bool = False, engine: str | None = None) -> None:
     """Each service's state, health and ports, and the virtual key's status in LiteLLM."""
-    from .containers.compose import SERVICES
-    from .virtualkeys.dotenvfiles import states
-
     with _gateway(c, env_file, engine) as gateway:
         outcome = gateway.status()
         files = states(gateway.settings, gateway.values)
@@ -203,8 +203,6 @@ def status(c: Any, env_file: str | None = None, json: bool = False, engine: str 
 def logs(c: Any, env_file: str | None = None, follow: bool = False, tail: str | None = None,
          service: list[str] | None = None, engine: str | None = None) -> None:
     """The services' logs, with every secret from .env masked."""
-    from .containers.compose import SERVICES
-
     lines = count_flag(tail, "--tail")
     for name in service or []:
         if name not in SERVICES:
@@ -309,8 +307,7 @@ def upgrade(c: Any, litellm: str | None = None, openwebui: str | None = None,
             dry_run: bool = False, to: str | None = None, env_file: str | None = None,
             timeout: str | None = None, json: bool = False) -> None:
     """Upgrade LiteLLM (and/or Open WebUI): backup first, pin in .env, switch, prove, or roll back."""
-    from .containers.compose import LITELLM, OPENWEBUI
-    from .gateway.upgrade import Upgrade
+    from .gateway.upgrade import Upgrade  # the gateway, with httpx: as _gateway
 
     if not (litellm or "").strip() and not (openwebui or "").strip():
         raise UsageError("say what to upgrade: --litellm VERSION and/or --openwebui VERSION")

@@ -14,7 +14,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+from invoke.config import AmbiguousMergeError
 from invoke.exceptions import AmbiguousEnvVar, Exit, UncastableEnvVar
+from invoke.vendor.yaml import YAMLError
 
 from ..base.errors import GatewayError
 from ..config.known import empty_message
@@ -70,9 +72,6 @@ def install_config_error_hook() -> None:
 
 
 def _config_error(exc: BaseException) -> str | None:
-    from invoke.config import AmbiguousMergeError
-    from invoke.vendor.yaml import YAMLError
-
     if isinstance(exc, AmbiguousMergeError):
         kinds = re.findall(r"<class '(\w+)'>", str(exc))
         shapes = {"dict": "a map", "list": "a list", "NoneType": "a value", "str": "a text",

@@ -10,6 +10,7 @@ from typing import Any
 from ..base.errors import EnvFileError, UsageError
 from ..config.settings import Settings, load_settings, load_with_env, parse_count, parse_seconds
 from ..envstore import envfile
+from ..envstore.compat import require_sendable
 from .output import is_terminal, note
 
 
@@ -74,8 +75,6 @@ def settings_from(
             f"no LITELLM_MASTER_KEY in {settings.env_file} or the environment; "
             "run `invoke env.init` or set it"
         )
-    from ..envstore.compat import require_sendable
-
     require_sendable(settings.master_key, settings.master_key_source,
                      {k.env_var: values.get(k.env_var, "") for k in settings.keys.values()})
     return settings

@@ -18,6 +18,7 @@ from ..base.errors import (
 )
 from ..clients.litellm import LiteLLM
 from ..clients.openwebui import OpenWebUI, answers_health
+from ..clients.transport import ContainerTransport
 from ..config.settings import KeySpec, Settings
 from ..containers.compose import (
     LITELLM,
@@ -114,8 +115,6 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
             f"{s.project_name!r} running to reach it from inside; start the stack, or "
             f"{manual(_env_vars(settings, keys))}"
         ) from host_error
-    from ..clients.transport import ContainerTransport
-
     progress(f"reaching LiteLLM from inside the {container.name} container")
     client = LiteLLM(LITELLM_SERVICE_URL, s.master_key, timeout=s.timeout,
                      transport=ContainerTransport(container, LITELLM_CONTAINER_PORT, s.timeout))
@@ -154,8 +153,6 @@ def openwebui(settings: Settings, containers: Containers) -> OpenWebUI | None:
     if client.health():
         return client
     client.close()
-    from ..clients.transport import ContainerTransport
-
     return OpenWebUI(OPENWEBUI_SERVICE_URL, email, password, timeout=settings.timeout,
                      transport=ContainerTransport(container, OPENWEBUI_CONTAINER_PORT,
                                                   settings.timeout))

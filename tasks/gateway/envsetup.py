@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dotenv import dotenv_values
+
 from ..base.errors import (
     ComposeRefusedError,
     DockerUnavailableError,
@@ -23,6 +25,7 @@ from ..base.errors import (
     ProxyUnreachableError,
 )
 from ..config.settings import GATE_VAR, PROJECT_NAME_RE, TRUTHY, Settings, host_ports, load_settings
+from ..containers import compose
 from ..envstore import compat, envfile, perms
 
 
@@ -107,8 +110,6 @@ def probe_volumes(project: str, *, timeout: float = 10.0) -> VolumeProbe:
     """Which of the stack's named volumes (``<project>_postgres-data``, ``<project>_open-webui-
     data``, labelled ``com.docker.compose.project=<project>``) exist. Never raises for an
     expected failure: a missing docker CLI or an unreachable daemon comes back as ``error``."""
-    from ..containers import compose
-
     wanted = {f"{project}_{name}" for name in STACK_VOLUMES}
     try:
         docker = compose.find_docker()
@@ -177,8 +178,6 @@ def with_env_values(settings: Settings, config: Any) -> Settings:
 
 
 def _lenient_project(path: Path) -> str:
-    from dotenv import dotenv_values
-
     logging.getLogger("dotenv.main").disabled = True  # its warnings would name the bad lines
     try:
         return str(dotenv_values(envfile.resolve(path)).get("COMPOSE_PROJECT_NAME") or "")
@@ -402,12 +401,10 @@ def reader_findings(settings: Settings, doc: envfile.EnvDoc, *, compare: bool = 
         findings.append(Finding("ok", "compose", f"not compared with `docker compose config`: "
                                 f"{settings.env_file} is a pipe, which gives its text once"))
         return findings
-    from ..containers.compose import service_environments
-
     names = list(doc.entries)
     try:
-        raw = service_environments(settings, names, interpolate=False)
-        passed = service_environments(settings, names) if raw is not None else None
+        raw = compose.service_environments(settings, names, interpolate=False)
+        passed = compose.service_environments(settings, names) if raw is not None else None
     except ComposeRefusedError as exc:
         findings.append(Finding("error", "compose", exc.message))
         return findings
