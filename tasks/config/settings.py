@@ -487,6 +487,23 @@ def _float(raw: Mapping[str, Any], name: str) -> float:
     return parse_seconds(value, f"gateway.{name} (invoke.yaml or INVOKE_GATEWAY_{name.upper()})")
 
 
+def _default_key(raw: Mapping[str, Any], keys: Mapping[str, KeySpec]) -> str:
+    default_key = _text(raw, "default_key") or DEFAULT_KEY
+    if default_key not in keys:
+        raise UsageError(f"gateway.default_key names no key of gateway.keys "
+                         f"({', '.join(sorted(keys))})")
+    return default_key
+
+
+def _webui_url(raw: Mapping[str, Any], ports: Mapping[str, int | None]) -> str:
+    """gateway.webui_url, else http://localhost:<WEBUI_PORT>; "" when WEBUI_PORT is no port:
+    only a task that needs Open WebUI refuses then (connect.openwebui; the stack tasks'
+    env.check), not keys.list or a continue-dev key."""
+    if _text(raw, "webui_url"):
+        return parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
+    return f"http://localhost:{ports['WEBUI_PORT']}" if ports["WEBUI_PORT"] else ""
+
+
 def load_settings(
     config: Any = None,
     *,
@@ -518,17 +535,7 @@ def load_settings(
                                            env_read=env_values is not None)
     master_key, master_source = _master_key(values, environ, env_path)
     keys = _keys(raw, project_dir, env_path)
-    default_key = _text(raw, "default_key") or DEFAULT_KEY
-    if default_key not in keys:
-        raise UsageError(f"gateway.default_key names no key of gateway.keys "
-                         f"({', '.join(sorted(keys))})")
-    if _text(raw, "webui_url"):
-        webui_url = parse_url(_text(raw, "webui_url"), "gateway.webui_url", "Open WebUI")
-    else:
-        # "" when WEBUI_PORT is no port: only a task that needs Open WebUI refuses then
-        # (connect.openwebui; the stack tasks' env.check), not keys.list or a continue-dev key
-        webui_url = f"http://localhost:{ports['WEBUI_PORT']}" if ports["WEBUI_PORT"] else ""
-
+    default_key, webui_url = _default_key(raw, keys), _webui_url(raw, ports)
     return Settings(
         project_dir=project_dir,
         env_file=env_path,

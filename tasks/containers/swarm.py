@@ -286,6 +286,29 @@ def _task_error(task: Mapping[str, Any]) -> str:
     return str(status.get("Err") or status.get("Message") or status.get("State", ""))
 
 
+def _failure(update: Mapping[str, Any], converged: bool, failures: Sequence[Mapping[str, Any]],
+             pending: Sequence[str]) -> str:
+    """Why a service will not converge by itself, or "": its update failed (``update``: the
+    service's UpdateStatus from this deployment, else empty), FAILED_TASKS of its tasks failed
+    (``failures``, oldest first), or no node may run it (``pending``: the waiting tasks' errors)."""
+    last_error = f"; the last failed task: {_task_error(failures[-1])}" if failures else ""
+    if update.get("State") in UPDATE_FAILED:
+        said = update["State"].replace("_", " ")
+        message = str(update.get("Message") or "")
+        return (f"update {said}" + (f" ({message})" if message and message not in said else "")
+                + last_error)
+    if converged:
+        return ""
+    if len(failures) >= FAILED_TASKS:
+        return f"{len(failures)} tasks failed, the last: {_task_error(failures[-1])}"
+    if any("constraint" in err for err in pending):
+        # placement never changes by itself (a host-mode port held by a task that is still
+        # stopping does: that one is waited for)
+        return (f"no node can run it ({pending[0]}); a service with a volume runs on the "
+                "node labelled ai-gateway.data=true (README, 'Docker Swarm')")
+    return ""
+
+
 @dataclass
 class RemoteTask:
     """A service's running task on another node: running, but no ``docker exec`` from here."""
@@ -610,24 +633,9 @@ class SwarmStack(Stack):
                  for p in (attrs.get("Endpoint") or {}).get("Ports") or []]
         converged = (len(running) >= replicas and not outdated
                      and update.get("State") not in UPDATING)
-        last_error = (f"; the last failed task: {_task_error(failures[-1])}" if failures else "")
         pending = [str(t["Status"].get("Err") or "") for t in current
                    if t["Status"]["State"] == "pending" and t["Status"].get("Err")]
-        failure = ""
-        if update.get("State") in UPDATE_FAILED and new_update:
-            said = update["State"].replace("_", " ")
-            message = str(update.get("Message") or "")
-            failure = (f"update {said}" + (f" ({message})" if message and message not in said else "")
-                       + last_error)
-        elif converged:
-            pass
-        elif len(failures) >= FAILED_TASKS:
-            failure = f"{len(failures)} tasks failed, the last: {_task_error(failures[-1])}"
-        elif any("constraint" in err for err in pending):
-            # placement never changes by itself (a host-mode port held by a task that is still
-            # stopping does: that one is waited for)
-            failure = (f"no node can run it ({pending[0]}); a service with a volume runs on the "
-                       "node labelled ai-gateway.data=true (README, 'Docker Swarm')")
+        failure = _failure(update if new_update else {}, converged, failures, pending)
         detail = f"{len(running)}/{replicas} tasks running"
         if update.get("State") in UPDATING or outdated:
             detail += ", updating"

@@ -426,6 +426,24 @@ def write_failure(exc: OSError, path: Path, target: Path, *, timeout: float,
     return EnvFileError(f"cannot write {path}: {exc.strerror or exc}")
 
 
+def _private_temp(path: Path, target: Path) -> tuple[int, Path]:
+    """An owner-only temporary file beside ``target``: (fd, path); EnvFileError naming why not
+    (``path``: as the user gave it)."""
+    directory = target.parent
+    try:
+        return perms.create_private(directory, _temp_prefix(target), ".tmp")
+    except PermissionError:
+        flag = perms.change_forbidden(directory)
+        if flag:
+            raise EnvFileError(f"cannot write {path}: its folder {directory} is {flag} (a file "
+                               "attribute: not even root may add files to it); lift it with "
+                               f"{perms.unlock_hint(directory, flag)} and run the task "
+                               "again") from None
+        raise EnvFileError(f"cannot write {path}: no permission to create files in {directory}") from None
+    except OSError as exc:
+        raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
 def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: float = 30.0) -> Path:
     """Write ``data`` atomically to ``path`` (followed if a symlink), owner-only throughout.
 
@@ -442,18 +460,7 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: f
     if not directory.is_dir():
         raise EnvFileError(f"cannot write {path}: folder {directory} does not exist")
     deadline = time.monotonic() + timeout
-    try:
-        fd, tmp = perms.create_private(directory, _temp_prefix(target), ".tmp")
-    except PermissionError:
-        flag = perms.change_forbidden(directory)
-        if flag:
-            raise EnvFileError(f"cannot write {path}: its folder {directory} is {flag} (a file "
-                               "attribute: not even root may add files to it); lift it with "
-                               f"{perms.unlock_hint(directory, flag)} and run the task "
-                               "again") from None
-        raise EnvFileError(f"cannot write {path}: no permission to create files in {directory}") from None
-    except OSError as exc:
-        raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
+    fd, tmp = _private_temp(path, target)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

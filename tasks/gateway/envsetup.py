@@ -185,6 +185,23 @@ def _lenient_project(path: Path) -> str:
         return ""
 
 
+def _back_up(path: Path) -> Path:
+    """A 0600 copy of the .env at ``path`` beside it (``<name>.backup.<time>[-n]``), never over
+    another; EnvFileError when it cannot be read or written."""
+    try:
+        old = envfile.resolve(path).read_bytes()
+    except OSError as exc:
+        raise EnvFileError(f"cannot back up {path}: {exc.strerror or exc}") from None
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    backup = path.with_name(f"{path.name}.backup.{stamp}")
+    n = 1
+    while backup.exists():
+        n += 1
+        backup = path.with_name(f"{path.name}.backup.{stamp}-{n}")
+    envfile.write_secure(backup, old, exclusive=True)
+    return backup
+
+
 def init(settings: Settings, *, force: bool = False) -> InitResult:
     """Write .env from .env.example with fresh secrets; refuse to replace one unless ``force``.
 
@@ -223,17 +240,7 @@ def init(settings: Settings, *, force: bool = False) -> InitResult:
         changes.update(kept)
         data = template.render(changes)
         if exists:
-            try:
-                old = envfile.resolve(path).read_bytes()
-            except OSError as exc:
-                raise EnvFileError(f"cannot back up {path}: {exc.strerror or exc}") from None
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            backup = path.with_name(f"{path.name}.backup.{stamp}")
-            n = 1
-            while backup.exists():
-                n += 1
-                backup = path.with_name(f"{path.name}.backup.{stamp}-{n}")
-            envfile.write_secure(backup, old, exclusive=True)
+            backup = _back_up(path)
             envfile.write_secure(path, data)
         else:
             envfile.write_secure(path, data, exclusive=True)

@@ -149,35 +149,7 @@ class MasterRotation:
         refused), IncompleteError (exit 9: LiteLLM must be restarted by hand)."""
         started = time.monotonic()
         with keys_lock(self.settings):
-            doc = envfile.load(self.env_file)
-            old = doc.get(MASTER_VAR)
-            if not old or not self.settings.master_key_source.startswith(MASTER_VAR + " in "):
-                raise UsageError(f"keys.rotate-master rotates the {MASTER_VAR} that .env holds; "
-                                 f"the key in use comes from {self.settings.master_key_source or 'nowhere'}")
-            if MasterJournal.read(self.env_file) is not None:
-                raise KeyStateError("a master-key rotation is already pending; run `invoke keys.list` "
-                                    "(any keys task) to finish it first")
-            # the project under the other engine (compose or swarm) is refused as stack.start
-            # refuses it, not taken for a LiteLLM elsewhere; no Docker: LiteLLM is elsewhere
-            with contextlib.suppress(DockerUnavailableError):
-                self.gateway.stack.check_engine()
-            ours = self.ours()
-            if ours:  # before .env changes: Docker, Compose, and a swarm manager on a swarm
-                self.gateway.require_docker()
-            if ours and not doc.get(SALT_VAR):
-                raise KeyStateError(
-                    f"{SALT_VAR} is empty in .env, so LiteLLM encrypts what it stores with the master "
-                    "key and a new one would make that unreadable; docker-compose.yml requires a salt "
-                    "key - see README, 'keys.rotate-master'")
-            if not ours and not external_salt_key:
-                raise KeyStateError(
-                    "LiteLLM is not this compose stack's running service, so the tasks cannot restart "
-                    f"it; if that LiteLLM has {SALT_VAR} set (else a new master key makes the "
-                    "credentials it stores unreadable), run again with --salt-key-set, then restart it "
-                    "with the new key as told")
-            with self.gateway.litellm("host" if not ours else None) as client:
-                client.require_database()
-                client.check_admin()  # .env's key opens LiteLLM now
+            old, ours = self._check(external_salt_key)
             new = new_master_key()
             journal = MasterJournal(sha256(old), sha256(new),
                                     datetime.now(timezone.utc).isoformat(timespec="seconds"), ours)
@@ -202,6 +174,40 @@ class MasterRotation:
                                  "the old one again)", exc.details) from None
         result.seconds = time.monotonic() - started
         return result
+
+    def _check(self, external_salt_key: bool) -> tuple[str, bool]:
+        """The checks before step 1, nothing changed yet: (the old key, whether LiteLLM is this
+        stack's to restart) once .env's key opens LiteLLM; raises as ``rotate`` says."""
+        doc = envfile.load(self.env_file)
+        old = doc.get(MASTER_VAR)
+        if not old or not self.settings.master_key_source.startswith(MASTER_VAR + " in "):
+            raise UsageError(f"keys.rotate-master rotates the {MASTER_VAR} that .env holds; "
+                             f"the key in use comes from {self.settings.master_key_source or 'nowhere'}")
+        if MasterJournal.read(self.env_file) is not None:
+            raise KeyStateError("a master-key rotation is already pending; run `invoke keys.list` "
+                                "(any keys task) to finish it first")
+        # the project under the other engine (compose or swarm) is refused as stack.start
+        # refuses it, not taken for a LiteLLM elsewhere; no Docker: LiteLLM is elsewhere
+        with contextlib.suppress(DockerUnavailableError):
+            self.gateway.stack.check_engine()
+        ours = self.ours()
+        if ours:  # before .env changes: Docker, Compose, and a swarm manager on a swarm
+            self.gateway.require_docker()
+        if ours and not doc.get(SALT_VAR):
+            raise KeyStateError(
+                f"{SALT_VAR} is empty in .env, so LiteLLM encrypts what it stores with the master "
+                "key and a new one would make that unreadable; docker-compose.yml requires a salt "
+                "key - see README, 'keys.rotate-master'")
+        if not ours and not external_salt_key:
+            raise KeyStateError(
+                "LiteLLM is not this compose stack's running service, so the tasks cannot restart "
+                f"it; if that LiteLLM has {SALT_VAR} set (else a new master key makes the "
+                "credentials it stores unreadable), run again with --salt-key-set, then restart it "
+                "with the new key as told")
+        with self.gateway.litellm("host" if not ours else None) as client:
+            client.require_database()
+            client.check_admin()  # .env's key opens LiteLLM now
+        return old, ours
 
     def _finish(self, journal: MasterJournal, new: str, *, old: str | None, action: str) -> MasterResult:
         """Steps 3-5 with .env holding ``new``. ``old``: the old key when known (to prove it refused)."""

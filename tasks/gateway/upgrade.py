@@ -355,19 +355,7 @@ class Upgrade:
             notes = ([f"an interrupted upgrade to {', '.join(c.new for c in pending.changes)} is "
                       "pending: the real run finishes or rolls it back first"] if pending else [])
             return UpgradeResult(changes, dry_run=True, notes=notes + self.dry_run_notes(changes))
-        for change in changes:
-            self.require_image(change.new)
-        self.progress("checking the stack as it is")
-        with self.gateway.litellm(wait=self.timeout) as client:
-            models = client.served_models()
-        try:
-            self.prove(models)
-        except GatewayError as exc:
-            raise exc.extend("the stack must be up and working before an upgrade; nothing "
-                             "was changed") from None
-        self.progress("backing up first (stack.backup)")
-        made = self.gateway.backup(to=self.to)
-        backup_mod.verify(made.path)
+        models, made = self._before(changes)
         journal = Journal(changes, str(made.path), self.fingerprint(), models,
                           datetime.now(timezone.utc).isoformat(timespec="seconds"))
         journal.write(self.env_file)
@@ -394,6 +382,25 @@ class Upgrade:
         Journal.clear(self.env_file)
         return UpgradeResult(changes, backup=str(made.path), proven=proven, notes=notes,
                              seconds=time.monotonic() - started)
+
+    def _before(self, changes: list[Change]) -> tuple[list[str], backup_mod.BackupResult]:
+        """Nothing changed yet: the new images are there, the stack as it is works (LiteLLM's
+        served models, proven), and a backup of it is made and verified. Returns (the models,
+        the backup)."""
+        for change in changes:
+            self.require_image(change.new)
+        self.progress("checking the stack as it is")
+        with self.gateway.litellm(wait=self.timeout) as client:
+            models = client.served_models()
+        try:
+            self.prove(models)
+        except GatewayError as exc:
+            raise exc.extend("the stack must be up and working before an upgrade; nothing "
+                             "was changed") from None
+        self.progress("backing up first (stack.backup)")
+        made = self.gateway.backup(to=self.to)
+        backup_mod.verify(made.path)
+        return models, made
 
     def dry_run_notes(self, changes: list[Change]) -> list[str]:
         folder = Path(self.to).expanduser() if self.to else self.env_file.parent / "backups"
