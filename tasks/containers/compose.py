@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..base.errors import ComposeRefusedError, DockerUnavailableError, PortInUseError, StackError
@@ -335,6 +336,28 @@ class Stack:
             done = self.compose_ok("config", "--services", what="docker compose config")
             self._defined = done.stdout.split()
         return self._defined
+
+    def services_config(self) -> dict[str, Any]:
+        """``{service: its settings}`` as compose resolves them with .env now (``docker compose
+        config --format json``). StackError (11) when compose gives no services."""
+        done = self.compose_ok("config", "--format", "json", what="docker compose config")
+        try:
+            services = json.loads(done.stdout)["services"]
+        except (ValueError, KeyError, TypeError):
+            services = None
+        if not isinstance(services, dict):
+            raise StackError("`docker compose config` gave no services")
+        return services
+
+    def bind_source(self, service: str, target: str) -> Path | None:
+        """The host file or folder the compose files bind-mount at ``target`` in ``service``'s
+        containers, or None."""
+        spec = self.services_config().get(service)
+        for volume in (spec.get("volumes") if isinstance(spec, dict) else None) or []:
+            if (isinstance(volume, dict) and volume.get("type") == "bind"
+                    and volume.get("target") == target and volume.get("source")):
+                return Path(str(volume["source"]))
+        return None
 
     def config_hash(self, service: str) -> str:
         """The hash of ``service``'s current settings (compose files and .env), as compose

@@ -312,14 +312,15 @@ def pg_secrets(values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 
 
 def config_path(stack: Stack, default: Path) -> Path:
-    """The litellm-config.yaml the LiteLLM container mounts (its bind mount's source), else
-    ``default``."""
+    """The litellm-config.yaml the LiteLLM container mounts (its bind mount's source); with no
+    LiteLLM container, the one the compose files would mount (a test or override file, not the
+    project's own); else ``default``. StackError (11) when compose cannot read its files."""
     container = stack.container_of(LITELLM)
     if container is not None:
         for mount in container.attrs.get("Mounts") or []:
             if mount.get("Destination") == CONFIG_IN_CONTAINER and mount.get("Source"):
                 return Path(mount["Source"])
-    return default
+    return stack.bind_source(LITELLM, CONFIG_IN_CONTAINER) or default
 
 
 def _images(stack: Stack) -> dict[str, str]:

@@ -440,9 +440,9 @@ class Gateway:
     def restore_stop(self, folder: Path) -> list[str]:
         """Step 1: LiteLLM and Open WebUI stopped (nothing writes to the data any more), then
         .env and litellm-config.yaml put back. Notes."""
+        config = backup_mod.config_path(self.stack, self.settings.project_dir / "litellm-config.yaml")
         journal = backup_mod.journal_for(self.settings.env_file)
         journal.write(folder, "files")
-        config = backup_mod.config_path(self.stack, self.settings.project_dir / "litellm-config.yaml")
         if self.stack.containers():
             self.progress("stopping LiteLLM and Open WebUI")
             self.stack.compose_ok("stop", LITELLM, OPENWEBUI, what="docker compose stop")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 import subprocess
 import time
@@ -193,13 +192,9 @@ class Upgrade:
 
     def configured_images(self) -> dict[str, str]:
         """Each service's image as compose resolves it with .env now."""
-        done = self.gateway.stack.compose_ok("config", "--format", "json",
-                                             what="docker compose config")
-        try:
-            services = json.loads(done.stdout)["services"]
-            return {name: str(spec.get("image") or "") for name, spec in services.items()}
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise StackError("`docker compose config` gave no services") from None
+        services = self.gateway.stack.services_config()
+        return {name: str(spec.get("image") or "") if isinstance(spec, dict) else ""
+                for name, spec in services.items()}
 
     def running_images(self, service: str) -> set[str]:
         return {str((c.attrs.get("Config") or {}).get("Image") or "")

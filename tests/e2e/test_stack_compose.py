@@ -35,6 +35,7 @@ from tests.support.project import REPO, Project, write_env
 from tests.support.stack import (
     BASE_IMAGE,
     LITELLM_VENV,
+    STACK_DIR,
     DockerEnv,
     StackProject,
     docker_env,
@@ -146,6 +147,32 @@ def test_litellm_is_reached_through_haproxy(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- the rolling step's removals
+
+
+def test_the_config_restore_writes_is_the_one_the_compose_files_mount(tmp_path: Path) -> None:
+    """With no LiteLLM container to ask (a stopped stack), stack.backup and stack.restore take
+    litellm-config.yaml from the compose files' bind mount - an override's own file (the test
+    stack's) - not the project's: a restore once wrote the test config over the shipped one."""
+    need_engine()
+    from tasks.config.settings import DEFAULTS, load_settings
+    from tasks.containers.compose import Stack
+    from tasks.gateway.backup import config_path
+
+    env = write_env(tmp_path / ".env", COMPOSE_PROJECT_NAME=f"aigw-e2e-cf{secrets.token_hex(3)}")
+    values = envfile.load(env).values
+    default = REPO / "litellm-config.yaml"
+    for files, mounted in (([STACK_DIR / "compose.test.yml"], STACK_DIR / "litellm-test-config.yaml"),
+                           ([], default)):
+        compose_files = os.pathsep.join(str(f) for f in [REPO / "docker-compose.yml", *files])
+        settings = load_settings({"gateway": {**DEFAULTS["gateway"], "project_dir": str(REPO),
+                                              "env_file": str(env), "compose_files": compose_files}},
+                                 env_values=values, environ={})
+        stack = Stack(settings, values)
+        try:
+            assert stack.container_of(LITELLM) is None
+            assert config_path(stack, tmp_path / "elsewhere.yaml") == mounted
+        finally:
+            stack.close()
 
 
 def test_a_litellm_container_docker_keeps_restarting_is_really_removed() -> None:
