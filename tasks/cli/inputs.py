@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from ..base.errors import EnvFileError, UsageError
+from ..base.errors import UsageError
 from ..config.settings import Settings, load_settings, load_with_env, parse_count, parse_seconds
 from ..envstore import envfile
 from ..envstore.compat import require_sendable
@@ -70,12 +70,7 @@ def settings_from(
     settings, values = load_with_env(config, env_file=env_file, url=url, check=check,
                                      engine=engine)
     note(settings.url_note)
-    if not settings.master_key:
-        raise EnvFileError(
-            f"no LITELLM_MASTER_KEY in {settings.env_file} or the environment; "
-            "run `invoke env.init` or set it"
-        )
-    require_sendable(settings.master_key, settings.master_key_source,
+    require_sendable(settings.require_master_key(), settings.master_key_source,
                      {k.env_var: values.get(k.env_var, "") for k in settings.keys.values()})
     return settings
 

@@ -86,9 +86,12 @@ DEFAULTS: dict[str, Any] = {
 #: Built-in values of the settings whose config default is None (see DEFAULTS).
 SECONDS_DEFAULTS = {"timeout": 10.0, "lock_timeout": 30.0, "start_timeout": 300.0}
 
-DURATION_RE = re.compile(r"[1-9][0-9]*(s|m|h|d|w|mo)\Z")
+#: LiteLLM's duration syntax: a whole number (no leading zero) and its unit.
+DURATION_RE = re.compile(r"([1-9][0-9]*)(s|m|h|d|w|mo)\Z")
 #: A Compose project name (lower-case letters, digits, ``_`` and ``-``; docker/compose's rule).
 PROJECT_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+#: What a project name must be, for the messages that refuse one.
+PROJECT_NAME_RULE = "use lowercase letters, digits, '-' and '_', starting with a letter or digit"
 VIA = ("auto", "host", "container")
 
 
@@ -117,7 +120,7 @@ _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "mo": 2592
 def duration_seconds(value: str) -> int:
     """Seconds in a duration ``parse_duration`` accepted; ``1mo`` counts 30 days (LiteLLM
     counts calendar months, a day or so apart). Raises UsageError on anything else."""
-    match = re.match(r"([0-9]+)(mo|[smhdw])\Z", value.strip())
+    match = DURATION_RE.match(value.strip())
     if not match:
         raise UsageError(f"bad duration {value!r}")
     return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
@@ -401,6 +404,13 @@ class Settings:
             raise UsageError(f"unknown key name {name!r}; configured: {known} (see gateway.keys)")
         return self.keys[name]
 
+    def require_master_key(self) -> str:
+        """The master key; EnvFileError (3) when neither .env nor the environment holds one."""
+        if not self.master_key:
+            raise EnvFileError(f"no LITELLM_MASTER_KEY in {self.env_file} or the environment; "
+                               "run `invoke env.init` or set it")
+        return self.master_key
+
     @property
     def gate_key(self) -> KeySpec | None:
         return next((k for k in self.keys.values() if k.gate), None)
@@ -649,8 +659,7 @@ def _project_name(raw: Mapping[str, Any], values: Mapping[str, str], env_path: P
         # .env's value is never quoted back (a line of .env may hold a secret)
         where = "gateway.project_name" if configured else f"COMPOSE_PROJECT_NAME in {env_path}"
         raise (UsageError if configured else EnvFileError)(
-            f"bad compose project name (from {where}): use lowercase letters, "
-            "digits, '-' and '_', starting with a letter or digit")
+            f"bad compose project name (from {where}): {PROJECT_NAME_RULE}")
     return project_name
 
 

@@ -87,9 +87,7 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
     ProxyUnreachableError (4) or EnvFileError (3, no master key)."""
     via = via or settings.via
     s = settings
-    if not s.master_key:
-        raise EnvFileError(f"no LITELLM_MASTER_KEY in {s.env_file} or the environment; "
-                           "run `invoke env.init` or set it")
+    s.require_master_key()
     host_error: ProxyUnreachableError | None = None
     if via != "container":
         client = LiteLLM(s.litellm_url, s.master_key, timeout=s.timeout)

@@ -24,7 +24,15 @@ from ..base.errors import (
     OpenWebUIError,
     ProxyUnreachableError,
 )
-from ..config.settings import GATE_VAR, PROJECT_NAME_RE, TRUTHY, Settings, host_ports, load_settings
+from ..config.settings import (
+    GATE_VAR,
+    PROJECT_NAME_RE,
+    PROJECT_NAME_RULE,
+    TRUTHY,
+    Settings,
+    host_ports,
+    load_settings,
+)
 from ..containers import compose
 from ..envstore import compat, envfile, perms
 
@@ -371,8 +379,8 @@ def _name_findings(values: Mapping[str, str]) -> list[Finding]:
     add = found.append
     project = values.get("COMPOSE_PROJECT_NAME", "")
     if project and not PROJECT_NAME_RE.match(project):
-        add(Finding("error", "project", "COMPOSE_PROJECT_NAME is not a compose project name: use "
-                    "lowercase letters, digits, '-' and '_', starting with a letter or digit"))
+        add(Finding("error", "project", "COMPOSE_PROJECT_NAME is not a compose project name: "
+                    f"{PROJECT_NAME_RULE}"))
 
     email = values.get("WEBUI_ADMIN_EMAIL", "")
     if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):

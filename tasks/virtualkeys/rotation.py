@@ -569,10 +569,7 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
         try:
             notes, retired, alias = finish(run, spec, entry, new_key)
         except GatewayError as exc:
-            raise IncompleteError(
-                f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but the rest "
-                f"failed: {exc.message}; run any keys task (e.g. `invoke keys.list`) to finish"
-            ) from exc
+            raise _env_holds_new(spec, new_key, f"the rest failed: {exc.message}") from exc
     except OutcomeUnknown as unknown:
         # the key may exist, or be in the making still: the journal keeps its pending alias
         maybe = (f"LiteLLM may have made a new key named {entry.pending_alias!r} (or be making "
@@ -589,10 +586,8 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
             # release, a signal): .env holds the new key, which must not be deleted now
             switched = True
             if isinstance(exc, GatewayError):
-                raise IncompleteError(
-                    f"{spec.env_var} in .env holds the new working key {mask(new_key)}, but "
-                    f"writing .env ended in an error: {exc.message}; run any keys task (e.g. "
-                    "`invoke keys.list`) to finish") from exc
+                raise _env_holds_new(spec, new_key,
+                                     f"writing .env ended in an error: {exc.message}") from exc
         if switched:
             if isinstance(exc, KeyboardInterrupt):
                 raise Interrupted(
@@ -605,6 +600,13 @@ def replace(run: Run, spec: KeySpec, *, op: Op, old_token: str | None,
         exc.extend(f"{undone}; .env and the old key are unchanged")
         raise
     return Replaced(new_key, created, notes, retired, alias)
+
+
+def _env_holds_new(spec: KeySpec, new_key: str, what: str) -> IncompleteError:
+    """Exit 9 once .env holds the new key and ``what`` went wrong after: the next keys task
+    finishes."""
+    return IncompleteError(f"{spec.env_var} in .env holds the new working key {mask(new_key)}, "
+                           f"but {what}; run any keys task (e.g. `invoke keys.list`) to finish")
 
 
 def _env_took(run: Run, spec: KeySpec, new_key: str) -> bool:
