@@ -335,6 +335,23 @@ class LiteLLM:
         narrows the list; the exact comparison is ours). Errors as ``list_keys``."""
         return [k for k in self.list_keys(key_alias=alias) if k.get("key_alias") == alias]
 
+    def named_key(self, alias: str) -> tuple[str, dict[str, Any]] | None:
+        """(token, ``/key/info``) of the first key whose alias is ``alias`` (the listing's row
+        when ``/key/info`` no longer knows it), or None. Errors as ``list_keys``."""
+        named = self.keys_with_alias(alias)
+        if not named:
+            return None
+        token = str(named[0].get("token"))
+        return token, self.key_info(token) or named[0]
+
+    def find_key(self, held: str, alias: str) -> tuple[str, dict[str, Any]] | None:
+        """The key .env holds (``held``, may be empty), else the first named ``alias``: (its
+        token, ``/key/info``), or None when LiteLLM knows neither."""
+        info = self.key_info(held) if held else None
+        if info is not None:
+            return token_of(held), info
+        return self.named_key(alias)
+
     # ------------------------------------------------------------------ teams
 
     def team_info(self, team_id: str) -> dict[str, Any] | None:

@@ -239,7 +239,7 @@ class KeyManager:
                                                  op="create")
                     result.notes[:0] = [*notes, f"replaced the {status} key that .env held"]
                     return result
-            existing = self.client.keys_with_alias(spec.alias)
+            existing = self.client.named_key(spec.alias)
             if existing and not force:
                 raise KeyStateError(
                     f"LiteLLM already has a key named {spec.alias!r}, but {spec.env_var} in .env "
@@ -247,8 +247,7 @@ class KeyManager:
                     f"keys.rotate --name {spec.name}` to replace it with a new one"
                 )
             if existing:
-                token = str(existing[0].get("token"))
-                info = self.client.key_info(token) or existing[0]
+                token, info = existing
                 result = self._rotate_locked(spec, None, info, None, set(changed), op="create",
                                              old_token=token)
                 result.notes[:0] = notes
@@ -264,21 +263,13 @@ class KeyManager:
             self.client.require_database()
             notes = self.recover()
             current = self._doc().get(spec.env_var)
-            old_token: str | None = None
-            info: Mapping[str, Any] | None = None
-            if current:
-                info = self.client.key_info(current)
-                old_token = token_of(current)
-            if info is None:
-                existing = self.client.keys_with_alias(spec.alias)
-                if existing:
-                    old_token = str(existing[0].get("token"))
-                    info = self.client.key_info(old_token) or existing[0]
-            if info is None:
+            found = self.client.find_key(current or "", spec.alias)
+            if found is None:
                 raise KeyStateError(
                     f"nothing to rotate: {spec.env_var} in .env holds no key LiteLLM knows and no "
                     f"key is named {spec.alias!r}; run `invoke keys.create --name {spec.name}`"
                 )
+            old_token, info = found
             result = self._rotate_locked(spec, current or None, info, grace, set(),
                                          op="rotate", old_token=old_token)
             result.notes[:0] = notes

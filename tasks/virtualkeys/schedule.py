@@ -33,12 +33,10 @@ def due(client: LiteLLM, held: str, alias: str, older_than: int) -> tuple[bool, 
     empty); ``alias``: its alias, used when LiteLLM does not know ``held``. Due when that key is at
     least ``older_than`` seconds old, or not active (expired, blocked: a dead key is always due), or
     when no key can be found at all (the rotation then says what is wrong). Returns (due, age)."""
-    info = client.key_info(held) if held else None
-    if info is None:
-        named = client.keys_with_alias(alias)
-        info = named[0] if named else None
-    if info is None:
+    found = client.find_key(held, alias)
+    if found is None:
         return True, None
+    info = found[1]
     if key_status(info) != "active":
         return True, None
     age = key_age(info)
