@@ -337,23 +337,23 @@ class Stack:
             self._defined = done.stdout.split()
         return self._defined
 
-    def services_config(self) -> dict[str, Any]:
+    def services_config(self) -> dict[str, dict[str, Any]]:
         """``{service: its settings}`` as compose resolves them with .env now (``docker compose
-        config --format json``). StackError (11) when compose gives no services."""
+        config --format json``). StackError (11) when compose gives no services, or a service
+        that is not a mapping."""
         done = self.compose_ok("config", "--format", "json", what="docker compose config")
         try:
             services = json.loads(done.stdout)["services"]
         except (ValueError, KeyError, TypeError):
             services = None
-        if not isinstance(services, dict):
+        if not isinstance(services, dict) or not all(isinstance(s, dict) for s in services.values()):
             raise StackError("`docker compose config` gave no services")
         return services
 
     def bind_source(self, service: str, target: str) -> Path | None:
         """The host file or folder the compose files bind-mount at ``target`` in ``service``'s
         containers, or None."""
-        spec = self.services_config().get(service)
-        for volume in (spec.get("volumes") if isinstance(spec, dict) else None) or []:
+        for volume in self.services_config().get(service, {}).get("volumes") or []:
             if (isinstance(volume, dict) and volume.get("type") == "bind"
                     and volume.get("target") == target and volume.get("source")):
                 return Path(str(volume["source"]))

@@ -193,8 +193,7 @@ class Upgrade:
     def configured_images(self) -> dict[str, str]:
         """Each service's image as compose resolves it with .env now."""
         services = self.gateway.stack.services_config()
-        return {name: str(spec.get("image") or "") if isinstance(spec, dict) else ""
-                for name, spec in services.items()}
+        return {name: str(spec.get("image") or "") for name, spec in services.items()}
 
     def running_images(self, service: str) -> set[str]:
         return {str((c.attrs.get("Config") or {}).get("Image") or "")
