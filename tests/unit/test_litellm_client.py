@@ -226,3 +226,20 @@ def test_the_master_key_travels_only_in_the_header(client: LiteLLM, litellm: Sta
     for request in litellm.requests():
         assert MASTER not in str(request)
 
+
+
+def test_find_key_takes_the_held_key_else_the_first_with_the_alias(
+        client: LiteLLM, litellm: Standin) -> None:
+    """keys.create, keys.rotate and --older-than find a key one way: the key .env holds, else
+    the first key named with its alias - read through /key/info in both cases."""
+    held = client.generate_key({"key_alias": "held"})["key"]
+    named = client.generate_key({"key_alias": "named"})["key"]
+    token, info = client.find_key(held, "named") or ("", {})
+    assert token == token_of(held) and info["key_alias"] == "held"
+    before = len(litellm.requests("/key/info"))
+    for gone in ("sk-not-in-litellm", ""):
+        token, info = client.find_key(gone, "named") or ("", {})
+        assert token == token_of(named) and info["key_alias"] == "named"
+    asked = [r["query"]["key"] for r in litellm.requests("/key/info")[before:]]
+    assert asked == ["sk-not-in-litellm", token_of(named), token_of(named)]
+    assert client.find_key("", "nobody") is None
