@@ -55,7 +55,6 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     unknown name is refused first, and the advice when LiteLLM cannot be reached names their
     variables."""
     # imported here: the gateway brings httpx, which `invoke --list` and env.* never need
-    from .gateway.masterkey import recover_master
     from .gateway.stack import Gateway
 
     via = parse_via(via, "--via")
@@ -64,11 +63,9 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     specs = list(about(settings)) if about is not None else list(settings.keys.values())
     gateway = Gateway(settings, progress=progress)
     try:
-        # an interrupted master-key rotation first: until it is finished, .env's key may not
-        # open LiteLLM (a file check; Docker only when a journal is there)
-        for note in recover_master(gateway, progress):
-            emit(note, as_json=as_json)
         with gateway.keys(via, wait=seconds, about=specs) as keys:
+            for note in gateway.take_notes():  # an interrupted master-key rotation finished
+                emit(note, as_json=as_json)
             yield settings, keys
     finally:
         gateway.close()
@@ -335,8 +332,7 @@ def rotate_master(
     engine: str | None = None,
 ) -> None:
     """Replace LITELLM_MASTER_KEY: new key in .env, LiteLLM recreated with it, then proven."""
-    from .gateway.masterkey import MasterRotation, recover_master  # httpx: as in manager
-    from .gateway.stack import Gateway
+    from .gateway.stack import Gateway  # httpx: as in manager
 
     seconds = seconds_flag(timeout, "--timeout")
     settings = settings_from(c, env_file=env_file, url=url, with_env=True, engine=engine)
@@ -344,11 +340,9 @@ def rotate_master(
             what="keys.rotate-master")
     gateway = Gateway(settings, progress=progress)
     try:
-        notes = recover_master(gateway, progress)
-        rotation = MasterRotation(gateway, progress=progress,
-                                  wait=seconds if seconds is not None else settings.start_timeout)
-        result = rotation.rotate(external_salt_key=salt_key_set)
-        result.notes[:0] = notes
+        result = gateway.rotate_master(
+            wait=seconds if seconds is not None else settings.start_timeout,
+            external_salt_key=salt_key_set)
     finally:
         gateway.close()
     if json:

@@ -109,6 +109,7 @@ UNIT_MINUTES = {
     "test_backup_e2e": 4.9, "test_swarm_e2e": 4.8, "test_real_keys": 3.1, "test_real_workers": 2.4,
     "test_stack_e2e::test_unpublished_litellm_port_goes_through_the_container": 2.2,
     "test_peer_openwebui_connections": 2.1, "test_real_master": 1.9, "test_peer_litellm": 1.8,
+    "test_stack_e2e::test_a_first_start_finishes_an_interrupted_master_key_rotation": 1.1,
     "test_stack_e2e::test_no_create_key_leaves_open_webui_stopped": 1.2,
 }
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..base.errors import EnvFileError
 from . import envfile
+
+
+def stamp() -> str:
+    """The moment an operation is noted in its journal (``started_at``): UTC, ISO 8601 to the
+    second, e.g. ``2026-12-04T22:30:05+00:00``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 class JournalFile:

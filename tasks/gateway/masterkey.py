@@ -33,7 +33,6 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +50,7 @@ from ..containers.compose import LITELLM
 from ..containers.rolling import RollFailed
 from ..containers.swarm import SwarmStack
 from ..envstore import envfile
-from ..envstore.journal import JournalFile
+from ..envstore.journal import JournalFile, stamp
 from ..virtualkeys.manager import keys_lock
 from .envsetup import new_master_key
 
@@ -151,8 +150,7 @@ class MasterRotation:
         with keys_lock(self.settings):
             old, ours = self._check(external_salt_key)
             new = new_master_key()
-            journal = MasterJournal(sha256(old), sha256(new),
-                                    datetime.now(timezone.utc).isoformat(timespec="seconds"), ours)
+            journal = MasterJournal(sha256(old), sha256(new), stamp(), ours)
             self.progress("noting the rotation in the master-key journal (hashes only)")
             journal.write(self.env_file)
             self.progress(f"writing the new master key to {self.env_file}")
@@ -308,9 +306,3 @@ class MasterRotation:
             result = self._finish(journal, held, old=None, action="finished")
         return ["finished an interrupted master-key rotation: " + "; ".join(result.proven)]
 
-
-def recover_master(gateway: Gateway, progress: Progress | None = None) -> list[str]:
-    """:meth:`MasterRotation.recover` for a keys task's gateway (a no-op without a journal)."""
-    if MasterJournal.read(gateway.settings.env_file) is None:
-        return []
-    return MasterRotation(gateway, progress=progress).recover()

@@ -35,7 +35,7 @@ from ..virtualkeys.manager import KeyManager
 from ..virtualkeys.openwebui import OpenWebUIConsumer
 from ..virtualkeys.rotation import key_status, reached
 from . import backup as backup_mod
-from . import connect, envsetup
+from . import connect, envsetup, masterkey
 
 #: what runs before Open WebUI can: the key store, LiteLLM, and HAProxy in front of it
 BACKEND_SERVICES = [POSTGRES, LITELLM, LITELLM_LB]
@@ -85,6 +85,7 @@ class Gateway:
         self.service_change = service_change or self.progress
         self._stack = stack
         self._containers: connect.Containers | None = None
+        self._master_checked = False
         self.notes: list[str] = []
 
     @classmethod
@@ -120,6 +121,11 @@ class Gateway:
     def running_container(self, service: str) -> Any | None:
         return self.containers.running(service)
 
+    def take_notes(self) -> list[str]:
+        """The notes gathered so far for the task to print (then emptied)."""
+        notes, self.notes = self.notes, []
+        return notes
+
     def litellm(self, via: str | None = None, wait: float = 0,
                 about: Sequence[KeySpec] | None = None) -> LiteLLM:
         """A LiteLLM client over the host port, or from inside its container (``via``);
@@ -140,7 +146,9 @@ class Gateway:
         LiteLLM client, and a consumer that hands the gate key to a running Open WebUI
         (``hand_over``), looked up only when a key will really change. ``starting``:
         stack.start itself starts Open WebUI with the key afterwards. ``about``: as for
-        ``litellm``."""
+        ``litellm``. An interrupted master-key rotation is finished first (its notes join
+        ``notes``): until then .env's master key may not open LiteLLM."""
+        self.notes += self.finish_master_rotation()
         with self.litellm(via, wait, about) as client:
             consumer = self.consumer(client, starting) if hand_over else None
             try:
@@ -148,6 +156,27 @@ class Gateway:
             finally:
                 if consumer is not None:
                     consumer.close()
+
+    def finish_master_rotation(self) -> list[str]:
+        """Finish or roll back a master-key rotation a killed task left (its journal beside
+        .env; ``masterkey.MasterRotation.recover``), once per task run, here: before any
+        KeyManager is made and before a new rotation. A file check; Docker and LiteLLM are asked
+        only when the journal is there. Notes for the user; raises as ``recover`` does."""
+        if self._master_checked:
+            return []
+        self._master_checked = True
+        return masterkey.MasterRotation(self, progress=self.progress).recover()
+
+    def rotate_master(self, *, wait: float, external_salt_key: bool = False) -> masterkey.MasterResult:
+        """keys.rotate-master: an interrupted rotation finished first, then
+        ``MasterRotation.rotate`` (``wait``: seconds a recreated LiteLLM may take to be healthy;
+        ``external_salt_key``: the user confirms a LiteLLM that is not ours has a salt key).
+        Its notes start with those of the recovery and of this gateway."""
+        notes = self.finish_master_rotation()
+        rotation = masterkey.MasterRotation(self, progress=self.progress, wait=wait)
+        result = rotation.rotate(external_salt_key=external_salt_key)
+        result.notes[:0] = notes + self.take_notes()
+        return result
 
     def consumer(self, client: LiteLLM, starting: bool = False) -> OpenWebUIConsumer:
         """Open WebUI as the gate key's consumer, looked up only when a key will change."""
@@ -264,8 +293,7 @@ class Gateway:
         spec = self.settings.gate_key
         if spec is not None:
             outcome.key = self.values.get(spec.env_var, "")
-        outcome.notes += self.notes
-        self.notes.clear()
+        outcome.notes += self.take_notes()
         return outcome
 
     def sync_openwebui(self, outcome: Outcome) -> None:

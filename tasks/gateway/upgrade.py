@@ -38,7 +38,6 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +51,7 @@ from ..base.errors import (
 )
 from ..containers.compose import LITELLM, OPENWEBUI, POSTGRES
 from ..envstore import envfile
-from ..envstore.journal import JournalFile
+from ..envstore.journal import JournalFile, stamp
 from ..virtualkeys.rotation import reached
 from . import backup as backup_mod
 
@@ -350,8 +349,7 @@ class Upgrade:
                       "pending: the real run finishes or rolls it back first"] if pending else [])
             return UpgradeResult(changes, dry_run=True, notes=notes + self.dry_run_notes(changes))
         models, made = self._before(changes)
-        journal = Journal(changes, str(made.path), self.fingerprint(), models,
-                          datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        journal = Journal(changes, str(made.path), self.fingerprint(), models, stamp())
         journal.write(self.env_file)
         state = "the old image still pinned in .env"
         try:

@@ -57,7 +57,7 @@ from ..base.masking import mask
 from ..clients.litellm import LiteLLM, token_of
 from ..config.settings import GATE_VAR, KeySpec, Settings, duration_seconds
 from ..envstore import envfile
-from ..envstore.journal import JournalFile
+from ..envstore.journal import JournalFile, stamp
 
 MANAGED_BY = "ai-gateway-tasks"
 
@@ -357,7 +357,7 @@ def journal_intent(run: Run, spec: KeySpec, op: Op, old_token: str | None,
     entry = JournalEntry(
         name=spec.name, op=op, txid=txid, env_var=spec.env_var, alias=spec.alias,
         pending_alias=pending_alias_of(spec.alias, txid), team_id=spec.team_id, gate=spec.gate,
-        old_token=old_token, grace=grace, started_at=now().isoformat(),
+        old_token=old_token, grace=grace, started_at=stamp(),
         pid=os.getpid())
     run.journal.put(entry)
     return entry

@@ -7,12 +7,12 @@ least that. Plain functions; no Invoke, no printing.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..base.errors import UsageError
 from ..config.settings import duration_seconds, parse_duration
-from .rotation import key_status, when
+from .rotation import key_status, now, when
 
 if TYPE_CHECKING:
     from ..clients.litellm import LiteLLM
@@ -43,10 +43,10 @@ def due(client: LiteLLM, held: str, alias: str, older_than: int) -> tuple[bool, 
     return (age is None or age >= older_than), age
 
 
-def key_age(info: dict[str, object], now: datetime | None = None) -> float | None:
-    """Seconds since LiteLLM made the key ``info`` describes (its ``created_at``); None without
-    a readable one (the key is then taken as due)."""
+def key_age(info: dict[str, object], at: datetime | None = None) -> float | None:
+    """Seconds since LiteLLM made the key ``info`` describes (its ``created_at``) until ``at``
+    (default: now); None without a readable one (the key is then taken as due)."""
     made = when(info.get("created_at"))
     if made is None:
         return None
-    return ((now or datetime.now(timezone.utc)) - made).total_seconds()
+    return ((at or now()) - made).total_seconds()

@@ -274,6 +274,27 @@ def test_no_create_key_leaves_open_webui_stopped(stack: StackProject) -> None:
     no_secrets(status, stack)
 
 
+def test_a_first_start_finishes_an_interrupted_master_key_rotation(stack: StackProject) -> None:
+    """A keys.rotate-master killed after it wrote the new key to .env, before LiteLLM ever ran
+    with it: the first stack.start starts LiteLLM with .env's key and, before it makes the
+    virtual key (Gateway.keys, the one place that looks), proves the rotation and ends it."""
+    journal = stack.dir / ".env.master-journal.json"
+    journal.write_text(json.dumps({
+        "old_sha256": sha("sk-the-master-key-before-the-rotation"),
+        "new_sha256": sha(stack.value("LITELLM_MASTER_KEY")),
+        "started_at": "2026-12-01T00:00:00+00:00", "restart": True}))
+    done = stack.ok("stack.start")
+    assert done.stdout.count("finished an interrupted master-key rotation") == 1, done.stdout
+    assert "the new master key opens LiteLLM's admin API" in done.stdout
+    assert not journal.exists()
+    key = stack.value("VIRTUAL_KEY")
+    assert key.startswith("sk-") and stack.litellm_accepts(key)
+    no_secrets(done, stack)
+    # looked for once: the next keys task has nothing left to finish
+    listed = stack.ok("keys.list")
+    assert "interrupted" not in listed.stdout + listed.stderr
+
+
 class Traffic:
     """A client that keeps chatting and listing models through Open WebUI (bounded), E2E_PAUSE
     seconds between two requests (tests/support/traffic.py says why)."""
