@@ -28,6 +28,9 @@ DB_TRANSIENT = ("disconnected", "stalled")
 #: how long require_database asks again after such an answer: LiteLLM's probe has a 4 s
 #: deadline, so this spans a few of its probes
 DB_RECHECK_SECONDS = 15.0
+#: how long a readiness answer of ``db: connected`` stands for "asked now" (seconds), once: the
+#: one a task got when it reached LiteLLM serves its first key request instead of a second ask
+READY_FRESH_SECONDS = 1.0
 
 
 def token_of(key: str) -> str:
@@ -84,6 +87,7 @@ class LiteLLM:
         self._master_key = master_key
         self.timeout = timeout
         self._client = http_client(self.base_url, timeout, transport)
+        self._connected_at: float | None = None  # when readiness last said db: connected
 
     def __enter__(self) -> LiteLLM:
         return self
@@ -214,6 +218,7 @@ class LiteLLM:
                 f"as LiteLLM does; {self._elsewhere()}",
                 response.status_code,
             )
+        self._connected_at = time.monotonic() if data.get("db") == "connected" else None
         return data
 
     def wait_ready(self, timeout: float, *, interval: float = 0.5,
@@ -238,22 +243,27 @@ class LiteLLM:
 
     def database(self, wait: float = DB_RECHECK_SECONDS) -> str:
         """LiteLLM's readiness ``db`` answer (``connected``, ``Not connected``: none configured,
-        ...), asked now. A ``disconnected`` or ``stalled`` answer is asked again for up to
-        ``wait`` seconds: LiteLLM gives it whenever its own database ping misses its 2 s
-        deadline (4 s with a reconnect; LiteLLM 1.108,
+        ...), asked now - or ``connected`` when the last readiness answer, less than
+        READY_FRESH_SECONDS old and not used so yet, said so. A ``disconnected`` or ``stalled``
+        answer is asked again for up to ``wait`` seconds: LiteLLM gives it whenever its own
+        database ping misses its 2 s deadline (4 s with a reconnect; LiteLLM 1.108,
         ``proxy/health_endpoints/_health_endpoints.py``), which a busy machine makes happen."""
+        asked, self._connected_at = self._connected_at, None  # an answer stands in once
+        if asked is not None and time.monotonic() - asked < READY_FRESH_SECONDS:
+            return "connected"
         deadline = time.monotonic() + wait
         while True:
             db = str(self.readiness().get("db", ""))
+            self._connected_at = None  # this answer is used here
             remaining = deadline - time.monotonic()
             if db not in DB_TRANSIENT or remaining <= 0:
                 return db
             time.sleep(min(1.0, remaining))
 
     def require_database(self, wait: float = DB_RECHECK_SECONDS) -> None:
-        """Check that LiteLLM is up and has its database (asked now: an earlier answer may be
-        stale, e.g. LiteLLM stopped meanwhile; see ``database`` for ``wait``); keys live
-        there. NoDatabaseError (6)."""
+        """Check that LiteLLM is up and has its database (asked now, see ``database``: an
+        earlier answer may be stale, e.g. LiteLLM stopped meanwhile); keys live there.
+        NoDatabaseError (6)."""
         db = self.database(wait)
         if db != "connected":
             raise NoDatabaseError(

@@ -12,7 +12,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 
 from tasks.base.errors import ApiError, AuthError, NoDatabaseError, ProxyUnreachableError
-from tasks.clients.litellm import LiteLLM, error_message, token_of
+from tasks.clients.litellm import READY_FRESH_SECONDS, LiteLLM, error_message, token_of
 from tests.support.project import MASTER, Standin
 from tests.support.standin import NotLiteLLM
 
@@ -183,6 +183,27 @@ def test_a_missed_database_ping_is_asked_again(client: LiteLLM, litellm: Standin
     litellm.fault("/health/readiness", times=1000, **busy)
     with pytest.raises(NoDatabaseError, match="database is 'disconnected'"):
         client.require_database(wait=1.5)
+
+
+
+def test_the_readiness_a_task_reached_litellm_with_serves_its_first_database_check(
+        client: LiteLLM, litellm: Standin) -> None:
+    """keys.list asked /health/readiness twice (to reach LiteLLM, then for its database): a
+    ``connected`` answer less than READY_FRESH_SECONDS old stands in for the second ask, once."""
+    litellm.state.db = True
+    client.readiness()
+    client.require_database()
+    assert len(litellm.requests("/health/readiness")) == 1
+    litellm.state.db = False  # a later check asks again, and sees it
+    with pytest.raises(NoDatabaseError):
+        client.require_database(wait=0)
+    assert len(litellm.requests("/health/readiness")) == 2
+    litellm.state.db = True
+    client.readiness()
+    time.sleep(READY_FRESH_SECONDS)  # too old to stand in
+    litellm.state.db = False
+    with pytest.raises(NoDatabaseError):
+        client.require_database(wait=0)
 
 
 def test_paging_follows_every_page(client: LiteLLM, litellm: Standin) -> None:
