@@ -1,14 +1,8 @@
-"""Unknown settings under ``gateway`` are errors: a restriction a user wrote is never dropped.
-
-``model: [gpt-4o-mini]`` instead of ``models:`` would make a key for every model, and
-``max_budgett: 5`` one without a budget. Every name under ``gateway``, under each key of
-``gateway.keys`` and inside each ``hand_over`` entry must be one the tasks read; otherwise
-UsageError (exit 2) naming the setting and the nearest known name (``difflib``).
-
-Invoke merges invoke.yaml and ``-f`` files into one config, so one check covers both. An
-``INVOKE_GATEWAY_*`` variable is different: Invoke only applies a variable whose name it builds
-from a setting that exists (``INVOKE_`` + the setting's path joined by ``_``, upper case) and
-silently ignores any other, so the environment is checked against those names.
+"""Unknown settings under ``gateway`` are errors (exit 2, naming the setting and the nearest
+known name): a restriction a user misspelled - ``model:`` for ``models:`` - is never dropped.
+Checked in invoke.yaml and ``-f`` files, and in the ``INVOKE_GATEWAY_*`` variables, which Invoke
+would otherwise ignore silently.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,26 +1,8 @@
-"""One immutable ``Settings``, resolved once from Invoke config, the .env file and the environment.
-
-Precedence, highest first:
-
-- the .env path: ``--env-file`` > ``gateway.env_file`` (invoke.yaml, ``INVOKE_GATEWAY_ENV_FILE``)
-  > ``.env`` beside ``docker-compose.yml``;
-- the LiteLLM URL: ``--url`` > ``gateway.litellm_url`` > ``LITELLM_PROXY_URL`` (as LiteLLM's own
-  CLI reads it) > ``http://localhost:<LITELLM_PORT from .env>`` > ``http://localhost:4000``; its
-  root, which may be a path a reverse proxy serves LiteLLM under (``parse_url``);
-- the master key: ``LITELLM_MASTER_KEY`` in .env > ``LITELLM_MASTER_KEY`` in the environment
-  > ``LITELLM_PROXY_API_KEY`` in the environment (LiteLLM's CLI name);
-- the compose project name: ``gateway.project_name`` > ``COMPOSE_PROJECT_NAME`` in .env
-  > ``ai-gateway`` (never the folder's name);
-- the compose files: ``gateway.compose_files`` > ``COMPOSE_FILE`` (Compose's own variable,
-  from the environment, else from .env, as Compose reads it)
-  > ``docker-compose.yml`` in the project folder (and ``docker-stack.yml`` after it when the
-  engine is ``swarm``);
-- the engine: ``--engine`` > ``gateway.engine`` (``INVOKE_GATEWAY_ENGINE``) > ``compose``;
-- Open WebUI's URL: ``gateway.webui_url`` > ``http://localhost:<WEBUI_PORT from .env>``.
-
-Keys are declared by name under ``gateway.keys`` (see ``DEFAULTS``). Invoke's ``INVOKE_*``
-variables only reach settings that exist in the defaults and cannot set lists: declare extra
-keys and model lists in ``invoke.yaml``.
+"""One immutable ``Settings`` per task run, resolved once from Invoke's config (invoke.yaml,
+``INVOKE_GATEWAY_*``), the .env file and the environment, with a stated precedence for each
+value (the .env path, LiteLLM's URL, the master key, the compose project and files, the engine,
+Open WebUI's URL) and the keys declared under ``gateway.keys``.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """Docker and Docker Compose: the ``docker compose`` CLI driven with argument lists, and the
 Docker SDK (imported lazily) for state, health, logs and exec.
-
 The SDK talks to the same daemon the CLI uses: ``DOCKER_HOST`` when set, otherwise the
 endpoint of the current ``docker context`` (rootless Docker, Docker Desktop, Colima...).
 Compose is run with an explicit project name, project folder, ``--env-file`` and ``-f`` files,

@@ -1,23 +1,8 @@
-"""Replace the compose stack's LiteLLM without dropping a request (the rolling step).
-
-HAProxy, the ``litellm-lb`` service (``haproxy.cfg``), publishes LiteLLM's port and is ``litellm``
-on Open WebUI's network; it finds every ``litellm`` container through Docker's DNS (the alias
-``litellm-backend``), sends requests only to those whose ``/health/readiness`` answers 200, and
-sends a request that meets a refused connection to another one. LiteLLM reads its master key,
-``litellm-config.yaml`` and image only when it starts (LiteLLM issues #30772, #28994), so every
-change to them is a new container. The step:
-
-1. one more ``litellm`` container from the current settings (``docker compose up --no-deps
-   --no-recreate --scale litellm=N+1 litellm``): the new environment, config or image;
-2. wait until Docker calls it healthy (its readiness healthcheck) and HAProxy reports it UP;
-3. each old container in maintenance in HAProxy (runtime API, ``docker exec`` into
-   ``litellm-lb``): no new requests reach it, the ones under way - streamed chats too - run to
-   their end; once it has none (or after ``grace`` seconds) it is stopped and removed.
-
-The new container never ready: it is removed, the old ones keep serving, StackError (exit 11)
-with its last log lines (secrets masked). Killed at any step: two LiteLLM containers may run, one
-of them perhaps in maintenance; the next rolling step or ``stack.start`` ends the replacement
-(:func:`settle`) and leaves the newest healthy one.
+"""Replace the compose stack's LiteLLM without dropping a request (the rolling step): a new
+``litellm`` container beside the running ones, HAProxy (``litellm-lb``) switching to it once it
+is healthy, the old ones drained and removed; a new one that never turns ready is removed and
+the old ones serve on (``RollFailed``); a step a kill interrupted is ended by ``settle``.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,8 @@
 """Docker Swarm: the same stack as a swarm stack (``docker stack deploy``), from the same compose
 files plus the project's swarm file (docker-stack.yml), behind the interface of
 ``compose.Stack`` so the gateway's start / stop / restart / status and the keys tasks work
-unchanged.
-
-The stack file is rendered from ``docker compose config --format json`` (Compose merges the
-files, interpolates .env and drops inactive profiles) into what ``docker stack deploy`` takes:
-no ``container_name``, ``restart``, ``depends_on`` or ``profiles`` (it ignores or refuses
-them, docker/cli #4721); ``depends_on`` is kept as the order of deployment instead (a service
-is deployed once those it depends on run). Secrets never enter a service spec, which ``docker
-service inspect`` shows to every manager: Compose renders with a placeholder for every secret
-of .env, each environment value that is a placeholder becomes a Docker secret (created from
-memory through the API, never a command line) mounted at ``/run/secrets/<VARIABLE>``, and a
-small entrypoint exports those files as the variables before it runs the image's own entrypoint
-(LiteLLM reads no ``*_FILE`` variables, LiteLLM #28994). A secret's name carries an HMAC of its
-value (keyed with LITELLM_SALT_KEY), so a changed value is a new secret, the changed service
-rolls (``start-first`` for LiteLLM: the new task is healthy before the old one stops), and the
-old secret is removed once the services converged. A file bind-mounted into a service
-(litellm-config.yaml, haproxy.cfg) becomes a Docker config named by a hash of its content, so it
-reaches every node; a directory, or a file over Docker's 500 KiB limit for configs, stays a bind
-mount (it must exist on the node).
+unchanged; .env's secrets become Docker secrets, never part of a service spec.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

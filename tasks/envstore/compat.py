@@ -1,25 +1,8 @@
-"""Values of .env that reach the stack differently from what the tasks read.
-
-The tasks read .env with python-dotenv's parser (no interpolation). Three other readers see the
-same values, each with rules of its own:
-
-- Docker Compose reads .env itself: ``$NAME`` / ``${NAME}`` are replaced inside unquoted and
-  double-quoted values (``$$`` is one ``$``), single quotes are literal, ``NAME= # text`` is
-  the value ``# text``, a ``\\\\`` inside single quotes stays two backslashes, a ``\\'`` inside
-  double quotes stays as written. Checked here against Compose v2.40 (``docker compose
-  config``); ``tests/unit/test_envcompat.py`` compares every rule with the real Compose.
-- A URL built in a compose file from other variables (``scheme://...${NAME}...``): a character
-  such as ``@ : / # ? %`` in one of them changes the host, user or password it says. Which
-  variables end up in a URL is read from the compose files, so new ones are covered.
-- LiteLLM builds its database URL itself from ``DATABASE_USERNAME`` / ``DATABASE_PASSWORD`` /
-  ``DATABASE_NAME`` (as docker-compose.yml passes them) and percent-encodes each with
-  ``urllib.parse.quote_plus`` (litellm/proxy/proxy_cli.py, 1.108.7): every character survives
-  except whitespace, which becomes ``+`` - a password with a space reaches PostgreSQL as another.
-- HTTP: the master key and every virtual key travel in an ``Authorization`` header, which
-  carries printable ASCII only, without spaces at either end.
-
-Every finding names the variable, its line and the fix - never the value. Plain functions: no
-Invoke, no printing.
+"""Values of .env that reach the stack differently from what the tasks read: through Compose's
+interpolation, inside a URL a compose file builds, in the database URL LiteLLM builds itself,
+or in an HTTP header. Each finding names the variable, its line and the fix - never the value.
+Plain functions: no Invoke, no printing.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

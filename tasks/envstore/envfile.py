@@ -1,30 +1,8 @@
-"""The .env store: strict reading, byte-preserving updates, atomic 0600 writes, a lock.
-
-Reading parses with python-dotenv's own parser and refuses what Compose or python-dotenv
-would read differently from what a person sees: unparseable lines, a name without ``=``,
-the same name twice, NUL bytes, text that is not UTF-8, an empty file. Errors name the line
-and the problem, never the line's text (it may hold a secret).
-
-Updating changes only the value of the named variables. Every other byte - comments, blank
-lines, order, quoting, ``export`` prefixes, CRLF endings, a UTF-8 BOM, inline comments - stays
-as it was; a name that is absent is appended. The new text is parsed again before it is
-written and must read back exactly as intended, or nothing is written.
-
-Writing goes to a temporary file in the same folder created owner-only (0600; on Windows an
-owner-only DACL given at creation, see ``perms``), which is flushed, synced and then moved over
-the target with ``os.replace`` (or hard-linked into place when the target must not exist yet).
-So the file is private from the instant it exists, and a reader sees either the old or the new
-file, never a mix. On Windows, where a file another program holds open cannot be replaced, the
-writer retries within the lock timeout - that refusal only (``held_open``); every other one
-(immutable, permission denied, read-only) lasts, and is said as what it is (``write_failure``).
-Writers hold ``<name>.lock`` (``filelock``) beside the file, so two tasks at once never lose an
-update.
-
-Symlinks: a ``.env`` that is a symlink is followed; the file it points to is updated in place
-(in its own folder) and the link stays a link. A dangling link is an error.
-
-Pipes (``--env-file <(sops -d .env.enc)``, a FIFO): read once, within ``PIPE_WAIT``, and kept
-in memory, since a pipe gives its text once; never written (``require_updatable``).
+"""The .env store: strict reading (python-dotenv's parser; anything Compose or a person would
+read differently is refused, naming the line, never its text), byte-preserving updates of named
+variables, atomic owner-only writes, and a lock (``filelock``) so two tasks never lose an
+update; symlinks followed, pipes read once and never written.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """Journals: small owner-only JSON files beside .env (``<.env>.<name>-journal.json``) that say
 what an operation in flight has done, so that the next task finishes it or rolls it back.
-
 Written atomically and 0600 like .env (``envfile.write_secure``); a journal that cannot be read
 is an EnvFileError (exit 3) naming the file and what to do, never taken for "none"."""
 

@@ -1,20 +1,7 @@
-"""Owner-only files: mode 0600 on POSIX, an owner-only protected DACL on Windows.
-
-POSIX: new files are created 0600 (``mkstemp``); ``lock_down`` chmods an existing file.
-
-Windows has no mode bits. Through the Windows API (pywin32's ``win32security``; no ``icacls``,
-whose output is localised): a new file is created by ``CreateFile`` with a security descriptor
-whose DACL is *protected* (nothing inherited from the folder) and holds one ACE, full access
-for the current user - so it is private from the instant it exists, and no other handle can be
-opened on it before that. ``lock_down`` sets the same DACL on an existing file. Both read the
-DACL back and raise :class:`EnvFileError` when it is not owner-only, so a stub API (as Wine's
-``icacls`` is) cannot pass silently.
-
-Where this is proven (see the README's Windows section): under Wine with python.org's Windows
-CPython, the calls are made and the DACL reads back owner-only and protected; Wine only maps it
-to mode bits, so that another account is really refused is not shown there. The decision logic
-(what counts as owner-only, what is reported, failures) also runs on Linux against a recorded
-stand-in of the API (``tests/unit/test_perms.py``).
+"""Owner-only files: mode 0600 on POSIX; on Windows a protected DACL with one ACE for the current
+user, given at creation through pywin32 and read back, so a file is private from the instant
+it exists and a stub API cannot pass silently (``EnvFileError``).
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,8 @@
-"""stack.backup and stack.restore: the stack's data as one checked, owner-only restore unit.
-
-A backup is a folder ``<project>-<UTC time>`` holding four parts and a manifest:
-
-- ``litellm.dump``: LiteLLM's database, ``pg_dump --format=custom`` run inside the postgres
-  container (one snapshot transaction: consistent while LiteLLM keeps writing);
-- ``open-webui.tar``: Open WebUI's data volume, written by a small Python program run inside an
-  Open WebUI container; each SQLite database in it is copied with SQLite's online backup API (a
-  consistent copy while Open WebUI writes), the other files as they are, WAL and journal files
-  left out (the copies hold their content);
-- ``litellm-config.yaml``: the config file the LiteLLM container mounts;
-- ``env``: ``.env`` - it holds ``LITELLM_SALT_KEY``, without which LiteLLM cannot decrypt the
-  credentials it stores, and the passwords the volumes were made with;
-- ``manifest.json``: format, time (UTC), project, each service's image, and each part's size
-  (bytes) and sha256.
-
-Everything is owner-only from its first byte: the folder is made 0700 (an owner-only access list
-on Windows) before anything is written in it, every file is created 0600. The backup is written
-as ``<name>.partial`` and renamed when complete, so a half-written backup never looks like one.
-Secrets never travel in an argument list: the database password reaches ``pg_dump`` /
-``pg_restore`` through the environment of ``docker exec`` (``-e PGPASSWORD`` names it; the value
-comes from this process's environment).
-
-Restore checks the manifest and every part's checksum before it changes anything.
+"""stack.backup and stack.restore: the stack's data - LiteLLM's database (``pg_dump``), Open
+WebUI's volume (SQLite's online backup), LiteLLM's config and .env - as one owner-only folder
+with a manifest of sizes and checksums, written as ``.partial`` and renamed when complete;
+restore checks every part before it changes anything.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,5 @@
 """How the tasks reach LiteLLM and Open WebUI: over the host port, or - when that fails or
 ``--via container`` says so - from inside their container (``docker exec``, see transport.py).
-
 Docker is looked up only when it is needed: a keys task whose LiteLLM answers on the host port,
 and that changes no key, never touches the Docker socket.
 """

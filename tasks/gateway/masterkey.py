@@ -1,29 +1,8 @@
-"""Rotating LiteLLM's master key (``keys.rotate-master``), and finishing an interrupted rotation.
-
-What the master key is to LiteLLM (1.108.7, read in litellm/proxy and checked on the real proxy):
-an admin credential read from ``LITELLM_MASTER_KEY`` at start - it is not stored in the database,
-and a running proxy keeps accepting the key it started with. It is also the encryption key of the
-credentials LiteLLM stores (models and provider keys added in its UI) - *unless*
-``LITELLM_SALT_KEY`` is set, which this stack always sets (compose refuses to start without it).
-So on this stack a master-key rotation changes nothing in LiteLLM's database: a new key in
-``.env``, LiteLLM recreated with it, and the proof. LiteLLM's ``POST /key/regenerate
-{"new_master_key"}`` is deliberately *not* used: it re-encrypts the stored credentials with the
-new master key even when a salt key is set, and the restarted proxy, which decrypts with the salt
-key, then drops them (seen on the real 1.108.7: a stored model vanished after the restart).
-
-The protocol, each step safe to interrupt:
-1. journal the intent beside .env (``.env.master-journal.json``, 0600): the SHA-256 of the old and
-   the new key, never a key;
-2. write the new key to ``LITELLM_MASTER_KEY`` in .env (one atomic write);
-3. recreate the ``litellm`` service of the compose stack so it runs with it, and wait until it is
-   healthy - or, when LiteLLM is not this stack's to restart, stop with exit 9 saying what to do;
-4. prove it: the new key opens LiteLLM's admin API, the old one is refused, every virtual key .env
-   holds still works, and a running Open WebUI still lists LiteLLM's models with its key;
-5. clear the journal.
-Interrupted before step 2, nothing changed anywhere: the next keys task drops the journal. After
-it, .env holds the new key: the next keys task recreates LiteLLM (or waits for the user to restart
-it) and proves the result. No state leaves a .env whose master key does not open LiteLLM once
-LiteLLM runs with that .env. Plain functions; no Invoke, no printing.
+"""Rotating LiteLLM's master key (``keys.rotate-master``) as a journaled protocol - a new key in
+.env, LiteLLM replaced with it, the result proven - and finishing or rolling back a rotation a
+killed task left (``MasterRotation.recover``, run by ``Gateway.finish_master_rotation``). Plain
+functions over a ``gateway.stack.Gateway``; no Invoke, no printing.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

@@ -1,32 +1,8 @@
 """stack.upgrade: a new LiteLLM (or Open WebUI) image, proven, or the old one back with its data.
-
-The steps, each safe to interrupt (the journal ``<.env>.upgrade-journal.json``, 0600, says which
-upgrade is under way, from which images to which, and which backup holds the data before it):
-
-1. plan: the image each service runs now (``docker compose config``: .env's LITELLM_IMAGE /
-   OPENWEBUI_IMAGE, else docker-compose.yml's pin) and the new one (the same repository with the
-   new tag, or a whole image reference). The new image must be there (or pullable) and the stack
-   up and proven as it is (readiness, .env's virtual key, Open WebUI listing models) - else
-   nothing is changed. ``--dry-run`` stops here and says what would change.
-2. a backup (stack.backup's: LiteLLM's database, Open WebUI's data, the config, .env), checked
-   against its manifest; a fingerprint of the database's schema and migration tables.
-3. .env pins the new image(s) (one atomic, owner-only write).
-4. LiteLLM replaced without downtime (rolling.Roll: the new container beside the old one, HAProxy
-   switches when it is ready). LiteLLM applies its database migrations when it starts, once: the
-   old one keeps serving meanwhile. Open WebUI, when asked, is recreated (one container: a short
-   pause of its web page).
-5. proved: LiteLLM ready with its database, every model it served before still listed (those
-   stored in its database too), .env's virtual keys working, Open WebUI listing models.
-6. the journal cleared.
-
-Any failure in 3-5 rolls back: .env pins the old image(s) again; when the database's schema or
-migration tables changed (the new LiteLLM migrated it), the backed-up database is restored (its
-``public`` schema emptied first, so nothing a migration added stays); LiteLLM is replaced by a
-fresh old one where the new one runs or the database was restored; the old stack is proven as
-in 5. UpgradeFailed (exit 15) then says so; a rollback that fails too ends in IncompleteError (9)
-saying what state was left. Interrupted (Ctrl-C), the journal stays and the next
-``stack.upgrade`` first finishes the upgrade (when the new images run and prove) or rolls it back.
-Plain functions over a ``gateway.stack.Gateway``; no Invoke, no printing.
+A journaled protocol over a ``gateway.stack.Gateway``: plan, a checked backup, .env pins the new
+image, LiteLLM replaced without downtime, proof - and on any failure the old image, and the
+backed-up database when the new LiteLLM migrated it. No Invoke, no printing.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

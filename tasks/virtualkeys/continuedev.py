@@ -1,24 +1,8 @@
-"""Continue.dev's ``config.yaml`` models block for a key: one ``openai`` provider model per model
-the key may use, ``apiBase`` LiteLLM's URL + ``/v1`` (what Continue's ``openai`` provider
-expects), and ``apiKey: ${{ secrets.NAME }}`` - the variable the key's ``hand_over`` writes to
-``~/.continue/.env`` - never the key itself.
-
-``merge`` puts the block into an existing config.yaml by editing its text, never by loading and
-dumping it again (a YAML 1.1 round trip turns ``1.10`` into ``1.1``, ``no`` into ``false``,
-``0123`` into ``83``, and drops every comment). Only the models entries this module wrote are
-replaced - an entry is ours when it has the shape ``models_block`` gives it: ``name`` is
-``"<model> (LiteLLM)"``, ``provider`` ``openai``, ``apiBase`` this LiteLLM's and ``apiKey`` a
-``${{ secrets.NAME }}``. Every other byte of the file stays as the user wrote it: their own
-models (also those at this LiteLLM), other settings, comments, quoting, line endings. Our new
-entries go where the first old one was, else after the user's last model; a file without
-``models`` gets it at its end. Nothing else is added: Continue's header (``name``, ``version``,
-``schema``) goes only into a new file (or one holding nothing but comments).
-
-The edit is checked before it is written: the new text is parsed again and must read as the old
-one with only our entries changed. A file where that cannot be done (not YAML, not a map, a
-``models`` written in flow style ``[...]`` with entries, anchors that the edit would break) is
-refused with UsageError (exit 2) naming the file, and left as it was. The YAML library is passed
-in (the task gives Invoke's vendored PyYAML; no Invoke here).
+"""Continue.dev's ``config.yaml`` models block for a key - one ``openai`` provider model per model
+the key may use, ``apiBase`` LiteLLM's URL + ``/v1``, ``apiKey: ${{ secrets.NAME }}``, never the
+key itself - and its merge into an existing config.yaml by editing the text, so every byte of
+the user's own file stays as written; a file that cannot be edited so is refused (exit 2).
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

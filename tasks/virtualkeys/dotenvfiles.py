@@ -1,24 +1,8 @@
-"""Dotenv consumers: other applications (Continue.dev, scripts) that read a key from a .env file.
-
-A declared key names them under ``hand_over``::
-
-    gateway:
-      keys:
-        continue-dev:
-          env_var: CONTINUE_DEV_KEY
-          hand_over:
-            - dotenv: ~/.continue/.env
-              var: LITELLM_API_KEY
-
-Each file gets the key with the same store as the stack's .env (``envfile``: atomic, owner-only
-from the first byte, comments, order and quoting kept, under ``<file>.lock``); a missing file is
-made, and so is its folder (0700 on POSIX). ``DotenvConsumer`` is a rotation ``Consumer``:
-``check`` before a key is made (the file can be read and its folder written: otherwise the
-rotation stops before anything changes), ``accept`` after the switch and before the old key is
-retired - so the journal finishes it after a kill like Open WebUI's hand-over. ``Consumers``
-puts it beside the other consumer of a run. Nothing here prints or imports Invoke.
-
-How ``hand_over`` is read and its paths expanded: ``config.handover``.
+"""Dotenv consumers: other applications (Continue.dev, scripts) that read a key from a .env file
+(``hand_over`` in a key's settings). Each file is written with the .env store's guarantees, and
+``DotenvConsumer`` is a rotation ``Consumer``: checked before a key is made, given the new key
+after the switch and before the old one is retired.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations

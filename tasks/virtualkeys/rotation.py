@@ -1,34 +1,9 @@
 """The rotation protocol: how a key is replaced without ever leaving its user without a working
-one. Creation runs the same protocol with no old key. One function per step, in this order:
-
-0. ``check``: the requested models against what LiteLLM serves and the team allows (exit 2
-   otherwise), and the consumer of the key (e.g. Open WebUI's admin login) - before anything
-   is made; the team is made if missing;
-1. ``journal_intent``: a typed ``JournalEntry`` in ``<.env>.keys-journal.json`` (0600; hashes
-   and aliases only, never a plaintext key), so a run killed at any later point is finished or
-   rolled back by the next keys task;
-2. ``generate``: the new key under a unique *pending* alias (LiteLLM refuses two keys with one
-   alias), with the team, models, budget, limits and metadata of the key it replaces; its hash
-   is journaled. A request whose outcome is unknown (timeout, reset, Ctrl-C or a kill while in
-   flight) leaves the entry in the journal: the key may exist, or be made later still, and the
-   keys tasks look for it until LiteLLM's request timeout has passed since ``started_at``
-   (``waits_until``);
-3. ``prove``: ``/v1/models`` with the new key must list at least one model LiteLLM serves;
-4. ``switch``: .env gets the new key atomically (``FIRST_RUN=no`` in the same write, for the
-   gate key); then ``hand_over`` gives it to its consumer, which proves it there;
-5. ``retire``: the old key is deleted - or, with a grace period, renamed and left to expire at
-   the earlier of its own expiry and now + grace; an expired or blocked old key is deleted,
-   never revived;
-6. ``rename``: the new key gets the real alias; the journal entry is dropped.
-
-Before the switch a failure or Ctrl-C deletes the new key (``roll_back``) and leaves .env and the
-old key as they were. After it, the entry stays and ``recover`` - which every keys task runs
-first - finishes steps 4-6 when .env holds the journaled new key, and otherwise deletes whatever
-the entry may have made; an entry whose key request may still be carried out is kept, *waiting*,
-until its key is found (and deleted) or LiteLLM's request timeout has passed. Then ``collect``
-deletes ``[pending ...]`` keys of these aliases that no journal entry waits for and no .env
-value holds (what a killed run of an earlier version left). Nothing here prints; progress goes
-through a callback.
+one (creation is the same protocol with no old key). One function per step - check, journal the
+intent, generate under a pending alias, prove, switch .env and hand over, retire the old key,
+rename - with ``recover`` finishing or rolling back what a killed run left and ``collect``
+deleting its leftovers. Nothing here prints; progress goes through a callback.
+How it works in detail, and the upstream facts it relies on: docs/modules.md.
 """
 
 from __future__ import annotations
