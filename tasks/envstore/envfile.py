@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -465,6 +466,20 @@ def write_secure(path: Path, data: bytes, *, exclusive: bool = False, timeout: f
             raise EnvFileError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return target
+
+
+def keep_copy(path: Path, data: bytes, label: str) -> Path:
+    """Keep ``data`` - what the file at ``path`` held before it is replaced - beside it as
+    ``<name>.<label>.<UTC time>`` (``20261204T223005Z``; ``-2``, ``-3``... when that name is
+    taken), owner-only and never over another file. Returns the copy's path; EnvFileError
+    when it cannot be written."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.{label}.{stamp}")
+    n = 1
+    while kept.exists() or kept.is_symlink():
+        n += 1
+        kept = path.with_name(f"{path.name}.{label}.{stamp}-{n}")
+    return write_secure(kept, data, exclusive=True)
 
 
 @contextlib.contextmanager

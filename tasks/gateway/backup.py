@@ -509,9 +509,9 @@ def restore_webui(docker: Docker, folder: Path) -> None:
 
 def restore_files(folder: Path, *, env_file: Path, config: Path) -> list[str]:
     """.env and litellm-config.yaml from the backup, each written atomically and owner-only,
-    the current one kept as ``<name>.before-restore.<time>`` when it differs. Notes."""
+    the current one kept as ``<name>.before-restore.<UTC time>`` (``envfile.keep_copy``) when
+    it differs. Notes."""
     notes = []
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     for part_name, target in ((ENV, env_file), (CONFIG, config)):
         data = (folder / part_name).read_bytes()
         try:
@@ -521,8 +521,7 @@ def restore_files(folder: Path, *, env_file: Path, config: Path) -> list[str]:
         if current == data:
             continue
         if current is not None:
-            kept = target.with_name(f"{target.name}.before-restore.{stamp}")
-            envfile.write_secure(kept, current, exclusive=True)
+            kept = envfile.keep_copy(target, current, "before-restore")
             notes.append(f"kept the previous {target.name} as {kept.name}")
         envfile.write_secure(target, data)
         notes.append(f"restored {target}")

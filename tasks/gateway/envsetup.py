@@ -10,7 +10,6 @@ import shutil
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,20 +193,13 @@ def _lenient_project(path: Path) -> str:
 
 
 def _back_up(path: Path) -> Path:
-    """A 0600 copy of the .env at ``path`` beside it (``<name>.backup.<time>[-n]``), never over
-    another; EnvFileError when it cannot be read or written."""
+    """A 0600 copy of the .env at ``path`` beside it (``<name>.backup.<UTC time>``,
+    ``envfile.keep_copy``); EnvFileError when it cannot be read or written."""
     try:
         old = envfile.resolve(path).read_bytes()
     except OSError as exc:
         raise EnvFileError(f"cannot back up {path}: {exc.strerror or exc}") from None
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    backup = path.with_name(f"{path.name}.backup.{stamp}")
-    n = 1
-    while backup.exists():
-        n += 1
-        backup = path.with_name(f"{path.name}.backup.{stamp}-{n}")
-    envfile.write_secure(backup, old, exclusive=True)
-    return backup
+    return envfile.keep_copy(path, old, "backup")
 
 
 def init(settings: Settings, *, force: bool = False) -> InitResult:

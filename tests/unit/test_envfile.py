@@ -491,3 +491,29 @@ def test_lock_timeout_is_a_clear_error(tmp_path: Path) -> None:
         # wait (the bound is loose, to be no measure of the machine's speed)
         assert time.monotonic() - started < 30
     assert path.read_text() == "A=1\n"
+
+
+def test_a_kept_copy_never_replaces_another(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """env.init --force kept its copy as ``.backup.<time>-n``; stack.restore failed when a copy
+    of the same second existed: both now keep every copy, owner-only, under a UTC time."""
+    from datetime import datetime, timezone
+
+    asked: list[Any] = []
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> Frozen:
+            asked.append(tz)
+            return cls(2026, 12, 4, 22, 30, 5, tzinfo=tz)
+
+    monkeypatch.setattr(envfile, "datetime", Frozen)
+    env = tmp_path / ".env"
+    env.write_text("A=1\n")
+    copies = [envfile.keep_copy(env, f"A={n}\n".encode(), "before-restore") for n in range(3)]
+    assert [c.name for c in copies] == [".env.before-restore.20261204T223005Z",
+                                        ".env.before-restore.20261204T223005Z-2",
+                                        ".env.before-restore.20261204T223005Z-3"]
+    assert [c.read_text() for c in copies] == ["A=0\n", "A=1\n", "A=2\n"]
+    assert asked == [timezone.utc] * 3  # the time is UTC's
+    assert all(private(c) for c in copies)
+    assert env.read_text() == "A=1\n"
