@@ -238,13 +238,13 @@ class KeyManager:
                                                  op="create")
                     result.notes[:0] = [*notes, f"replaced the {status} key that .env held"]
                     return result
-            existing = self.client.named_key(spec.alias)
-            if existing and not force:
+            if not force and self.client.keys_with_alias(spec.alias):
                 raise KeyStateError(
                     f"LiteLLM already has a key named {spec.alias!r}, but {spec.env_var} in .env "
                     "does not hold it, and LiteLLM never shows a key again; run `invoke "
                     f"keys.rotate --name {spec.name}` to replace it with a new one"
                 )
+            existing = self.client.named_key(spec.alias) if force else None
             if existing:
                 token, info = existing
                 result = self._rotate_locked(spec, None, info, None, set(changed), op="create",

@@ -140,11 +140,13 @@ def test_alias_taken_without_plaintext_points_to_rotate(project: Project, litell
     from tasks.envstore import envfile
     envfile.update(project.env, {"VIRTUAL_KEY": ""})  # the plaintext is lost
     before = project.read()
+    asked = len(litellm.requests("/key/info"))
     done = project.run("keys.create")
     assert done.returncode == 8
     err = one_line_error(done)
     assert "already has a key named 'Open WebUI Key'" in err and "keys.rotate" in err
     assert project.read() == before
+    assert len(litellm.requests("/key/info")) == asked  # the listing says it; nothing more asked
     # and the advice works
     assert project.run("keys.rotate").returncode == 0
     assert litellm.accepts(project.value("VIRTUAL_KEY"))
