@@ -31,14 +31,17 @@ class JournalFile:
         self.advice = advice
 
     def load(self) -> Any:
-        """The JSON value the journal holds; None when there is none. EnvFileError when it
-        cannot be read or is not JSON."""
+        """The JSON value the journal holds; None when there is no journal. EnvFileError when
+        it cannot be read, is not JSON, or holds ``null`` (no journal is ever written so)."""
         try:
-            return json.loads(envfile.resolve(self.path).read_text(encoding="utf-8"))
+            data = json.loads(envfile.resolve(self.path).read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             raise self.unreadable(exc) from None
+        if data is None:
+            raise self.unreadable("it holds null")
+        return data
 
     def unreadable(self, cause: BaseException | str) -> EnvFileError:
         """The error for a journal that cannot be read, or holds what this version cannot use

@@ -68,7 +68,9 @@ class MasterJournal:
         try:
             if not isinstance(data.get("restart"), bool):
                 raise TypeError("restart")
-            return cls(str(data["old_sha256"]), str(data["new_sha256"]), str(data["started_at"]),
+            if not all(isinstance(data[name], str) for name in ("old_sha256", "new_sha256")):
+                raise TypeError("a hash that is not text")
+            return cls(data["old_sha256"], data["new_sha256"], str(data["started_at"]),
                        data["restart"])
         except (KeyError, TypeError, AttributeError) as exc:
             raise file.unreadable(exc) from None

@@ -73,7 +73,9 @@ def test_a_litellm_given_by_url_is_not_ours_even_beside_a_running_stack() -> Non
         assert MasterRotation(gateway).ours() is ours, source  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("entry", [{"restart": "no"}, [], {"old_sha256": "x"}])
+@pytest.mark.parametrize("entry", [{"restart": "no"}, [], {"old_sha256": "x"}, None,
+                                   {"old_sha256": 1, "new_sha256": None, "started_at": "now",
+                                    "restart": True}])
 def test_a_malformed_master_journal_is_one_line(project: Project, entry: object) -> None:
     body = entry if not isinstance(entry, dict) or "old_sha256" in entry else {
         "old_sha256": "a", "new_sha256": "b", "started_at": "now", **entry}
@@ -81,3 +83,15 @@ def test_a_malformed_master_journal_is_one_line(project: Project, entry: object)
     done = project.run("keys.list")
     assert done.returncode == 3, done.stderr
     assert "cannot read the master-key journal" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("name", ["keys", "master"])
+def test_a_journal_that_holds_null_is_not_taken_for_none(project: Project, name: str) -> None:
+    """``null`` is no journal this project writes: it is refused, not read as "no journal"
+    (``JournalFile.load``, which the upgrade and restore journals read through too)."""
+    journal = project.dir / f".env.{name}-journal.json"
+    journal.write_text("null")
+    done = project.run("keys.list")
+    assert done.returncode == 3, done.stderr
+    assert "cannot read the" in done.stderr and "it holds null" in done.stderr
+    assert journal.read_text() == "null"

@@ -517,3 +517,15 @@ def test_a_kept_copy_never_replaces_another(tmp_path: Path, monkeypatch: pytest.
     assert asked == [timezone.utc] * 3  # the time is UTC's
     assert all(private(c) for c in copies)
     assert env.read_text() == "A=1\n"
+
+
+@pytest.mark.parametrize("text", ["null", "{", ""])
+def test_a_journal_that_cannot_be_used_is_an_error_not_none(tmp_path: Path, text: str) -> None:
+    from tasks.envstore.journal import JournalFile
+
+    env = tmp_path / ".env"
+    journal = JournalFile(env, "upgrade", "the upgrade journal", "delete it")
+    assert journal.load() is None  # no file: no journal
+    journal.path.write_text(text)
+    with pytest.raises(EnvFileError, match="cannot read the upgrade journal"):
+        journal.load()
