@@ -383,15 +383,17 @@ def continue_config(
     json: bool = False,
 ) -> None:
     """Continue.dev's config.yaml models for the models the key may use (apiKey from its .env)."""
-    with manager(c, env_file, url, via, json, wait=wait, reads_only=True,
+    printing = write is None or write is False
+    document = json or printing  # stdout carries the JSON or the YAML: notes go to stderr
+    with manager(c, env_file, url, via, document, wait=wait, reads_only=True,
                  about=lambda s: [continuedev.key_of(s, name)]) as (settings, keys):
         spec = continuedev.key_of(settings, name)
         for line in keys.recover_locked():
-            emit(line, as_json=json)
+            emit(line, as_json=document)
         models = keys.models_of(spec)
     var = spec.hand_over[0].var
     block = continuedev.models_block(models, settings.litellm_url, var)
-    if write is None or write is False:
+    if printing:
         if json:
             emit_json({"models": block})
         else:

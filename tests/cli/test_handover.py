@@ -338,6 +338,25 @@ def test_continue_config_prints_the_models_with_the_secret_not_the_key(
         "roles": ["chat", "edit", "apply"]}]
 
 
+def test_continue_configs_yaml_on_stdout_is_the_yaml_alone(project: Project, litellm: Standin) -> None:
+    """A recovery's note (here: an interrupted master-key rotation rolled back) went to stdout
+    ahead of the YAML, where a redirect into config.yaml read it as a mapping entry."""
+    import hashlib
+
+    cfg = absolute(project)
+    run_ok(project, "-f", cfg, "keys.create", "--name", "continue-dev")
+    master = project.value("LITELLM_MASTER_KEY")
+    (project.dir / ".env.master-journal.json").write_text(json.dumps({
+        "old_sha256": hashlib.sha256(master.encode()).hexdigest(), "new_sha256": "0" * 64,
+        "started_at": "2026-12-04T00:00:00+00:00", "restart": False}))
+    done = run_ok(project, "-f", cfg, "keys.continue-config")
+    assert "rolled back an interrupted master-key rotation" in done.stderr
+    assert done.stdout.startswith("name:") and "rolled back" not in done.stdout
+    from invoke.vendor import yaml
+
+    assert set(yaml.safe_load(done.stdout)) == {"name", "version", "schema", "models"}
+
+
 def test_continue_config_write_merges_and_keeps_the_users_entries(
         project: Project, litellm: Standin) -> None:
     from invoke.vendor import yaml
