@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from invoke.tasks import task
 from invoke.vendor import yaml
 
-from .base.errors import UsageError
+from .base.errors import GatewayError, UsageError
 from .cli import (
     confirm,
     emit,
@@ -64,9 +64,13 @@ def manager(c: Any, env_file: str | None, url: str | None, via: str | None = Non
     gateway = Gateway(settings, progress=progress)
     try:
         with gateway.keys(via, wait=seconds, about=specs) as keys:
-            for note in gateway.take_notes():  # an interrupted master-key rotation finished
-                emit(note, as_json=as_json)
+            for line in gateway.take_notes():  # an interrupted master-key rotation finished
+                emit(line, as_json=as_json)
             yield settings, keys
+    except GatewayError:
+        for line in gateway.take_notes():  # what was done before the failure
+            note(line)
+        raise
     finally:
         gateway.close()
 
@@ -343,6 +347,10 @@ def rotate_master(
         result = gateway.rotate_master(
             wait=seconds if seconds is not None else settings.start_timeout,
             external_salt_key=salt_key_set)
+    except GatewayError:
+        for line in gateway.take_notes():  # e.g. a pending rotation finished before this one
+            note(line)
+        raise
     finally:
         gateway.close()
     if json:

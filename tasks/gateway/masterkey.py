@@ -21,6 +21,7 @@ from ..base.errors import (
     GatewayError,
     IncompleteError,
     KeyStateError,
+    ProxyUnreachableError,
     UsageError,
 )
 from ..base.masking import mask
@@ -238,6 +239,12 @@ class MasterRotation:
                 # key) are gone; the wait then removes the old key's secret
                 self.gateway.stack.wait([LITELLM], timeout=self.wait)
             return False
+        if self.gateway.running_container(LITELLM) is None:
+            # a killed rotation, then stack.stop: never start LiteLLM alone (without its database)
+            raise ProxyUnreachableError(
+                "a master-key rotation is unfinished and this stack's LiteLLM, which must restart "
+                "with the new key, is not running; start the stack (`invoke stack.start`: LiteLLM "
+                "starts with .env's new master key), then any keys task proves it and finishes it")
         if self.gateway.replace_litellm(self.wait):  # beside the old one: no request dropped
             return True
         stack = self.gateway.stack

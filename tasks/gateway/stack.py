@@ -146,10 +146,11 @@ class Gateway:
         LiteLLM client, and a consumer that hands the gate key to a running Open WebUI
         (``hand_over``), looked up only when a key will really change. ``starting``:
         stack.start itself starts Open WebUI with the key afterwards. ``about``: as for
-        ``litellm``. An interrupted master-key rotation is finished first (its notes join
-        ``notes``): until then .env's master key may not open LiteLLM."""
-        self.notes += self.finish_master_rotation()
+        ``litellm``. Once LiteLLM is reached (as ``via`` and ``wait`` say), an interrupted
+        master-key rotation is finished first (its notes join ``notes``): until then .env's
+        master key may not open LiteLLM."""
         with self.litellm(via, wait, about) as client:
+            self.notes += self.finish_master_rotation()
             consumer = self.consumer(client, starting) if hand_over else None
             try:
                 yield KeyManager(self.settings, client, consumer=consumer, progress=self.progress)
@@ -157,25 +158,28 @@ class Gateway:
                 if consumer is not None:
                     consumer.close()
 
-    def finish_master_rotation(self) -> list[str]:
+    def finish_master_rotation(self, wait: float | None = None) -> list[str]:
         """Finish or roll back a master-key rotation a killed task left (its journal beside
         .env; ``masterkey.MasterRotation.recover``), once per task run, here: before any
         KeyManager is made and before a new rotation. A file check; Docker and LiteLLM are asked
-        only when the journal is there. Notes for the user; raises as ``recover`` does."""
+        only when the journal is there. ``wait``: seconds a recreated LiteLLM may take to be
+        healthy (default: ``start_timeout``). Notes for the user; raises as ``recover`` does."""
         if self._master_checked:
             return []
         self._master_checked = True
-        return masterkey.MasterRotation(self, progress=self.progress).recover()
+        return masterkey.MasterRotation(self, progress=self.progress,
+                                        wait=wait or self.settings.start_timeout).recover()
 
     def rotate_master(self, *, wait: float, external_salt_key: bool = False) -> masterkey.MasterResult:
         """keys.rotate-master: an interrupted rotation finished first, then
         ``MasterRotation.rotate`` (``wait``: seconds a recreated LiteLLM may take to be healthy;
         ``external_salt_key``: the user confirms a LiteLLM that is not ours has a salt key).
-        Its notes start with those of the recovery and of this gateway."""
-        notes = self.finish_master_rotation()
+        Its notes start with those of the recovery and of this gateway (left in ``notes`` when
+        the rotation fails)."""
+        self.notes += self.finish_master_rotation(wait)
         rotation = masterkey.MasterRotation(self, progress=self.progress, wait=wait)
         result = rotation.rotate(external_salt_key=external_salt_key)
-        result.notes[:0] = notes + self.take_notes()
+        result.notes[:0] = self.take_notes()
         return result
 
     def consumer(self, client: LiteLLM, starting: bool = False) -> OpenWebUIConsumer:

@@ -95,3 +95,27 @@ def test_a_journal_that_holds_null_is_not_taken_for_none(project: Project, name:
     assert done.returncode == 3, done.stderr
     assert "cannot read the" in done.stderr and "it holds null" in done.stderr
     assert journal.read_text() == "null"
+
+
+def test_a_pending_rotation_never_starts_litellm_alone(project: Project, litellm: Standin) -> None:
+    """A rotation killed after .env got the new key, then the stack stopped: the next keys task
+    says to start the stack - it ran `docker compose up litellm` without its database."""
+    import shutil
+    import subprocess
+
+    new = "sk-the-new-master-key-" + "x" * 24
+    envfile.update(project.env, {"LITELLM_MASTER_KEY": new})
+    journal = project.dir / ".env.master-journal.json"
+    journal.write_text(json.dumps({"old_sha256": sha("sk-the-old-one"), "new_sha256": sha(new),
+                                   "started_at": "2026-12-04T00:00:00+00:00", "restart": True}))
+    before = project.env.read_bytes()
+    done = project.run("keys.list")
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.count("\n") == 1 and "start the stack (`invoke stack.start`" in done.stderr
+    assert new not in done.stdout + done.stderr
+    assert journal.exists() and project.env.read_bytes() == before
+    if shutil.which("docker"):
+        made = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="
+                               + project.value("COMPOSE_PROJECT_NAME")],
+                              capture_output=True, text=True, timeout=60)
+        assert made.stdout.strip() == "", "no container was made"
