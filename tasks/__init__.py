@@ -1,4 +1,5 @@
 """AI gateway tasks: the root Invoke namespace (``stack``, ``keys``, ``env``) and its defaults.
+
 Importing this package is cheap: httpx and the docker SDK are imported only by the tasks that
 use them.
 """

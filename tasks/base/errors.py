@@ -1,4 +1,5 @@
 """The project's error types.
+
 Every failure a user can cause or meet is one of these. Each carries a one-line message that
 says what is wrong and what to do, and an exit code that scripts can branch on. The tasks turn
 them into ``invoke.Exit``; nothing here prints.

@@ -1,4 +1,5 @@
 """A small LiteLLM admin client over httpx: one error type per kind of failure.
+
 Every call has a timeout. Transport failures (refused, reset, timed out) become
 ``ProxyUnreachableError``; a refused master key ``AuthError``; a proxy without its database
 ``NoDatabaseError``; anything else LiteLLM (or an impostor on its port) says ``ApiError`` with

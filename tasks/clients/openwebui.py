@@ -1,4 +1,5 @@
 """Open WebUI's admin API: which LiteLLM key it holds, and giving it a new one.
+
 Open WebUI copies ``OPENAI_API_KEY`` into its own database on its first start and from then on
 ignores the environment (a "PersistentConfig" value), so a key changed in .env never reaches it
 by a restart. The tasks sign in as the admin from .env (``WEBUI_ADMIN_EMAIL`` /

@@ -1,4 +1,5 @@
 """An httpx transport that sends each request from *inside* a container.
+
 When LiteLLM's port is not published on the host (or not reachable from it), the keys tasks
 still reach it: every HTTP request is replayed by a small ``python3`` program run with
 ``docker exec`` in the LiteLLM container, against ``http://127.0.0.1:<port>`` there. The

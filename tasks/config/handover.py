@@ -1,4 +1,5 @@
 """``hand_over``: where a key is handed to another application's .env file.
+
 A declared key names its files under ``gateway.keys.<name>.hand_over`` as a list of
 ``{dotenv: PATH, var: NAME}``; this module reads and checks that list for the settings (the
 writing is ``virtualkeys.dotenvfiles``'s). Paths: ``~``, ``%NAME%``, ``$NAME`` and ``${NAME}`` are

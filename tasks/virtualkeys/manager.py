@@ -1,4 +1,5 @@
 """Virtual-key lifecycle: create, rotate, revoke, list - plain functions, no Invoke, no printing.
+
 ``create`` and ``rotate`` work out which key to replace (the one .env holds, or the one with the
 alias) and with what (its team, models, budget, limits, metadata), then run the rotation
 protocol of ``rotation.py``; ``revoke`` and ``list`` are direct. Every task first finishes or

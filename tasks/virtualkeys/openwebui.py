@@ -1,4 +1,5 @@
 """Open WebUI as a consumer of the gate key: the new key handed over and proven there.
+
 Open WebUI keeps its own copy of the key (see ``clients.openwebui``), so a rotation of the gate
 key gives it the new one through its admin API after the switch and before the old key is
 retired, and checks that Open WebUI lists LiteLLM's models with it.

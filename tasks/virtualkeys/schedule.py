@@ -1,4 +1,5 @@
 """Rotation on a schedule: how old a key is, and LiteLLM's durations in seconds.
+
 ``keys.rotate --older-than 30d`` rotates only keys whose age - LiteLLM's ``created_at`` of the key
 .env holds, which is the time of its last rotation, as every rotation makes a new key - is at
 least that. Plain functions; no Invoke, no printing.
