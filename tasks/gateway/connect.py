@@ -78,18 +78,21 @@ class Containers:
 
 def litellm(settings: Settings, containers: Containers, *, via: str | None = None,
             wait: float = 0, progress: Callable[[str], None] = lambda _m: None,
-            keys: Sequence[KeySpec] | None = None) -> LiteLLM:
+            keys: Sequence[KeySpec] | None = None, master_key: str | None = None) -> LiteLLM:
     """A LiteLLM client over the host port, or from inside its container (``via``: auto, host,
     container; default ``settings.via``); ``wait``: seconds a starting LiteLLM may take to be
     ready; ``keys``: the keys the task is about, named in the advice when LiteLLM cannot be
-    reached (default: the first-run gate key, the stack tasks' own). Raises
+    reached (default: the first-run gate key, the stack tasks' own); ``master_key``: another
+    admin key than the settings' (a master-key rotation's old or new one). Raises
     ProxyUnreachableError (4) or EnvFileError (3, no master key)."""
     via = via or settings.via
     s = settings
-    s.require_master_key()
+    if master_key is None:
+        s.require_master_key()
+    master = master_key or s.master_key
     host_error: ProxyUnreachableError | None = None
     if via != "container":
-        client = LiteLLM(s.litellm_url, s.master_key, timeout=s.timeout)
+        client = LiteLLM(s.litellm_url, master, timeout=s.timeout)
         try:
             if wait:
                 client.wait_ready(wait, progress=progress)
@@ -113,7 +116,7 @@ def litellm(settings: Settings, containers: Containers, *, via: str | None = Non
             f"{manual(_env_vars(settings, keys))}"
         ) from host_error
     progress(f"reaching LiteLLM from inside the {container.name} container")
-    client = LiteLLM(LITELLM_SERVICE_URL, s.master_key, timeout=s.timeout,
+    client = LiteLLM(LITELLM_SERVICE_URL, master, timeout=s.timeout,
                      transport=ContainerTransport(container, LITELLM_CONTAINER_PORT, s.timeout))
     if wait:
         client.wait_ready(wait, progress=progress)

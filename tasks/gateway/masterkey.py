@@ -103,8 +103,10 @@ class MasterResult:
 class MasterRotation:
     """Steps of the protocol above, over one gateway (Settings, Docker, LiteLLM, Open WebUI)."""
 
-    def __init__(self, gateway: Gateway, *, progress: Progress | None = None, wait: float = 300) -> None:
+    def __init__(self, gateway: Gateway, *, progress: Progress | None = None, wait: float = 300,
+                 via: str | None = None) -> None:
         self.gateway = gateway
+        self.via = via  # how LiteLLM is reached (connect.litellm), for every proof
         self.settings = gateway.settings
         self.progress = progress or (lambda _m: None)
         self.wait = wait
@@ -194,8 +196,9 @@ class MasterRotation:
         restarted = False
         if journal.restart:
             restarted = self._recreate_litellm(new)
-        s = self.settings
-        client = LiteLLM(s.litellm_url, new, timeout=s.timeout)
+        # a LiteLLM that is not ours is the one at the URL: never this project's container
+        via = self.via if journal.restart else "host"
+        client = self.gateway.litellm(via, master_key=new)
         with client:
             try:
                 client.check_admin()
@@ -209,8 +212,7 @@ class MasterRotation:
                     "(e.g. `invoke keys.list`) to prove it and finish") from None
             proven = ["the new master key opens LiteLLM's admin API"]
             if old:
-                old_client = LiteLLM(s.litellm_url, old, timeout=s.timeout)
-                with old_client:
+                with self.gateway.litellm(via, master_key=old) as old_client:
                     try:
                         old_client.check_admin()
                     except AuthError:
@@ -227,12 +229,12 @@ class MasterRotation:
         """Recreate the compose stack's litellm service (it reads the new key from .env) and wait
         until it is healthy - unless it already accepts ``new``. True if it was recreated."""
         self.gateway.settle()  # a replacement a killed rotation left: keep the newest LiteLLM
-        with LiteLLM(self.settings.litellm_url, new, timeout=self.settings.timeout) as client:
-            try:
+        try:
+            with self.gateway.litellm(self.via, master_key=new) as client:
                 client.check_admin()
-                accepted = True
-            except GatewayError:
-                accepted = False
+            accepted = True
+        except GatewayError:
+            accepted = False
         if accepted:
             if isinstance(self.gateway.stack, SwarmStack):
                 # a rotation resumed while Swarm still rolls LiteLLM: until the old tasks (old

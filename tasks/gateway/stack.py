@@ -127,12 +127,13 @@ class Gateway:
         return notes
 
     def litellm(self, via: str | None = None, wait: float = 0,
-                about: Sequence[KeySpec] | None = None) -> LiteLLM:
+                about: Sequence[KeySpec] | None = None, master_key: str | None = None) -> LiteLLM:
         """A LiteLLM client over the host port, or from inside its container (``via``);
         ``wait``: give a starting LiteLLM that many seconds to become ready; ``about``: the
-        keys the task is about, named in the advice when LiteLLM cannot be reached."""
+        keys the task is about, named in the advice when LiteLLM cannot be reached;
+        ``master_key``: another admin key than the settings' (``connect.litellm``)."""
         return connect.litellm(self.settings, self.containers, via=via, wait=wait,
-                               progress=self.progress, keys=about)
+                               progress=self.progress, keys=about, master_key=master_key)
 
     def openwebui(self) -> OpenWebUI | None:
         """An admin client for Open WebUI, or None when its container is not running."""
@@ -150,7 +151,7 @@ class Gateway:
         master-key rotation is finished first (its notes join ``notes``): until then .env's
         master key may not open LiteLLM."""
         with self.litellm(via, wait, about) as client:
-            self.notes += self.finish_master_rotation()
+            self.notes += self.finish_master_rotation(via=via)
             consumer = self.consumer(client, starting) if hand_over else None
             try:
                 yield KeyManager(self.settings, client, consumer=consumer, progress=self.progress)
@@ -158,16 +159,17 @@ class Gateway:
                 if consumer is not None:
                     consumer.close()
 
-    def finish_master_rotation(self, wait: float | None = None) -> list[str]:
+    def finish_master_rotation(self, wait: float | None = None, *, via: str | None = None) -> list[str]:
         """Finish or roll back a master-key rotation a killed task left (its journal beside
         .env; ``masterkey.MasterRotation.recover``), once per task run, here: before any
         KeyManager is made and before a new rotation. A file check; Docker and LiteLLM are asked
         only when the journal is there. ``wait``: seconds a recreated LiteLLM may take to be
-        healthy (default: ``start_timeout``). Notes for the user; raises as ``recover`` does."""
+        healthy (default: ``start_timeout``); ``via``: how LiteLLM is reached to prove it. Notes
+        for the user; raises as ``recover`` does."""
         if self._master_checked:
             return []
         self._master_checked = True
-        return masterkey.MasterRotation(self, progress=self.progress,
+        return masterkey.MasterRotation(self, progress=self.progress, via=via,
                                         wait=wait or self.settings.start_timeout).recover()
 
     def rotate_master(self, *, wait: float, external_salt_key: bool = False) -> masterkey.MasterResult:

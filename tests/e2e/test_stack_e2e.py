@@ -199,6 +199,17 @@ def _container_path(stack: StackProject) -> None:
     with stack.webui() as webui:
         assert webui.held_key() == stack.value("VIRTUAL_KEY")
         assert MODELS <= set(webui.models())
+    # a master-key rotation killed once LiteLLM ran with the new key is proven the same way (it
+    # was proven over the host port alone: LiteLLM replaced again by every keys task, then exit 4)
+    journal = stack.dir / ".env.master-journal.json"
+    journal.write_text(json.dumps({
+        "old_sha256": sha("sk-the-master-key-before-the-rotation"),
+        "new_sha256": sha(stack.value("LITELLM_MASTER_KEY")),
+        "started_at": "2026-12-01T00:00:00+00:00", "restart": True}))
+    litellm = stack.containers()
+    finished = stack.ok("keys.list")
+    assert "finished an interrupted master-key rotation" in finished.stdout, finished.stderr
+    assert not journal.exists() and stack.containers() == litellm  # nothing was replaced
 
 
 def test_a_crashing_service_fails_the_start_with_its_logs(tmp_path: Path, docker: DockerEnv) -> None:
