@@ -47,7 +47,8 @@ class JournalFile:
         """The error for a journal that cannot be read, or holds what this version cannot use
         (raise it from the caller's own check of the shape)."""
         why = cause if isinstance(cause, str) else (
-            getattr(cause, "strerror", None) or type(cause).__name__)
+            getattr(cause, "strerror", None)
+            or (f"{type(cause).__name__}: {cause}" if str(cause) else type(cause).__name__))
         return EnvFileError(f"cannot read {self.what} {self.path} ({why}); {self.advice}")
 
     def save(self, data: Any) -> None:

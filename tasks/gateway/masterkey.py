@@ -21,6 +21,7 @@ from ..base.errors import (
     GatewayError,
     IncompleteError,
     KeyStateError,
+    OpenWebUIUnreachableError,
     ProxyUnreachableError,
     UsageError,
 )
@@ -32,6 +33,7 @@ from ..containers.swarm import SwarmStack
 from ..envstore import envfile
 from ..envstore.journal import JournalFile, stamp
 from ..virtualkeys.manager import keys_lock
+from ..virtualkeys.rotation import key_status
 from .envsetup import new_master_key
 
 if TYPE_CHECKING:
@@ -241,7 +243,7 @@ class MasterRotation:
                 # key) are gone; the wait then removes the old key's secret
                 self.gateway.stack.wait([LITELLM], timeout=self.wait)
             return False
-        if self.gateway.running_container(LITELLM) is None:
+        if self.gateway.containers.running_or_raise(LITELLM) is None:  # no Docker: exit 10
             # a killed rotation, then stack.stop: never start LiteLLM alone (without its database)
             raise ProxyUnreachableError(
                 "a master-key rotation is unfinished and this stack's LiteLLM, which must restart "
@@ -256,17 +258,29 @@ class MasterRotation:
         return True
 
     def _prove_virtual_keys(self, client: LiteLLM) -> list[str]:
+        """Each active virtual key .env holds still works; one that was dead before (expired,
+        blocked, deleted) is said, not taken for a failure of the rotation - else no keys task,
+        not even the keys.create that replaces it, could finish the rotation."""
         doc = envfile.load(self.env_file)
         proven = []
         for spec in self.settings.keys.values():
             key = doc.get(spec.env_var)
-            if key:
-                client.models_for(key, var=spec.env_var)  # raises when LiteLLM refuses it
-                proven.append(f"{spec.env_var} still works")
+            if not key:
+                continue
+            status = key_status(client.key_info(key))
+            if status != "active":
+                proven.append(f"{spec.env_var} not checked: LiteLLM has its key as {status} "
+                              f"(`invoke keys.create --name {spec.name}` replaces it)")
+                continue
+            client.models_for(key, var=spec.env_var)  # raises when LiteLLM refuses it
+            proven.append(f"{spec.env_var} still works")
         return proven
 
     def _prove_openwebui(self) -> list[str]:
-        webui = self.gateway.openwebui()
+        try:
+            webui = self.gateway.openwebui()
+        except OpenWebUIUnreachableError as exc:  # no Docker, nothing at WEBUI_PORT
+            return [f"Open WebUI not checked: {exc.message}"]
         if webui is None:
             return []
         with webui:

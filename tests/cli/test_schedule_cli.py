@@ -12,7 +12,7 @@ import pytest
 
 from tasks.envstore import envfile
 from tasks.gateway.masterkey import MasterRotation
-from tests.support.project import Project, Standin
+from tests.support.project import MASTER, Project, Standin
 
 ALIAS = "Open WebUI Key"
 
@@ -119,3 +119,38 @@ def test_a_pending_rotation_never_starts_litellm_alone(project: Project, litellm
                                + project.value("COMPOSE_PROJECT_NAME")],
                               capture_output=True, text=True, timeout=60)
         assert made.stdout.strip() == "", "no container was made"
+
+
+NO_DOCKER = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+def pending_rotation(project: Project, new: str, *, restart: bool) -> None:
+    """.env holds ``new``: a rotation killed after step 2."""
+    envfile.update(project.env, {"LITELLM_MASTER_KEY": new})
+    (project.dir / ".env.master-journal.json").write_text(json.dumps({
+        "old_sha256": sha("sk-the-old-master-key"), "new_sha256": sha(new),
+        "started_at": "2026-12-04T00:00:00+00:00", "restart": restart}))
+
+
+def test_a_rotation_finishes_without_docker_and_with_a_dead_virtual_key(
+        project: Project, litellm: Standin) -> None:
+    """LiteLLM elsewhere, restarted by hand with the new key, no Docker on this machine, and a
+    virtual key in .env that LiteLLM no longer has: the rotation is proven and ends. Each of the
+    last two made every keys task fail (exit 13, exit 7), so nothing could finish it."""
+    pending_rotation(project, MASTER, restart=False)  # the stand-in runs with MASTER
+    envfile.update(project.env, {"VIRTUAL_KEY": "sk-a-key-litellm-no-longer-has-0000"})
+    done = project.run("keys.list", env=NO_DOCKER)
+    assert done.returncode == 0, done.stderr
+    assert "finished an interrupted master-key rotation" in done.stdout
+    assert "VIRTUAL_KEY not checked: LiteLLM has its key as missing" in done.stdout
+    assert "Open WebUI not checked: cannot tell whether Open WebUI runs" in done.stdout
+    assert not (project.dir / ".env.master-journal.json").exists()
+
+
+def test_a_pending_rotation_without_docker_says_docker(project: Project, litellm: Standin) -> None:
+    """LiteLLM must restart with the new key and Docker cannot be asked: exit 10 (Docker), not
+    "LiteLLM is not running" (exit 4), whose advice - stack.start - fails the same way."""
+    pending_rotation(project, "sk-the-new-master-key-" + "y" * 24, restart=True)
+    done = project.run("keys.list", env=NO_DOCKER)
+    assert done.returncode == 10, done.stderr
+    assert done.stderr.count("\n") == 1 and (project.dir / ".env.master-journal.json").exists()
