@@ -150,8 +150,17 @@ class Gateway:
         ``litellm``. Once LiteLLM is reached (as ``via`` and ``wait`` say), an interrupted
         master-key rotation is finished first (its notes join ``notes``): until then .env's
         master key may not open LiteLLM."""
-        with self.litellm(via, wait, about) as client:
-            self.notes += self.finish_master_rotation(via=via)
+        client = self.litellm(via, wait, about)
+        try:
+            recovered = self.finish_master_rotation(via=via)
+            if recovered:  # LiteLLM may have been replaced meanwhile: reach the one that runs
+                client.close()
+                client = self.litellm(via, 0, about)
+        except BaseException:
+            client.close()
+            raise
+        self.notes += recovered
+        with client:
             consumer = self.consumer(client, starting) if hand_over else None
             try:
                 yield KeyManager(self.settings, client, consumer=consumer, progress=self.progress)
